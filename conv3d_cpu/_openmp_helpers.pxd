@@ -1,0 +1,18 @@
+# OpenMP queries that also compile without OpenMP (see _openmp_compat.h).
+cdef extern from "_openmp_compat.h" nogil:
+    int CONV3D_CPU_HAVE_OPENMP
+    int omp_get_max_threads()
+    int omp_get_thread_num()
+
+
+cdef inline int effective_threads(int requested) noexcept nogil:
+    """Thread count for one call: `requested` if positive, else the OpenMP default.
+
+    Read per call so OMP_NUM_THREADS and threadpoolctl limits apply; we never call
+    omp_set_num_threads.
+    """
+    if not CONV3D_CPU_HAVE_OPENMP:
+        return 1
+    if requested > 0:
+        return requested
+    return omp_get_max_threads()

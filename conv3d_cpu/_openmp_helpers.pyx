@@ -1,0 +1,12 @@
+"""Python-visible OpenMP facts (for show_config and tests)."""
+from conv3d_cpu._openmp_helpers cimport CONV3D_CPU_HAVE_OPENMP, effective_threads
+
+
+def openmp_enabled():
+    """True when the extension modules were compiled with OpenMP."""
+    return bool(CONV3D_CPU_HAVE_OPENMP)
+
+
+def default_num_threads():
+    """Threads a call with ``num_threads=None`` uses now (``omp_get_max_threads()``)."""
+    return effective_threads(0)

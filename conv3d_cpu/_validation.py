@@ -1,0 +1,214 @@
+"""Argument normalization and validation: the one place a parameter is checked.
+
+Every function here raises ``ValueError`` (a bad value) or ``TypeError`` (a bad type) whose
+message names the argument, what was expected and what was given.
+"""
+import operator
+
+import numpy as np
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+PADDING_STRINGS = ("valid", "same")
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_int(name, value):
+    """``value`` as a Python int; bools, floats and strings are a TypeError."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int, got {type(value).__name__} {value!r}"
+        ) from None
+
+
+def positive_int(name, value):
+    value = as_int(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+def triple(name, value, minimum, allow_single=False):
+    """Normalize an int or a sequence of 3 ints (depth, height, width) to a tuple of 3 ints.
+
+    ``allow_single`` also accepts a 1-element sequence (as ``F.conv3d`` does).
+    """
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        values = (as_int(name, value),) * 3
+    else:
+        items = tuple(value)
+        if len(items) == 1 and allow_single:
+            items = items * 3
+        if len(items) != 3:
+            raise ValueError(
+                f"{name} must be an int or a tuple of 3 ints (depth, height, width), "
+                f"got {value!r} of length {len(items)}"
+            )
+        values = tuple(as_int(name, v) for v in items)
+    if any(v < minimum for v in values):
+        which = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{name} values must be {which}, got {values}")
+    return values
+
+
+def padding_arg(value, allow_single=False):
+    """Normalize ``padding``: 'valid', 'same', or a tuple of 3 non-negative ints."""
+    if isinstance(value, str):
+        if value not in PADDING_STRINGS:
+            raise ValueError(
+                f"padding must be 'valid', 'same', an int or a tuple of 3 ints, got {value!r}"
+            )
+        return value
+    return triple("padding", value, 0, allow_single=allow_single)
+
+
+def check_same_stride(padding, stride):
+    if padding == "same" and stride != (1, 1, 1):
+        raise ValueError(
+            f"padding='same' is not supported for strided convolutions, got stride={stride}"
+        )
+
+
+def groups_arg(groups, in_channels, out_channels):
+    groups = positive_int("groups", groups)
+    if in_channels % groups:
+        raise ValueError(
+            f"in_channels must be divisible by groups, got in_channels={in_channels}, "
+            f"groups={groups}"
+        )
+    if out_channels % groups:
+        raise ValueError(
+            f"out_channels must be divisible by groups, got out_channels={out_channels}, "
+            f"groups={groups}"
+        )
+    return groups
+
+
+def padding_mode_arg(mode):
+    if not isinstance(mode, str) or mode not in PADDING_MODES:
+        raise ValueError(
+            f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}, got {mode!r}"
+        )
+    return mode
+
+
+def device_arg(device):
+    if device is None:
+        return None
+    if isinstance(device, str) and device == "cpu":
+        return device
+    raise ValueError(f"device must be None or 'cpu' (this package computes on CPU), got {device!r}")
+
+
+def _dtype_hint(dt):
+    if dt.kind == "f":
+        return f" (cast it first, e.g. .astype(np.float32), if the loss of precision is intended)"
+    if dt.kind in "iub":
+        return " (integer and bool data: cast to np.float32 or np.float64 first)"
+    if dt.kind == "c":
+        return " (complex convolution is not supported: convolve real and imaginary parts)"
+    return ""
+
+
+def dtype_arg(dtype):
+    """The module dtype: float32 (default, ``None``) or float64."""
+    if dtype is None:
+        return np.dtype(np.float32)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(
+            f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}"
+        ) from None
+    if dt not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"dtype must be numpy.float32 or numpy.float64, got {dt}{_dtype_hint(dt)}"
+        )
+    return dt
+
+
+def float_array(name, value):
+    """``value`` as an ndarray of float32 or float64, without any cast."""
+    arr = np.asarray(value)
+    if arr.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"{name} must have dtype float32 or float64, got {arr.dtype}{_dtype_hint(arr.dtype)}"
+        )
+    return arr
+
+
+def same_dtype(name, arr, dtype, other="weight"):
+    if arr.dtype != dtype:
+        raise TypeError(
+            f"{name} dtype {arr.dtype} does not match {other} dtype {dtype}; no implicit cast "
+            f"is made (convert one of them with .astype)"
+        )
+
+
+def num_threads_arg(num_threads):
+    """0 stands for 'the OpenMP default, read per call'."""
+    if num_threads is None:
+        return 0
+    return positive_int("num_threads", num_threads)
+
+
+def input_5d(x, in_channels):
+    """Validate an input's rank and channels; return (5-D view, was_unbatched)."""
+    if x.ndim not in (4, 5):
+        raise ValueError(
+            f"input must have 4 (C, D, H, W) or 5 (N, C, D, H, W) dimensions, "
+            f"got {x.ndim} dimensions with shape {x.shape}"
+        )
+    unbatched = x.ndim == 4
+    if unbatched:
+        x = x[None]
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            f"input has {x.shape[1]} channels (shape {x.shape}), expected in_channels="
+            f"{in_channels} (weight.shape[1] * groups)"
+        )
+    if any(s == 0 for s in x.shape[2:]):
+        raise ValueError(
+            f"input spatial dimensions (D, H, W) must be positive, got shape {x.shape}"
+        )
+    return x, unbatched
+
+
+def same_padding(kernel_size, dilation):
+    """PyTorch's 'same' split per axis: ((lo, hi), ...), the extra element on the far side."""
+    pads = []
+    for k, d in zip(kernel_size, dilation):
+        total = d * (k - 1)
+        pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+
+
+def padding_pairs(padding, kernel_size, dilation):
+    """(lo, hi) per axis for a normalized ``padding``."""
+    if padding == "valid":
+        return ((0, 0),) * 3
+    if padding == "same":
+        return same_padding(kernel_size, dilation)
+    return tuple((p, p) for p in padding)
+
+
+def output_shape(spatial, kernel_size, stride, pads, dilation):
+    """Output (D, H, W); ValueError when the kernel does not fit the padded input."""
+    out = []
+    for axis, (n, k, s, (lo, hi), d) in enumerate(
+        zip(spatial, kernel_size, stride, pads, dilation)
+    ):
+        extent = d * (k - 1) + 1
+        padded = n + lo + hi
+        if extent > padded:
+            raise ValueError(
+                f"kernel size {tuple(kernel_size)} (dilated extent "
+                f"{tuple(dd * (kk - 1) + 1 for kk, dd in zip(kernel_size, dilation))}) is larger "
+                f"than the padded input {tuple(a + p + q for a, (p, q) in zip(spatial, pads))} "
+                f"on axis {'DHW'[axis]}"
+            )
+        out.append((padded - extent) // s + 1)
+    return tuple(out)

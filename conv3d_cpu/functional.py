@@ -1,0 +1,67 @@
+"""``conv3d``: PyTorch's ``torch.nn.functional.conv3d`` on numpy arrays."""
+from conv3d_cpu import _validation as v
+from conv3d_cpu._dispatch import check_algorithm, convolve
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           algorithm="auto", num_threads=None):
+    """3D cross-correlation of ``input`` with ``weight``, as ``torch.nn.functional.conv3d``.
+
+    Parameters
+    ----------
+    input : array_like, shape (N, C, D, H, W) or (C, D, H, W)
+        float32 or float64; any strides or memory order.
+    weight : array_like, shape (O, C // groups, kD, kH, kW)
+        Same dtype as ``input`` (no implicit cast).
+    bias : array_like, shape (O,), optional
+        Same dtype as ``input``.
+    stride, dilation : int or tuple of 3 ints
+        Positive, per (depth, height, width) axis.
+    padding : int, tuple of 3 ints, 'valid' or 'same'
+        Implicit zero padding. 'same' needs stride 1 and, for an even dilated kernel, puts the
+        extra element on the far side, as PyTorch does.
+    groups : int
+        Divides C and O.
+    algorithm : {'auto', 'direct'}
+        'auto' chooses per layer.
+    num_threads : int, optional
+        OpenMP threads for this call; None uses ``omp_get_max_threads()`` (``OMP_NUM_THREADS``,
+        threadpoolctl limits).
+
+    Returns
+    -------
+    ndarray, shape (N, O, oD, oH, oW) or (O, oD, oH, oW)
+        A new C-contiguous array of the input's dtype.
+    """
+    weight = v.float_array("weight", weight)
+    if weight.ndim != 5 or 0 in weight.shape:
+        raise ValueError(
+            f"weight must be a 5-D array (out_channels, in_channels/groups, kD, kH, kW) with "
+            f"positive sizes, got shape {weight.shape}"
+        )
+    groups = v.positive_int("groups", groups)
+    if weight.shape[0] % groups:
+        raise ValueError(
+            f"weight.shape[0] (out_channels) must be divisible by groups, got "
+            f"{weight.shape[0]} and groups={groups}"
+        )
+    if bias is not None:
+        bias = v.float_array("bias", bias)
+        v.same_dtype("bias", bias, weight.dtype)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(
+                f"bias must have shape ({weight.shape[0]},) (out_channels), got {bias.shape}"
+            )
+    stride = v.triple("stride", stride, 1, allow_single=True)
+    dilation = v.triple("dilation", dilation, 1, allow_single=True)
+    padding = v.padding_arg(padding, allow_single=True)
+    v.check_same_stride(padding, stride)
+    check_algorithm(algorithm)
+    num_threads = v.num_threads_arg(num_threads)
+
+    x = v.float_array("input", input)
+    v.same_dtype("input", x, weight.dtype)
+    x, unbatched = v.input_5d(x, weight.shape[1] * groups)
+    pads = v.padding_pairs(padding, weight.shape[2:], dilation)
+    out = convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_threads)
+    return out[0] if unbatched else out

@@ -1,0 +1,200 @@
+"""``Conv3d``: the module, with PyTorch's parameters, initialization, repr and state_dict."""
+import math
+
+import numpy as np
+
+from conv3d_cpu import _validation as v
+from conv3d_cpu._dispatch import convolve
+from conv3d_cpu._padding import pad_input
+
+
+def _readonly(name, doc):
+    return property(lambda self: getattr(self, "_" + name), doc=doc)
+
+
+class Conv3d:
+    """3D convolution layer with the behaviour of ``torch.nn.Conv3d``.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Positive; both divisible by ``groups``.
+    kernel_size : int or tuple of 3 ints
+        (kD, kH, kW), positive.
+    stride, dilation : int or tuple of 3 ints, default 1
+        Positive.
+    padding : int, tuple of 3 ints, 'valid' or 'same', default 0
+        Non-negative. 'same' needs stride 1; an even dilated kernel gets the extra element on
+        the far side, as in PyTorch.
+    groups : int, default 1
+    bias : bool, default True
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
+        As PyTorch: reflect needs padding < input size, circular padding <= input size.
+    device : None or 'cpu'
+    dtype : numpy.float32 (default) or numpy.float64
+    rng : None, int, numpy.random.Generator or SeedSequence, keyword-only
+        Source of the initial weights, passed to ``numpy.random.default_rng``; ``reset_parameters``
+        draws from it again. ``Conv3d(..., rng=0)`` gives reproducible weights.
+
+    Attributes
+    ----------
+    weight : ndarray, shape (out_channels, in_channels // groups, kD, kH, kW)
+    bias : ndarray, shape (out_channels,), or None
+
+    Notes
+    -----
+    Initialization follows PyTorch's ``reset_parameters``: weight, then bias, each uniform on
+    ±1/sqrt(fan_in) with fan_in = in_channels // groups * kD * kH * kW. The values differ from
+    PyTorch's for the same seed (another generator); load PyTorch's weights with
+    ``load_state_dict({k: v.numpy() for k, v in torch_module.state_dict().items()})``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from conv3d_cpu import Conv3d
+    >>> m = Conv3d(4, 8, 3, padding=1, rng=0)
+    >>> m(np.zeros((2, 4, 5, 6, 7), np.float32)).shape
+    (2, 8, 5, 6, 7)
+    """
+
+    in_channels = _readonly("in_channels", "Number of input channels.")
+    out_channels = _readonly("out_channels", "Number of output channels.")
+    kernel_size = _readonly("kernel_size", "(kD, kH, kW).")
+    stride = _readonly("stride", "(sD, sH, sW).")
+    padding = _readonly("padding", "(pD, pH, pW), 'valid' or 'same'.")
+    dilation = _readonly("dilation", "(dD, dH, dW).")
+    groups = _readonly("groups", "Number of channel groups.")
+    padding_mode = _readonly("padding_mode", "'zeros', 'reflect', 'replicate' or 'circular'.")
+    dtype = _readonly("dtype", "numpy dtype of parameters, inputs and outputs.")
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
+                 rng=None):
+        self._in_channels = v.positive_int("in_channels", in_channels)
+        self._out_channels = v.positive_int("out_channels", out_channels)
+        self._groups = v.groups_arg(groups, self._in_channels, self._out_channels)
+        self._kernel_size = v.triple("kernel_size", kernel_size, 1)
+        self._stride = v.triple("stride", stride, 1)
+        self._padding = v.padding_arg(padding)
+        self._dilation = v.triple("dilation", dilation, 1)
+        v.check_same_stride(self._padding, self._stride)
+        self._padding_mode = v.padding_mode_arg(padding_mode)
+        v.device_arg(device)
+        self._dtype = v.dtype_arg(dtype)
+        self._pads = v.padding_pairs(self._padding, self._kernel_size, self._dilation)
+        self._rng = np.random.default_rng(rng)
+        self._weight_shape = (
+            self._out_channels, self._in_channels // self._groups) + self._kernel_size
+        self._weight = np.empty(self._weight_shape, dtype=self._dtype)
+        self._bias = np.empty(self._out_channels, dtype=self._dtype) if bias else None
+        self.reset_parameters()
+
+    # -- parameters -------------------------------------------------------------------------
+    def reset_parameters(self):
+        """Redraw weight then bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) using ``rng``."""
+        fan_in = math.prod(self._weight_shape[1:])
+        bound = 1.0 / math.sqrt(fan_in)
+        self._weight = self._rng.uniform(-bound, bound, self._weight_shape).astype(self._dtype)
+        if self._bias is not None:
+            self._bias = self._rng.uniform(-bound, bound, self._out_channels).astype(self._dtype)
+
+    @property
+    def weight(self):
+        """ndarray (out_channels, in_channels // groups, kD, kH, kW) of ``dtype``."""
+        return self._weight
+
+    @weight.setter
+    def weight(self, value):
+        self._weight = self._checked_param("weight", value, self._weight_shape, cast=False)
+
+    @property
+    def bias(self):
+        """ndarray (out_channels,) of ``dtype``, or None when built with ``bias=False``."""
+        return self._bias
+
+    @bias.setter
+    def bias(self, value):
+        if self._bias is None or value is None:
+            raise ValueError(
+                "bias cannot be added to or removed from a Conv3d after construction "
+                f"(constructed with bias={self._bias is not None}); build a new module"
+            )
+        self._bias = self._checked_param("bias", value, (self._out_channels,), cast=False)
+
+    def _checked_param(self, name, value, shape, cast):
+        """``value`` as a C-contiguous array of the module's dtype and ``shape``.
+
+        ``cast`` allows lossless (safe) casts from other floating dtypes, as loading does;
+        otherwise the dtype must match exactly.
+        """
+        arr = np.asarray(value)
+        if arr.dtype != self._dtype:
+            lossless = arr.dtype.kind == "f" and np.can_cast(arr.dtype, self._dtype, "safe")
+            if not (cast and lossless):
+                raise TypeError(
+                    f"{name} has dtype {arr.dtype}, expected {self._dtype} (the module's dtype); "
+                    f"no lossy or implicit cast is made"
+                )
+        if arr.shape != shape:
+            raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+        return np.array(arr, dtype=self._dtype, order="C", copy=True) if cast else \
+            np.ascontiguousarray(arr)
+
+    def state_dict(self):
+        """``{'weight': ..., 'bias': ...}`` (no 'bias' when built with ``bias=False``)."""
+        d = {"weight": self._weight}
+        if self._bias is not None:
+            d["bias"] = self._bias
+        return d
+
+    def load_state_dict(self, state_dict):
+        """Copy parameters from a mapping such as ``{k: t.numpy() for k, t in sd.items()}``.
+
+        Keys must be exactly those of ``state_dict()``; values must have the parameter's shape
+        and a floating dtype that converts to the module's dtype without loss.
+        """
+        expected = set(self.state_dict())
+        given = set(state_dict.keys())
+        if given != expected:
+            missing = ", ".join(sorted(map(repr, expected - given))) or "none"
+            unexpected = ", ".join(sorted(map(repr, given - expected))) or "none"
+            raise ValueError(
+                f"state_dict keys do not match Conv3d's: missing key(s): {missing}; "
+                f"unexpected key(s): {unexpected}"
+            )
+        weight = self._checked_param("weight", state_dict["weight"], self._weight_shape, True)
+        bias = None
+        if self._bias is not None:
+            bias = self._checked_param("bias", state_dict["bias"], (self._out_channels,), True)
+        self._weight, self._bias = weight, bias
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, input):
+        """Convolve ``input`` of shape (N, C, D, H, W) or (C, D, H, W); returns a new array."""
+        x = v.float_array("input", input)
+        v.same_dtype("input", x, self._dtype)
+        x, unbatched = v.input_5d(x, self._in_channels)
+        pads = self._pads
+        if self._padding_mode != "zeros":
+            x = pad_input(x, self._padding_mode, pads)
+            pads = ((0, 0),) * 3
+        out = convolve(x, self._weight, self._bias, self._stride, pads, self._dilation,
+                       self._groups, "auto", 0)
+        return out[0] if unbatched else out
+
+    __call__ = forward
+
+    def __repr__(self):
+        s = (f"Conv3d({self._in_channels}, {self._out_channels}, "
+             f"kernel_size={self._kernel_size}, stride={self._stride}")
+        if self._padding != (0, 0, 0):  # a str ('same', 'valid') is always shown
+            s += f", padding={self._padding}"
+        if self._dilation != (1, 1, 1):
+            s += f", dilation={self._dilation}"
+        if self._groups != 1:
+            s += f", groups={self._groups}"
+        if self._bias is None:
+            s += ", bias=False"
+        if self._padding_mode != "zeros":
+            s += f", padding_mode={self._padding_mode}"
+        return s + ")"
