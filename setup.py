@@ -85,10 +85,10 @@ class BuildExtOpenMP(build_ext):
         super().build_extensions()
 
 
-def _extension(name):
+def _extension(name, c_sources=()):
     return Extension(
         f"conv3d_cpu.{name}",
-        [f"conv3d_cpu/{name}.pyx"],
+        [f"conv3d_cpu/{name}.pyx", *(f"conv3d_cpu/{c}" for c in c_sources)],
         include_dirs=[np.get_include(), "conv3d_cpu"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
@@ -96,7 +96,7 @@ def _extension(name):
 
 setup(
     ext_modules=cythonize(
-        [_extension("_direct"), _extension("_openmp_helpers")],
+        [_extension("_direct", ["_kernels.c"]), _extension("_openmp_helpers")],
         compiler_directives=CYTHON_DIRECTIVES,
     ),
     cmdclass={"build_ext": BuildExtOpenMP},

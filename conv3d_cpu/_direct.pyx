@@ -1,73 +1,244 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Direct 3D convolution (cross-correlation), float32/float64, OpenMP over work items.
+"""Direct 3D convolution (cross-correlation), float32/float64, OpenMP over output rows.
 
-Inputs are validated, C-contiguous arrays (the Python layer guarantees it); zero padding is
-implicit: taps that fall outside the input are skipped, no padded copy is made.
+Inputs are validated, C-contiguous arrays (the Python layer guarantees it). Zero padding is
+implicit: for each output row (n, z, y), the input rows its taps touch are gathered into a
+small per-thread buffer, zero padded along W only; taps outside the input in D or H are
+skipped. No padded copy of the input is made.
 
-Work split: one work item is one output depth-plane of one (batch, output channel) pair, so
-N = 1 layers with few channels still feed every thread. Each output element is computed by
-exactly one thread in a fixed order, so results are bitwise identical for any thread count.
+Two paths, both driving C micro-kernels from _kernels.c (chosen per CPU at import):
+
+- blocked: weights repacked so a block of output channels is contiguous per tap; a tile of
+  positions x output channels is accumulated in registers over all input channels and taps.
+- rows: for depthwise-like layers (fewer output channels per group than a vector holds), one
+  output row at a time, vectorized along W.
+
+Each output element is computed by one thread in an order fixed by the shapes alone, so results
+are bitwise identical for any thread count. Extra memory per call: the repacked weights plus,
+per thread, (in_channels/groups) * kD * kH rows of the padded width.
 """
+import os
+
+import numpy as np
+
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
+from libc.string cimport memcpy, memset
 
 from conv3d_cpu._openmp_helpers cimport effective_threads
 
 
-cdef inline Py_ssize_t _first_valid(Py_ssize_t offset, Py_ssize_t step) noexcept nogil:
-    """Smallest output index i >= 0 with i * step + offset >= 0."""
-    if offset >= 0:
-        return 0
-    return (-offset + step - 1) // step
+cdef extern from "_kernels.h" nogil:
+    ctypedef Py_ssize_t c3_idx
+    ctypedef void (*c3_tile_f32)(const float*, c3_idx, c3_idx, const float*, const c3_idx*,
+                                 c3_idx, c3_idx, c3_idx, float*, int) noexcept nogil
+    ctypedef void (*c3_tile_f64)(const double*, c3_idx, c3_idx, const double*, const c3_idx*,
+                                 c3_idx, c3_idx, c3_idx, double*, int) noexcept nogil
+    ctypedef void (*c3_row_f32)(const float*, c3_idx, c3_idx, const float*, const c3_idx*,
+                                c3_idx, c3_idx, c3_idx, float*, c3_idx, float) noexcept nogil
+    ctypedef void (*c3_row_f64)(const double*, c3_idx, c3_idx, const double*, const c3_idx*,
+                                c3_idx, c3_idx, c3_idx, double*, c3_idx, double) noexcept nogil
+    ctypedef struct c3_kernels:
+        const char* isa
+        int ocb_wide_f32, ocb_narrow_f32, ocb_wide_f64, ocb_narrow_f64
+        int nx_wide, nx_narrow
+        c3_tile_f32 tile_wide_f32
+        c3_tile_f32 tile_narrow_f32
+        c3_tile_f64 tile_wide_f64
+        c3_tile_f64 tile_narrow_f64
+        c3_row_f32 row_f32
+        c3_row_f64 row_f64
+    const c3_kernels* c3_kernels_for(int isa)
+    int c3_cpu_supports(int isa)
+    int C3_ISA_COUNT
 
 
-cdef inline Py_ssize_t _end_valid(Py_ssize_t offset, Py_ssize_t step, Py_ssize_t size,
-                                  Py_ssize_t n_out) noexcept nogil:
-    """One past the largest output index i < n_out with i * step + offset < size."""
-    cdef Py_ssize_t last = size - 1 - offset
-    if last < 0:
-        return 0
-    last = last // step + 1
-    return last if last < n_out else n_out
+ISA_NAMES = ("baseline", "avx2", "avx512")
+cdef const c3_kernels* _K = NULL
 
 
-cdef void _plane(const floating* x, const floating* w, floating bias, floating* out,
-                 Py_ssize_t cpg, Py_ssize_t D, Py_ssize_t H, Py_ssize_t W,
-                 Py_ssize_t kD, Py_ssize_t kH, Py_ssize_t kW,
-                 Py_ssize_t oH, Py_ssize_t oW, Py_ssize_t z,
-                 Py_ssize_t sD, Py_ssize_t sH, Py_ssize_t sW,
-                 Py_ssize_t pD, Py_ssize_t pH, Py_ssize_t pW,
-                 Py_ssize_t dD, Py_ssize_t dH, Py_ssize_t dW) noexcept nogil:
-    """out[y, x] for one output depth z: x points at the group's first input channel."""
-    cdef Py_ssize_t c, a, b, e, y, i, iz, iy, x0, x1, off
-    cdef const floating* xrow
-    cdef floating* orow
-    cdef floating wv
-    for i in range(oH * oW):
-        out[i] = bias
+def available_isas():
+    """Instruction sets compiled in and supported by this CPU, worst first."""
+    return tuple(name for i, name in enumerate(ISA_NAMES)
+                 if c3_kernels_for(i) != NULL and c3_cpu_supports(i))
+
+
+def compiled_isas():
+    """Instruction sets compiled into this build, worst first."""
+    return tuple(name for i, name in enumerate(ISA_NAMES) if c3_kernels_for(i) != NULL)
+
+
+def use_isa(name=None):
+    """Select the kernels of ISA ``name`` (None: the best this CPU runs); return its name.
+
+    Not thread-safe against concurrent convolutions: call at import or in tests only.
+    """
+    global _K
+    if name is None:
+        supported = available_isas()
+        name = supported[len(supported) - 1]  # (wraparound is off: no negative indices)
+    if name not in ISA_NAMES:
+        raise ValueError(f"CONV3D_CPU_ISA must be one of {', '.join(ISA_NAMES)}, got {name!r}")
+    i = ISA_NAMES.index(name)
+    if c3_kernels_for(i) == NULL:
+        raise ValueError(f"ISA {name!r} was not compiled into this build "
+                         f"(compiled: {', '.join(compiled_isas())})")
+    if not c3_cpu_supports(i):
+        raise ValueError(f"ISA {name!r} is not supported by this CPU "
+                         f"(supported: {', '.join(available_isas())})")
+    _K = c3_kernels_for(i)
+    return name
+
+
+def current_isa():
+    return (<bytes>_K.isa).decode()
+
+
+use_isa(os.environ.get("CONV3D_CPU_ISA") or None)
+
+
+cdef inline c3_idx _gather(const floating* x, floating* rows, c3_idx* offs,
+                           c3_idx cpg, c3_idx D, c3_idx H, c3_idx W,
+                           c3_idx kD, c3_idx kH, c3_idx z, c3_idx y,
+                           c3_idx sD, c3_idx sH, c3_idx pD, c3_idx pH, c3_idx dD, c3_idx dH,
+                           c3_idx pW, c3_idx Wp, c3_idx wstride) noexcept nogil:
+    """Copy the in-range input rows of output row (z, y) into ``rows``, zero padded along W.
+
+    ``x`` points at the group's first channel. Returns the number of rows; ``offs[i]`` is the
+    offset of row i's kernel row in the packed weights (``wstride`` elements per (c, a, b)).
+    """
+    cdef c3_idx c, a, b, iz, iy, n = 0
+    cdef floating* dst
     for c in range(cpg):
         for a in range(kD):
             iz = z * sD + a * dD - pD
             if iz < 0 or iz >= D:
                 continue
             for b in range(kH):
-                for y in range(oH):
-                    iy = y * sH + b * dH - pH
-                    if iy < 0 or iy >= H:
-                        continue
-                    xrow = x + ((c * D + iz) * H + iy) * W
-                    orow = out + y * oW
-                    for e in range(kW):
-                        wv = w[((c * kD + a) * kH + b) * kW + e]
-                        off = e * dW - pW
-                        x0 = _first_valid(off, sW)
-                        x1 = _end_valid(off, sW, W, oW)
-                        if sW == 1:
-                            for i in range(x0, x1):
-                                orow[i] += wv * xrow[i + off]
-                        else:
-                            for i in range(x0, x1):
-                                orow[i] += wv * xrow[i * sW + off]
+                iy = y * sH + b * dH - pH
+                if iy < 0 or iy >= H:
+                    continue
+                dst = rows + n * Wp
+                if pW > 0:
+                    memset(dst, 0, pW * sizeof(floating))
+                memcpy(dst + pW, x + ((c * D + iz) * H + iy) * W, W * sizeof(floating))
+                if Wp > pW + W:
+                    memset(dst + pW + W, 0, (Wp - pW - W) * sizeof(floating))
+                offs[n] = ((c * kD + a) * kH + b) * wstride
+                n += 1
+    return n
+
+
+cdef inline void _tile(const c3_kernels* K, bint wide, const floating* rows, c3_idx n_rows,
+                       c3_idx Wp, const floating* w, const c3_idx* offs, c3_idx kW, c3_idx dW,
+                       c3_idx sW, floating* tile, int nx) noexcept nogil:
+    if floating is float:
+        (K.tile_wide_f32 if wide else K.tile_narrow_f32)(
+            rows, n_rows, Wp, w, offs, kW, dW, sW, tile, nx)
+    else:
+        (K.tile_wide_f64 if wide else K.tile_narrow_f64)(
+            rows, n_rows, Wp, w, offs, kW, dW, sW, tile, nx)
+
+
+cdef inline void _row(const c3_kernels* K, const floating* rows, c3_idx n_rows, c3_idx Wp,
+                      const floating* w, const c3_idx* offs, c3_idx kW, c3_idx dW, c3_idx sW,
+                      floating* out, c3_idx oW, floating bias) noexcept nogil:
+    if floating is float:
+        K.row_f32(rows, n_rows, Wp, w, offs, kW, dW, sW, out, oW, bias)
+    else:
+        K.row_f64(rows, n_rows, Wp, w, offs, kW, dW, sW, out, oW, bias)
+
+
+cdef void _store_tile(const floating* tile, const floating* bias, floating* obase,
+                      c3_idx plane, c3_idx nvalid, int ocb, int nx) noexcept nogil:
+    """Add bias and write a [nx positions][ocb channels] tile to NCDHW output rows."""
+    cdef c3_idx k, j
+    cdef floating bk
+    for k in range(nvalid):
+        bk = bias[k]
+        for j in range(nx):
+            obase[k * plane + j] = tile[j * ocb + k] + bk
+
+
+cdef void _blocked_row(const floating* xg, const floating* wg, const floating* bias,
+                       floating* orow, floating* rows, floating* tile, c3_idx* offs,
+                       c3_idx cpg, c3_idx opg, c3_idx D, c3_idx H, c3_idx W,
+                       c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oW, c3_idx plane, c3_idx z,
+                       c3_idx y, c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH,
+                       c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, int ocb,
+                       bint wide, int nxmax, const c3_kernels* K) noexcept nogil:
+    """One output row (z, y) of one group: every channel block, every tile of positions.
+
+    ``xg``/``wg``/``bias``/``orow`` point at the group's input, packed weights, bias and its
+    first output channel's row."""
+    cdef c3_idx nob = (opg + ocb - 1) // ocb
+    cdef c3_idx wblock = cpg * kD * kH * kW * ocb
+    cdef c3_idx ob, x0, nvalid, nr
+    cdef int nx
+    nr = _gather(xg, rows, offs, cpg, D, H, W, kD, kH, z, y, sD, sH, pD, pH, dD, dH, pW, Wp,
+                 kW * ocb)
+    for ob in range(nob):
+        nvalid = min(ocb, opg - ob * ocb)
+        x0 = 0
+        while x0 < oW:
+            nx = <int>min(nxmax, oW - x0)
+            if nr > 0:
+                _tile(K, wide, rows + x0 * sW, nr, Wp, wg + ob * wblock, offs, kW, dW, sW,
+                      tile, nx)
+            else:
+                memset(tile, 0, nx * ocb * sizeof(floating))
+            _store_tile(tile, bias + ob * ocb, orow + ob * ocb * plane + x0, plane, nvalid,
+                        ocb, nx)
+            x0 += nx
+
+
+cdef void _blocked(const floating* x, const floating* wp, const floating* bias, floating* out,
+                   floating* scratch, c3_idx* offs_all, c3_idx per_thread, c3_idx max_rows,
+                   c3_idx N, c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
+                   c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oD, c3_idx oH, c3_idx oW,
+                   c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH, c3_idx pW,
+                   c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, int ocb, bint wide, int nxmax,
+                   int nt, const c3_kernels* K) noexcept nogil:
+    cdef c3_idx cpg = C // groups, opg = O // groups
+    cdef c3_idx nob = (opg + ocb - 1) // ocb
+    cdef c3_idx plane = oD * oH * oW
+    cdef c3_idx item, n, z, y, g
+    cdef floating* rows
+    for item in prange(N * oD * oH, num_threads=nt, schedule="static"):
+        rows = scratch + threadid() * per_thread
+        n = item // (oD * oH)
+        z = (item // oH) % oD
+        y = item % oH
+        for g in range(groups):
+            _blocked_row(x + (n * C + g * cpg) * D * H * W,
+                         wp + g * nob * cpg * kD * kH * kW * ocb, bias + g * opg,
+                         out + (n * O + g * opg) * plane + (z * oH + y) * oW,
+                         rows, rows + max_rows * Wp, offs_all + threadid() * max_rows,
+                         cpg, opg, D, H, W, kD, kH, kW, oW, plane, z, y, sD, sH, sW,
+                         pD, pH, pW, dD, dH, dW, Wp, ocb, wide, nxmax, K)
+
+
+cdef void _rows(const floating* x, const floating* w, const floating* bias, floating* out,
+                floating* scratch, c3_idx* offs_all, c3_idx per_thread, c3_idx max_rows,
+                c3_idx N, c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
+                c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oD, c3_idx oH, c3_idx oW,
+                c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH, c3_idx pW,
+                c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, int nt,
+                const c3_kernels* K) noexcept nogil:
+    cdef c3_idx cpg = C // groups, opg = O // groups
+    cdef c3_idx item, n, o, z, y, nr
+    cdef floating* rows
+    cdef c3_idx* offs
+    for item in prange(N * O * oD * oH, num_threads=nt, schedule="static"):
+        rows = scratch + threadid() * per_thread
+        offs = offs_all + threadid() * max_rows
+        y = item % oH
+        z = (item // oH) % oD
+        o = (item // (oH * oD)) % O
+        n = item // (oH * oD * O)
+        nr = _gather(x + (n * C + (o // opg) * cpg) * D * H * W, rows, offs, cpg, D, H, W,
+                     kD, kH, z, y, sD, sH, pD, pH, dD, dH, pW, Wp, kW)
+        _row(K, rows, nr, Wp, w + o * cpg * kD * kH * kW, offs, kW, dW, sW,
+             out + ((n * O + o) * oD + z) * oH * oW + y * oW, oW, bias[o])
 
 
 def direct(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
@@ -78,24 +249,60 @@ def direct(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     ``padding`` is the front padding per axis; the far side is implied by ``out``'s shape.
     ``num_threads`` <= 0 means the OpenMP default, read now.
     """
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
-    cdef Py_ssize_t O = w.shape[0], cpg = w.shape[1]
-    cdef Py_ssize_t kD = w.shape[2], kH = w.shape[3], kW = w.shape[4]
-    cdef Py_ssize_t oD = out.shape[2], oH = out.shape[3], oW = out.shape[4]
-    cdef Py_ssize_t sD = stride[0], sH = stride[1], sW = stride[2]
-    cdef Py_ssize_t pD = padding[0], pH = padding[1], pW = padding[2]
-    cdef Py_ssize_t dD = dilation[0], dH = dilation[1], dW = dilation[2]
-    cdef Py_ssize_t opg = O // groups
-    cdef Py_ssize_t n_items = N * O * oD
-    cdef Py_ssize_t item, n, o, z
+    cdef const c3_kernels* K = _K
+    cdef c3_idx N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
+    cdef c3_idx O = w.shape[0], cpg = w.shape[1]
+    cdef c3_idx kD = w.shape[2], kH = w.shape[3], kW = w.shape[4]
+    cdef c3_idx oD = out.shape[2], oH = out.shape[3], oW = out.shape[4]
+    cdef c3_idx sD = stride[0], sH = stride[1], sW = stride[2]
+    cdef c3_idx pD = padding[0], pH = padding[1], pW = padding[2]
+    cdef c3_idx dD = dilation[0], dH = dilation[1], dW = dilation[2]
+    cdef c3_idx opg = O // groups
     cdef int nt = effective_threads(num_threads)
-    if n_items == 0:
-        return
-    with nogil:
-        for item in prange(n_items, num_threads=nt, schedule="static"):
-            z = item % oD
-            o = (item // oD) % O
-            n = item // (oD * O)
-            _plane(&x[n, (o // opg) * cpg, 0, 0, 0], &w[o, 0, 0, 0, 0], bias[o],
-                   &out[n, o, z, 0, 0], cpg, D, H, W, kD, kH, kW, oH, oW, z,
-                   sD, sH, sW, pD, pH, pW, dD, dH, dW)
+    # Padded row width: every tap of every output column lands inside it.
+    cdef c3_idx Wp = max(pW + W, (oW - 1) * sW + (kW - 1) * dW + 1)
+    cdef c3_idx max_rows = cpg * kD * kH
+    cdef int ocb = 0, nxmax = 0, ocb_wide, ocb_narrow
+    cdef bint wide = False, use_rows
+    cdef c3_idx per_thread
+    if floating is float:
+        ocb_wide, ocb_narrow = K.ocb_wide_f32, K.ocb_narrow_f32
+    else:
+        ocb_wide, ocb_narrow = K.ocb_wide_f64, K.ocb_narrow_f64
+    dtype = np.float32 if floating is float else np.float64
+    use_rows = opg < ocb_narrow
+    if use_rows:
+        per_thread = max_rows * Wp
+    else:
+        wide = opg > ocb_narrow
+        ocb = ocb_wide if wide else ocb_narrow
+        nxmax = K.nx_wide if wide else K.nx_narrow
+        per_thread = max_rows * Wp + nxmax * ocb
+        wp = _pack_weights(np.asarray(w), groups, ocb)
+    cdef floating[::1] scratch = np.empty(nt * per_thread, dtype=dtype)
+    cdef c3_idx[::1] offs = np.empty(nt * max_rows, dtype=np.intp)
+    cdef const floating[::1] wpv
+    if use_rows:
+        with nogil:
+            _rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &bias[0], &out[0, 0, 0, 0, 0],
+                  &scratch[0], &offs[0], per_thread, max_rows, N, C, D, H, W, O, groups,
+                  kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, nt, K)
+    else:
+        wpv = wp
+        with nogil:
+            _blocked(&x[0, 0, 0, 0, 0], &wpv[0], &bias[0], &out[0, 0, 0, 0, 0],
+                     &scratch[0], &offs[0], per_thread, max_rows, N, C, D, H, W, O, groups,
+                     kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, ocb,
+                     wide, nxmax, nt, K)
+
+
+def _pack_weights(w, groups, ocb):
+    """(O, cpg, kD, kH, kW) -> flat (groups, blocks, cpg*kD*kH*kW, ocb), channel blocks zero padded."""
+    O = w.shape[0]
+    opg = O // groups
+    nob = -(-opg // ocb)
+    k = w[0].size
+    padded = np.zeros((groups, nob * ocb, k), dtype=w.dtype)
+    padded[:, :opg] = w.reshape(groups, opg, k)
+    return np.ascontiguousarray(
+        padded.reshape(groups, nob, ocb, k).transpose(0, 1, 3, 2)).reshape(-1)

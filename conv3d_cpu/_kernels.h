@@ -1,0 +1,49 @@
+/* Micro-kernels of the direct convolution, compiled once per instruction set in _kernels.c
+ * and chosen at import (conv3d_kernels_select).
+ *
+ * Data they read: "rows" is a gathered block of n_rows input rows, each Wp elements long and
+ * already zero padded along W, starting at the first input column of the tile; row i pairs with
+ * the kernel row at w + w_off[i] (kW taps, each a block of OCB output channels for the tile
+ * kernels, a single scalar for the row kernel).
+ */
+#ifndef CONV3D_CPU_KERNELS_H
+#define CONV3D_CPU_KERNELS_H
+#include <stddef.h>
+
+typedef ptrdiff_t c3_idx;
+
+/* tile[j * OCB + k] = sum_i sum_e w[w_off[i] + e * OCB + k] * rows[i * Wp + j * sW + e * dW]
+ * for j < nx (nx <= tile_nx), k < OCB. */
+typedef void (*c3_tile_f32)(const float *rows, c3_idx n_rows, c3_idx Wp, const float *w,
+                            const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW,
+                            float *tile, int nx);
+typedef void (*c3_tile_f64)(const double *rows, c3_idx n_rows, c3_idx Wp, const double *w,
+                            const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW,
+                            double *tile, int nx);
+/* out[x] = bias + sum_i sum_e w[w_off[i] + e] * rows[i * Wp + x * sW + e * dW], x < oW. */
+typedef void (*c3_row_f32)(const float *rows, c3_idx n_rows, c3_idx Wp, const float *w,
+                           const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW,
+                           float *out, c3_idx oW, float bias);
+typedef void (*c3_row_f64)(const double *rows, c3_idx n_rows, c3_idx Wp, const double *w,
+                           const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW,
+                           double *out, c3_idx oW, double bias);
+
+typedef struct {
+    const char *isa;
+    /* Output-channel block widths and the most positions one tile call handles. */
+    int ocb_wide_f32, ocb_narrow_f32, ocb_wide_f64, ocb_narrow_f64;
+    int nx_wide, nx_narrow;
+    c3_tile_f32 tile_wide_f32, tile_narrow_f32;
+    c3_tile_f64 tile_wide_f64, tile_narrow_f64;
+    c3_row_f32 row_f32;
+    c3_row_f64 row_f64;
+} c3_kernels;
+
+enum { C3_ISA_BASELINE = 0, C3_ISA_AVX2 = 1, C3_ISA_AVX512 = 2, C3_ISA_COUNT = 3 };
+
+/* The kernel table for an ISA, or NULL when it was not compiled in. */
+const c3_kernels *c3_kernels_for(int isa);
+/* 1 when this CPU can run the ISA's kernels. */
+int c3_cpu_supports(int isa);
+
+#endif

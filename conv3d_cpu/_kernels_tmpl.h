@@ -1,0 +1,104 @@
+/* One type's micro-kernels; included by _kernels.c with
+ *   T (scalar), VT (32-byte vector of T), V (lanes), KN(name) (name mangling),
+ *   NXW / NXN (positions per wide / narrow tile call).
+ * The wide tile holds 2 vectors of output channels, the narrow one 1. Accumulators are small
+ * arrays indexed by compile-time constants after unrolling, so they stay in registers. */
+
+static inline VT KN(loadu)(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; }
+static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
+
+#define C3_TILE_BODY(NV, NX)                                                                  \
+    do {                                                                                      \
+        VT acc[NX][NV];                                                                       \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NX; j++)                                \
+            _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) acc[j][v] = (VT){0};       \
+        for (c3_idx i = 0; i < n_rows; i++) {                                                 \
+            const T *r = rows + i * Wp;                                                       \
+            const T *wr = w + w_off[i];                                                       \
+            for (c3_idx e = 0; e < kW; e++) {                                                 \
+                VT wv[NV];                                                                    \
+                _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                         \
+                    wv[v] = KN(loadu)(wr + (e * NV + v) * V);                                 \
+                const T *p = r + e * dW;                                                      \
+                _Pragma("GCC unroll 16") for (int j = 0; j < NX; j++) {                      \
+                    VT b = (VT){0} + p[j * sW];                                               \
+                    _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                     \
+                        acc[j][v] += b * wv[v];                                               \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NX; j++)                                \
+            _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                             \
+                KN(storeu)(tile + (j * NV + v) * V, acc[j][v]);                               \
+    } while (0)
+
+#define C3_TILE_ARGS                                                                          \
+    const T *rows, c3_idx n_rows, c3_idx Wp, const T *w, const c3_idx *w_off, c3_idx kW,     \
+    c3_idx dW, c3_idx sW, T *tile, int nx
+
+static void KN(tile_wide)(C3_TILE_ARGS) {
+    switch (nx) {
+#define C3_CASE(n) case n: C3_TILE_BODY(C3_NV, n); break;
+#define C3_NV 2
+    C3_CASE(1) C3_CASE(2) C3_CASE(3) C3_CASE(4) C3_CASE(5) C3_CASE(6)
+#if NXW > 6
+    C3_CASE(7) C3_CASE(8) C3_CASE(9) C3_CASE(10) C3_CASE(11) C3_CASE(12)
+#endif
+    default: break;
+    }
+}
+
+static void KN(tile_narrow)(C3_TILE_ARGS) {
+#undef C3_NV
+#define C3_NV 1
+    switch (nx) {
+    C3_CASE(1) C3_CASE(2) C3_CASE(3) C3_CASE(4) C3_CASE(5) C3_CASE(6)
+    C3_CASE(7) C3_CASE(8) C3_CASE(9) C3_CASE(10) C3_CASE(11) C3_CASE(12)
+    default: break;
+    }
+}
+#undef C3_CASE
+#undef C3_NV
+#undef C3_TILE_BODY
+#undef C3_TILE_ARGS
+
+static void KN(row)(const T *rows, c3_idx n_rows, c3_idx Wp, const T *w, const c3_idx *w_off,
+                    c3_idx kW, c3_idx dW, c3_idx sW, T *out, c3_idx oW, T bias) {
+    c3_idx x = 0;
+    if (sW == 1) {
+        /* 4 vectors of consecutive outputs per step: contiguous loads of the input row. */
+        for (; x + 4 * V <= oW; x += 4 * V) {
+            VT acc[4];
+            for (int k = 0; k < 4; k++) acc[k] = (VT){0} + bias;
+            for (c3_idx i = 0; i < n_rows; i++) {
+                const T *r = rows + i * Wp + x;
+                const T *wr = w + w_off[i];
+                for (c3_idx e = 0; e < kW; e++) {
+                    VT wv = (VT){0} + wr[e];
+                    for (int k = 0; k < 4; k++)
+                        acc[k] += wv * KN(loadu)(r + e * dW + k * V);
+                }
+            }
+            for (int k = 0; k < 4; k++) KN(storeu)(out + x + k * V, acc[k]);
+        }
+        for (; x + V <= oW; x += V) {
+            VT acc = (VT){0} + bias;
+            for (c3_idx i = 0; i < n_rows; i++) {
+                const T *r = rows + i * Wp + x;
+                const T *wr = w + w_off[i];
+                for (c3_idx e = 0; e < kW; e++)
+                    acc += ((VT){0} + wr[e]) * KN(loadu)(r + e * dW);
+            }
+            KN(storeu)(out + x, acc);
+        }
+    }
+    for (; x < oW; x++) {
+        T acc = bias;
+        for (c3_idx i = 0; i < n_rows; i++) {
+            const T *r = rows + i * Wp + x * sW;
+            const T *wr = w + w_off[i];
+            for (c3_idx e = 0; e < kW; e++) acc += wr[e] * r[e * dW];
+        }
+        out[x] = acc;
+    }
+}
