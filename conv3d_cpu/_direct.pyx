@@ -33,10 +33,12 @@ cdef extern from "_kernels.h" nogil:
                                  c3_idx, c3_idx, c3_idx, float*, int) noexcept nogil
     ctypedef void (*c3_tile_f64)(const double*, c3_idx, c3_idx, const double*, const c3_idx*,
                                  c3_idx, c3_idx, c3_idx, double*, int) noexcept nogil
-    ctypedef void (*c3_row_f32)(const float*, c3_idx, c3_idx, const float*, const c3_idx*,
-                                c3_idx, c3_idx, c3_idx, float*, c3_idx, float) noexcept nogil
-    ctypedef void (*c3_row_f64)(const double*, c3_idx, c3_idx, const double*, const c3_idx*,
-                                c3_idx, c3_idx, c3_idx, double*, c3_idx, double) noexcept nogil
+    ctypedef void (*c3_row_f32)(const float*, const c3_idx*, c3_idx, const float*,
+                                const c3_idx*, c3_idx, c3_idx, c3_idx, float*, c3_idx,
+                                float) noexcept nogil
+    ctypedef void (*c3_row_f64)(const double*, const c3_idx*, c3_idx, const double*,
+                                const c3_idx*, c3_idx, c3_idx, c3_idx, double*, c3_idx,
+                                double) noexcept nogil
     ctypedef struct c3_kernels:
         const char* isa
         int ocb_wide_f32, ocb_narrow_f32, ocb_wide_f64, ocb_narrow_f64
@@ -49,7 +51,7 @@ cdef extern from "_kernels.h" nogil:
         c3_row_f64 row_f64
     const c3_kernels* c3_kernels_for(int isa)
     int c3_cpu_supports(int isa)
-    int C3_ISA_COUNT
+    int C3_ROW_STEP_F32, C3_ROW_STEP_F64
 
 
 ISA_NAMES = ("baseline", "avx2", "avx512")
@@ -139,13 +141,14 @@ cdef inline void _tile(const c3_kernels* K, bint wide, const floating* rows, c3_
             rows, n_rows, Wp, w, offs, kW, dW, sW, tile, nx)
 
 
-cdef inline void _row(const c3_kernels* K, const floating* rows, c3_idx n_rows, c3_idx Wp,
-                      const floating* w, const c3_idx* offs, c3_idx kW, c3_idx dW, c3_idx sW,
-                      floating* out, c3_idx oW, floating bias) noexcept nogil:
+cdef inline void _row(const c3_kernels* K, const floating* rows, const c3_idx* r_off,
+                      c3_idx n_rows, const floating* w, const c3_idx* w_off, c3_idx kW,
+                      c3_idx dW, c3_idx sW, floating* out, c3_idx oW,
+                      floating bias) noexcept nogil:
     if floating is float:
-        K.row_f32(rows, n_rows, Wp, w, offs, kW, dW, sW, out, oW, bias)
+        K.row_f32(rows, r_off, n_rows, w, w_off, kW, dW, sW, out, oW, bias)
     else:
-        K.row_f64(rows, n_rows, Wp, w, offs, kW, dW, sW, out, oW, bias)
+        K.row_f64(rows, r_off, n_rows, w, w_off, kW, dW, sW, out, oW, bias)
 
 
 cdef void _store_tile(const floating* tile, const floating* bias, floating* obase,
@@ -159,35 +162,29 @@ cdef void _store_tile(const floating* tile, const floating* bias, floating* obas
             obase[k * plane + j] = tile[j * ocb + k] + bk
 
 
-cdef void _blocked_row(const floating* xg, const floating* wg, const floating* bias,
-                       floating* orow, floating* rows, floating* tile, c3_idx* offs,
-                       c3_idx cpg, c3_idx opg, c3_idx D, c3_idx H, c3_idx W,
-                       c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oW, c3_idx plane, c3_idx z,
-                       c3_idx y, c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH,
-                       c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, int ocb,
-                       bint wide, int nxmax, const c3_kernels* K) noexcept nogil:
-    """One output row (z, y) of one group: every channel block, every tile of positions.
+cdef void _tiles(const c3_kernels* K, bint wide, const floating* rows, c3_idx nr, c3_idx Wp,
+                 const floating* wg, c3_idx wblock, const c3_idx* offs, c3_idx kW, c3_idx dW,
+                 c3_idx sW, const floating* bias, floating* orow, c3_idx plane, c3_idx opg,
+                 int ocb, int nxmax, c3_idx n_pos, floating* tile) noexcept nogil:
+    """``n_pos`` consecutive output positions of every channel block of one group.
 
-    ``xg``/``wg``/``bias``/``orow`` point at the group's input, packed weights, bias and its
-    first output channel's row."""
+    Positions are split into equal tiles (not nxmax + remainder): a short tail tile holds
+    too few accumulators to keep the FMA units busy."""
     cdef c3_idx nob = (opg + ocb - 1) // ocb
-    cdef c3_idx wblock = cpg * kD * kH * kW * ocb
-    cdef c3_idx ob, x0, nvalid, nr
+    cdef c3_idx ntiles = (n_pos + nxmax - 1) // nxmax
+    cdef c3_idx ob, t, x0
     cdef int nx
-    nr = _gather(xg, rows, offs, cpg, D, H, W, kD, kH, z, y, sD, sH, pD, pH, dD, dH, pW, Wp,
-                 kW * ocb)
     for ob in range(nob):
-        nvalid = min(ocb, opg - ob * ocb)
         x0 = 0
-        while x0 < oW:
-            nx = <int>min(nxmax, oW - x0)
+        for t in range(ntiles):
+            nx = <int>(n_pos // ntiles + (t < n_pos % ntiles))
             if nr > 0:
                 _tile(K, wide, rows + x0 * sW, nr, Wp, wg + ob * wblock, offs, kW, dW, sW,
                       tile, nx)
             else:
                 memset(tile, 0, nx * ocb * sizeof(floating))
-            _store_tile(tile, bias + ob * ocb, orow + ob * ocb * plane + x0, plane, nvalid,
-                        ocb, nx)
+            _store_tile(tile, bias + ob * ocb, orow + ob * ocb * plane + x0, plane,
+                        min(ocb, opg - ob * ocb), ocb, nx)
             x0 += nx
 
 
@@ -198,23 +195,71 @@ cdef void _blocked(const floating* x, const floating* wp, const floating* bias, 
                    c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH, c3_idx pW,
                    c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, int ocb, bint wide, int nxmax,
                    int nt, const c3_kernels* K) noexcept nogil:
+    """Work item: one output row (n, z, y), all groups and channel blocks."""
     cdef c3_idx cpg = C // groups, opg = O // groups
     cdef c3_idx nob = (opg + ocb - 1) // ocb
+    cdef c3_idx wblock = cpg * kD * kH * kW * ocb
     cdef c3_idx plane = oD * oH * oW
-    cdef c3_idx item, n, z, y, g
+    cdef c3_idx item, n, z, y, g, nr
     cdef floating* rows
+    cdef c3_idx* offs
     for item in prange(N * oD * oH, num_threads=nt, schedule="static"):
         rows = scratch + threadid() * per_thread
+        offs = offs_all + threadid() * max_rows
         n = item // (oD * oH)
         z = (item // oH) % oD
         y = item % oH
         for g in range(groups):
-            _blocked_row(x + (n * C + g * cpg) * D * H * W,
-                         wp + g * nob * cpg * kD * kH * kW * ocb, bias + g * opg,
-                         out + (n * O + g * opg) * plane + (z * oH + y) * oW,
-                         rows, rows + max_rows * Wp, offs_all + threadid() * max_rows,
-                         cpg, opg, D, H, W, kD, kH, kW, oW, plane, z, y, sD, sH, sW,
-                         pD, pH, pW, dD, dH, dW, Wp, ocb, wide, nxmax, K)
+            nr = _gather(x + (n * C + g * cpg) * D * H * W, rows, offs, cpg, D, H, W, kD, kH,
+                         z, y, sD, sH, pD, pH, dD, dH, pW, Wp, kW * ocb)
+            _tiles(K, wide, rows, nr, Wp, wp + g * nob * wblock, wblock, offs, kW, dW, sW,
+                   bias + g * opg, out + (n * O + g * opg) * plane + (z * oH + y) * oW,
+                   plane, opg, ocb, nxmax, oW, rows + max_rows * Wp)
+
+
+cdef void _pointwise(const floating* x, const floating* wp, const floating* bias,
+                     floating* out, floating* scratch, const c3_idx* offs, c3_idx per_thread,
+                     c3_idx N, c3_idx C, c3_idx O, c3_idx groups, c3_idx P, c3_idx chunk,
+                     int ocb, bint wide, int nxmax, int nt, const c3_kernels* K) noexcept nogil:
+    """1x1x1, stride 1, no padding: input channels are rows of length P = D*H*W read in place.
+
+    Work item: ``chunk`` consecutive positions of one batch element, all groups."""
+    cdef c3_idx cpg = C // groups, opg = O // groups
+    cdef c3_idx nob = (opg + ocb - 1) // ocb
+    cdef c3_idx wblock = cpg * ocb
+    cdef c3_idx nchunks = (P + chunk - 1) // chunk
+    cdef c3_idx item, n, p0, g
+    for item in prange(N * nchunks, num_threads=nt, schedule="static"):
+        n = item // nchunks
+        p0 = (item % nchunks) * chunk
+        for g in range(groups):
+            _tiles(K, wide, x + (n * C + g * cpg) * P + p0, cpg, P, wp + g * nob * wblock,
+                   wblock, offs, 1, 1, 1, bias + g * opg, out + (n * O + g * opg) * P + p0,
+                   P, opg, ocb, nxmax, min(chunk, P - p0), scratch + threadid() * per_thread)
+
+
+cdef c3_idx _gather_planes(const floating* x, floating* planes, c3_idx* plane_src,
+                          c3_idx cpg, c3_idx D, c3_idx H, c3_idx W, c3_idx kD, c3_idx z,
+                          c3_idx sD, c3_idx pD, c3_idx dD, c3_idx pH, c3_idx pW,
+                          c3_idx Hp, c3_idx Wp) noexcept nogil:
+    """Copy the in-range input planes of output plane z, zero padded to Hp x Wp.
+
+    ``plane_src[i]`` = c * kD + a of the i-th copied plane. Returns how many were copied."""
+    cdef c3_idx c, a, iz, iy, n = 0
+    cdef floating* dst
+    for c in range(cpg):
+        for a in range(kD):
+            iz = z * sD + a * dD - pD
+            if iz < 0 or iz >= D:
+                continue
+            dst = planes + n * Hp * Wp
+            memset(dst, 0, Hp * Wp * sizeof(floating))
+            for iy in range(H):
+                memcpy(dst + (iy + pH) * Wp + pW, x + ((c * D + iz) * H + iy) * W,
+                       W * sizeof(floating))
+            plane_src[n] = c * kD + a
+            n += 1
+    return n
 
 
 cdef void _rows(const floating* x, const floating* w, const floating* bias, floating* out,
@@ -222,23 +267,51 @@ cdef void _rows(const floating* x, const floating* w, const floating* bias, floa
                 c3_idx N, c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
                 c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oD, c3_idx oH, c3_idx oW,
                 c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH, c3_idx pW,
-                c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, int nt,
+                c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Hp, c3_idx Wp, int nt,
                 const c3_kernels* K) noexcept nogil:
+    """Work item: output plane z of one group of one batch element (depthwise-like layers).
+
+    The group's input planes are gathered once, padded in H and W, and shared by its output
+    channels and rows."""
     cdef c3_idx cpg = C // groups, opg = O // groups
-    cdef c3_idx item, n, o, z, y, nr
-    cdef floating* rows
-    cdef c3_idx* offs
-    for item in prange(N * O * oD * oH, num_threads=nt, schedule="static"):
-        rows = scratch + threadid() * per_thread
-        offs = offs_all + threadid() * max_rows
-        y = item % oH
-        z = (item // oH) % oD
-        o = (item // (oH * oD)) % O
-        n = item // (oH * oD * O)
-        nr = _gather(x + (n * C + (o // opg) * cpg) * D * H * W, rows, offs, cpg, D, H, W,
-                     kD, kH, z, y, sD, sH, pD, pH, dD, dH, pW, Wp, kW)
-        _row(K, rows, nr, Wp, w + o * cpg * kD * kH * kW, offs, kW, dW, sW,
-             out + ((n * O + o) * oD + z) * oH * oW + y * oW, oW, bias[o])
+    cdef c3_idx item, n, g, z, nplanes
+    cdef floating* planes
+    cdef c3_idx* r_off
+    cdef c3_idx* w_off
+    cdef c3_idx* plane_src
+    for item in prange(N * groups * oD, num_threads=nt, schedule="static"):
+        planes = scratch + threadid() * per_thread
+        r_off = offs_all + threadid() * 3 * max_rows
+        w_off = r_off + max_rows
+        plane_src = w_off + max_rows
+        z = item % oD
+        g = (item // oD) % groups
+        n = item // (oD * groups)
+        nplanes = _gather_planes(x + (n * C + g * cpg) * D * H * W, planes, plane_src, cpg,
+                                 D, H, W, kD, z, sD, pD, dD, pH, pW, Hp, Wp)
+        _rows_plane(K, planes, nplanes, plane_src, r_off, w_off, w + g * opg * cpg * kD * kH * kW,
+                    bias + g * opg, out + ((n * O + g * opg) * oD + z) * oH * oW, opg,
+                    cpg * kD * kH * kW, oD * oH * oW, kH, kW, oH, oW, sH, sW, dH, dW, Hp, Wp)
+
+
+cdef void _rows_plane(const c3_kernels* K, const floating* planes, c3_idx nplanes,
+                      const c3_idx* plane_src, c3_idx* r_off, c3_idx* w_off,
+                      const floating* wg, const floating* bias, floating* oplane, c3_idx opg,
+                      c3_idx wsize, c3_idx ostride, c3_idx kH, c3_idx kW, c3_idx oH,
+                      c3_idx oW, c3_idx sH, c3_idx sW, c3_idx dH, c3_idx dW, c3_idx Hp,
+                      c3_idx Wp) noexcept nogil:
+    """Every row of one output plane for each of a group's ``opg`` output channels."""
+    cdef c3_idx y, i, b, o, nr
+    for y in range(oH):
+        nr = 0
+        for i in range(nplanes):
+            for b in range(kH):
+                r_off[nr] = (i * Hp + y * sH + b * dH) * Wp
+                w_off[nr] = (plane_src[i] * kH + b) * kW
+                nr += 1
+        for o in range(opg):
+            _row(K, planes, r_off, nr, wg + o * wsize, w_off, kW, dW, sW,
+                 oplane + o * ostride + y * oW, oW, bias[o])
 
 
 def direct(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
@@ -263,7 +336,7 @@ def direct(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     cdef c3_idx Wp = max(pW + W, (oW - 1) * sW + (kW - 1) * dW + 1)
     cdef c3_idx max_rows = cpg * kD * kH
     cdef int ocb = 0, nxmax = 0, ocb_wide, ocb_narrow
-    cdef bint wide = False, use_rows
+    cdef bint wide = False, use_rows, pointwise
     cdef c3_idx per_thread
     if floating is float:
         ocb_wide, ocb_narrow = K.ocb_wide_f32, K.ocb_narrow_f32
@@ -271,24 +344,48 @@ def direct(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         ocb_wide, ocb_narrow = K.ocb_wide_f64, K.ocb_narrow_f64
     dtype = np.float32 if floating is float else np.float64
     use_rows = opg < ocb_narrow
-    if use_rows:
-        per_thread = max_rows * Wp
-    else:
+    pointwise = (kD == 1 and kH == 1 and kW == 1 and sD == 1 and sH == 1 and sW == 1
+                 and D == oD and H == oH and W == oW)
+    if not use_rows:
         wide = opg > ocb_narrow
         ocb = ocb_wide if wide else ocb_narrow
         nxmax = K.nx_wide if wide else K.nx_narrow
-        per_thread = max_rows * Wp + nxmax * ocb
         wp = _pack_weights(np.asarray(w), groups, ocb)
+    cdef c3_idx Hp = max(pH + H, (oH - 1) * sH + (kH - 1) * dH + 1)
+    cdef c3_idx step = C3_ROW_STEP_F32 if floating is float else C3_ROW_STEP_F64
+    if use_rows:
+        # Whole vectors are read past the row end (see the row kernel).
+        if sW == 1:
+            Wp = max(Wp, (oW + step - 1) // step * step + (kW - 1) * dW)
+        per_thread = cpg * kD * Hp * Wp
+        max_rows = cpg * kD * kH
+    elif pointwise:
+        per_thread = nxmax * ocb
+        max_rows = cpg
+    else:
+        per_thread = max_rows * Wp + nxmax * ocb
     cdef floating[::1] scratch = np.empty(nt * per_thread, dtype=dtype)
-    cdef c3_idx[::1] offs = np.empty(nt * max_rows, dtype=np.intp)
+    cdef c3_idx[::1] offs
+    if use_rows:
+        offs = np.empty(nt * 3 * max_rows, dtype=np.intp)
+    elif pointwise:
+        offs = np.arange(cpg, dtype=np.intp) * ocb
+    else:
+        offs = np.empty(nt * max_rows, dtype=np.intp)
     cdef const floating[::1] wpv
     if use_rows:
         with nogil:
             _rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &bias[0], &out[0, 0, 0, 0, 0],
                   &scratch[0], &offs[0], per_thread, max_rows, N, C, D, H, W, O, groups,
-                  kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, nt, K)
+                  kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Hp, Wp, nt, K)
+        return
+    wpv = wp
+    if pointwise:
+        with nogil:
+            _pointwise(&x[0, 0, 0, 0, 0], &wpv[0], &bias[0], &out[0, 0, 0, 0, 0],
+                       &scratch[0], &offs[0], per_thread, N, C, O, groups, D * H * W,
+                       16 * nxmax, ocb, wide, nxmax, nt, K)
     else:
-        wpv = wp
         with nogil:
             _blocked(&x[0, 0, 0, 0, 0], &wpv[0], &bias[0], &out[0, 0, 0, 0, 0],
                      &scratch[0], &offs[0], per_thread, max_rows, N, C, D, H, W, O, groups,

@@ -20,13 +20,17 @@ typedef void (*c3_tile_f32)(const float *rows, c3_idx n_rows, c3_idx Wp, const f
 typedef void (*c3_tile_f64)(const double *rows, c3_idx n_rows, c3_idx Wp, const double *w,
                             const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW,
                             double *tile, int nx);
-/* out[x] = bias + sum_i sum_e w[w_off[i] + e] * rows[i * Wp + x * sW + e * dW], x < oW. */
-typedef void (*c3_row_f32)(const float *rows, c3_idx n_rows, c3_idx Wp, const float *w,
-                           const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW,
-                           float *out, c3_idx oW, float bias);
-typedef void (*c3_row_f64)(const double *rows, c3_idx n_rows, c3_idx Wp, const double *w,
-                           const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW,
-                           double *out, c3_idx oW, double bias);
+/* out[x] = bias + sum_i sum_e w[w_off[i] + e] * rows[r_off[i] + x * sW + e * dW], x < oW.
+ * With sW == 1 rows are read in whole vectors past oW (see _kernels_tmpl.h). */
+typedef void (*c3_row_f32)(const float *rows, const c3_idx *r_off, c3_idx n_rows,
+                           const float *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
+                           c3_idx sW, float *out, c3_idx oW, float bias);
+typedef void (*c3_row_f64)(const double *rows, const c3_idx *r_off, c3_idx n_rows,
+                           const double *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
+                           c3_idx sW, double *out, c3_idx oW, double bias);
+/* Lanes of the row kernel's vectors, for the callers' padding. */
+#define C3_ROW_STEP_F32 32
+#define C3_ROW_STEP_F64 16
 
 typedef struct {
     const char *isa;

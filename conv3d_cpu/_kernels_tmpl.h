@@ -7,7 +7,9 @@
 static inline VT KN(loadu)(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; }
 static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
 
-#define C3_TILE_BODY(NV, NX)                                                                  \
+/* SW is the column stride: the literal 1 in the common case, so broadcasts address memory
+ * directly instead of through computed offsets. */
+#define C3_TILE_BODY(NV, NX, SW)                                                              \
     do {                                                                                      \
         VT acc[NX][NV];                                                                       \
         _Pragma("GCC unroll 16") for (int j = 0; j < NX; j++)                                \
@@ -21,7 +23,7 @@ static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
                     wv[v] = KN(loadu)(wr + (e * NV + v) * V);                                 \
                 const T *p = r + e * dW;                                                      \
                 _Pragma("GCC unroll 16") for (int j = 0; j < NX; j++) {                      \
-                    VT b = (VT){0} + p[j * sW];                                               \
+                    VT b = BCAST(p[j * (SW)]);                                                \
                     _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                     \
                         acc[j][v] += b * wv[v];                                               \
                 }                                                                             \
@@ -38,7 +40,10 @@ static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
 
 static void KN(tile_wide)(C3_TILE_ARGS) {
     switch (nx) {
-#define C3_CASE(n) case n: C3_TILE_BODY(C3_NV, n); break;
+#define C3_CASE(n)                                                                            \
+    case n:                                                                                   \
+        if (sW == 1) C3_TILE_BODY(C3_NV, n, 1); else C3_TILE_BODY(C3_NV, n, sW);              \
+        break;
 #define C3_NV 2
     C3_CASE(1) C3_CASE(2) C3_CASE(3) C3_CASE(4) C3_CASE(5) C3_CASE(6)
 #if NXW > 6
@@ -62,40 +67,40 @@ static void KN(tile_narrow)(C3_TILE_ARGS) {
 #undef C3_TILE_BODY
 #undef C3_TILE_ARGS
 
-static void KN(row)(const T *rows, c3_idx n_rows, c3_idx Wp, const T *w, const c3_idx *w_off,
-                    c3_idx kW, c3_idx dW, c3_idx sW, T *out, c3_idx oW, T bias) {
-    c3_idx x = 0;
+/* Row kernel (few output channels per group): vectorized along the output row. Row i of the
+ * sum starts at rows + r_off[i]; with sW == 1 every row must be readable up to
+ * ceil(oW / (4V)) * 4V + (kW - 1) * dW elements (the caller pads), so the tail needs no
+ * scalar loop: whole vectors are computed and only oW outputs are stored. */
+static void KN(row)(const T *rows, const c3_idx *r_off, c3_idx n_rows, const T *w,
+                    const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW, T *out, c3_idx oW,
+                    T bias) {
     if (sW == 1) {
-        /* 4 vectors of consecutive outputs per step: contiguous loads of the input row. */
-        for (; x + 4 * V <= oW; x += 4 * V) {
+        for (c3_idx x = 0; x < oW; x += 4 * V) {
             VT acc[4];
-            for (int k = 0; k < 4; k++) acc[k] = (VT){0} + bias;
+            for (int k = 0; k < 4; k++) acc[k] = BCAST(bias);
             for (c3_idx i = 0; i < n_rows; i++) {
-                const T *r = rows + i * Wp + x;
+                const T *r = rows + r_off[i] + x;
                 const T *wr = w + w_off[i];
                 for (c3_idx e = 0; e < kW; e++) {
-                    VT wv = (VT){0} + wr[e];
+                    VT wv = BCAST(wr[e]);
                     for (int k = 0; k < 4; k++)
                         acc[k] += wv * KN(loadu)(r + e * dW + k * V);
                 }
             }
-            for (int k = 0; k < 4; k++) KN(storeu)(out + x + k * V, acc[k]);
-        }
-        for (; x + V <= oW; x += V) {
-            VT acc = (VT){0} + bias;
-            for (c3_idx i = 0; i < n_rows; i++) {
-                const T *r = rows + i * Wp + x;
-                const T *wr = w + w_off[i];
-                for (c3_idx e = 0; e < kW; e++)
-                    acc += ((VT){0} + wr[e]) * KN(loadu)(r + e * dW);
+            if (x + 4 * V <= oW) {
+                for (int k = 0; k < 4; k++) KN(storeu)(out + x + k * V, acc[k]);
+            } else {
+                T tmp[4 * V];
+                for (int k = 0; k < 4; k++) KN(storeu)(tmp + k * V, acc[k]);
+                memcpy(out + x, tmp, (size_t)(oW - x) * sizeof(T));
             }
-            KN(storeu)(out + x, acc);
         }
+        return;
     }
-    for (; x < oW; x++) {
+    for (c3_idx x = 0; x < oW; x++) {
         T acc = bias;
         for (c3_idx i = 0; i < n_rows; i++) {
-            const T *r = rows + i * Wp + x * sW;
+            const T *r = rows + r_off[i] + x * sW;
             const T *wr = w + w_off[i];
             for (c3_idx e = 0; e < kW; e++) acc += wr[e] * r[e * dW];
         }
