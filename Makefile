@@ -28,8 +28,15 @@ $(VENV)/.torch: $(VENV)/.created
 test: install $(VENV)/.torch
 	$(PY) -m pytest tests -q
 
-bench: install $(VENV)/.torch
-	$(PY) bench/run.py
+# Benchmark peers and chart (each optional: the benchmark skips what is missing).
+BENCH_DEPS := onnx onnxruntime matplotlib
+$(VENV)/.bench: $(VENV)/.created
+	for p in $(BENCH_DEPS); do $(PIP) install "$$p" || echo "WARNING: $$p not installable here; the benchmark goes on without it"; done
+	touch $@
+
+# make bench [QUICK=1] [BENCH_ARGS="--only unet,c3d --no-sweep"]; results in bench/results/.
+bench: install $(VENV)/.torch $(VENV)/.bench
+	$(PY) bench/run.py $(if $(filter-out 0 no false,$(QUICK)),--quick) $(BENCH_ARGS)
 
 wheel: $(VENV)/.created
 	$(PIP) install build

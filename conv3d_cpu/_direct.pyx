@@ -29,10 +29,12 @@ from conv3d_cpu._openmp_helpers cimport effective_threads
 
 cdef extern from "_kernels.h" nogil:
     ctypedef Py_ssize_t c3_idx
-    ctypedef void (*c3_tile_f32)(const float*, c3_idx, c3_idx, const float*, const c3_idx*,
-                                 c3_idx, c3_idx, c3_idx, float*, int) noexcept nogil
-    ctypedef void (*c3_tile_f64)(const double*, c3_idx, c3_idx, const double*, const c3_idx*,
-                                 c3_idx, c3_idx, c3_idx, double*, int) noexcept nogil
+    ctypedef void (*c3_tile_f32)(const float*, const c3_idx*, c3_idx, const float*,
+                                 const c3_idx*, c3_idx, c3_idx, c3_idx, float*,
+                                 int) noexcept nogil
+    ctypedef void (*c3_tile_f64)(const double*, const c3_idx*, c3_idx, const double*,
+                                 const c3_idx*, c3_idx, c3_idx, c3_idx, double*,
+                                 int) noexcept nogil
     ctypedef void (*c3_row_f32)(const float*, const c3_idx*, c3_idx, const float*,
                                 const c3_idx*, c3_idx, c3_idx, c3_idx, float*, c3_idx,
                                 float) noexcept nogil
@@ -98,18 +100,20 @@ def current_isa():
 use_isa(os.environ.get("CONV3D_CPU_ISA") or None)
 
 
-cdef inline c3_idx _gather(const floating* x, floating* rows, c3_idx* offs,
-                           c3_idx cpg, c3_idx D, c3_idx H, c3_idx W,
+cdef inline c3_idx _gather(const floating* xg, floating* rows, c3_idx* r_off, c3_idx* w_off,
+                           bint copy, c3_idx cpg, c3_idx D, c3_idx H, c3_idx W,
                            c3_idx kD, c3_idx kH, c3_idx z, c3_idx y,
                            c3_idx sD, c3_idx sH, c3_idx pD, c3_idx pH, c3_idx dD, c3_idx dH,
                            c3_idx pW, c3_idx Wp, c3_idx wstride) noexcept nogil:
-    """Copy the in-range input rows of output row (z, y) into ``rows``, zero padded along W.
+    """List the in-range input rows of output row (z, y); return how many.
 
-    ``x`` points at the group's first channel. Returns the number of rows; ``offs[i]`` is the
-    offset of row i's kernel row in the packed weights (``wstride`` elements per (c, a, b)).
+    ``xg`` points at the group's first channel. With ``copy``, row i is copied into slot i of
+    ``rows`` (Wp wide; its W padding columns are zero from allocation and never written) and
+    ``r_off[i]`` is relative to ``rows``; otherwise the row is read in place and ``r_off[i]`` is
+    relative to ``xg``. ``w_off[i]`` is the row's kernel row in the packed weights
+    (``wstride`` elements per (c, a, b)).
     """
-    cdef c3_idx c, a, b, iz, iy, n = 0
-    cdef floating* dst
+    cdef c3_idx c, a, b, iz, iy, src, n = 0
     for c in range(cpg):
         for a in range(kD):
             iz = z * sD + a * dD - pD
@@ -119,26 +123,27 @@ cdef inline c3_idx _gather(const floating* x, floating* rows, c3_idx* offs,
                 iy = y * sH + b * dH - pH
                 if iy < 0 or iy >= H:
                     continue
-                dst = rows + n * Wp
-                if pW > 0:
-                    memset(dst, 0, pW * sizeof(floating))
-                memcpy(dst + pW, x + ((c * D + iz) * H + iy) * W, W * sizeof(floating))
-                if Wp > pW + W:
-                    memset(dst + pW + W, 0, (Wp - pW - W) * sizeof(floating))
-                offs[n] = ((c * kD + a) * kH + b) * wstride
+                src = ((c * D + iz) * H + iy) * W
+                if copy:
+                    memcpy(rows + n * Wp + pW, xg + src, W * sizeof(floating))
+                    r_off[n] = n * Wp
+                else:
+                    r_off[n] = src
+                w_off[n] = ((c * kD + a) * kH + b) * wstride
                 n += 1
     return n
 
 
-cdef inline void _tile(const c3_kernels* K, bint wide, const floating* rows, c3_idx n_rows,
-                       c3_idx Wp, const floating* w, const c3_idx* offs, c3_idx kW, c3_idx dW,
-                       c3_idx sW, floating* tile, int nx) noexcept nogil:
+cdef inline void _tile(const c3_kernels* K, bint wide, const floating* rows,
+                       const c3_idx* r_off, c3_idx n_rows, const floating* w,
+                       const c3_idx* w_off, c3_idx kW, c3_idx dW, c3_idx sW, floating* tile,
+                       int nx) noexcept nogil:
     if floating is float:
         (K.tile_wide_f32 if wide else K.tile_narrow_f32)(
-            rows, n_rows, Wp, w, offs, kW, dW, sW, tile, nx)
+            rows, r_off, n_rows, w, w_off, kW, dW, sW, tile, nx)
     else:
         (K.tile_wide_f64 if wide else K.tile_narrow_f64)(
-            rows, n_rows, Wp, w, offs, kW, dW, sW, tile, nx)
+            rows, r_off, n_rows, w, w_off, kW, dW, sW, tile, nx)
 
 
 cdef inline void _row(const c3_kernels* K, const floating* rows, const c3_idx* r_off,
@@ -162,10 +167,10 @@ cdef void _store_tile(const floating* tile, const floating* bias, floating* obas
             obase[k * plane + j] = tile[j * ocb + k] + bk
 
 
-cdef void _tiles(const c3_kernels* K, bint wide, const floating* rows, c3_idx nr, c3_idx Wp,
-                 const floating* wg, c3_idx wblock, const c3_idx* offs, c3_idx kW, c3_idx dW,
-                 c3_idx sW, const floating* bias, floating* orow, c3_idx plane, c3_idx opg,
-                 int ocb, int nxmax, c3_idx n_pos, floating* tile) noexcept nogil:
+cdef void _tiles(const c3_kernels* K, bint wide, const floating* rows, const c3_idx* r_off,
+                 c3_idx nr, const floating* wg, c3_idx wblock, const c3_idx* w_off, c3_idx kW,
+                 c3_idx dW, c3_idx sW, const floating* bias, floating* orow, c3_idx plane,
+                 c3_idx opg, int ocb, int nxmax, c3_idx n_pos, floating* tile) noexcept nogil:
     """``n_pos`` consecutive output positions of every channel block of one group.
 
     Positions are split into equal tiles (not nxmax + remainder): a short tail tile holds
@@ -179,7 +184,7 @@ cdef void _tiles(const c3_kernels* K, bint wide, const floating* rows, c3_idx nr
         for t in range(ntiles):
             nx = <int>(n_pos // ntiles + (t < n_pos % ntiles))
             if nr > 0:
-                _tile(K, wide, rows + x0 * sW, nr, Wp, wg + ob * wblock, offs, kW, dW, sW,
+                _tile(K, wide, rows + x0 * sW, r_off, nr, wg + ob * wblock, w_off, kW, dW, sW,
                       tile, nx)
             else:
                 memset(tile, 0, nx * ocb * sizeof(floating))
@@ -200,21 +205,26 @@ cdef void _blocked(const floating* x, const floating* wp, const floating* bias, 
     cdef c3_idx nob = (opg + ocb - 1) // ocb
     cdef c3_idx wblock = cpg * kD * kH * kW * ocb
     cdef c3_idx plane = oD * oH * oW
+    # Rows already as wide as the padded row are read in place: nothing to copy.
+    cdef bint copy = Wp != W
     cdef c3_idx item, n, z, y, g, nr
+    cdef const floating* xg
     cdef floating* rows
-    cdef c3_idx* offs
+    cdef c3_idx* r_off
     for item in prange(N * oD * oH, num_threads=nt, schedule="static"):
         rows = scratch + threadid() * per_thread
-        offs = offs_all + threadid() * max_rows
+        r_off = offs_all + threadid() * 2 * max_rows
         n = item // (oD * oH)
         z = (item // oH) % oD
         y = item % oH
         for g in range(groups):
-            nr = _gather(x + (n * C + g * cpg) * D * H * W, rows, offs, cpg, D, H, W, kD, kH,
-                         z, y, sD, sH, pD, pH, dD, dH, pW, Wp, kW * ocb)
-            _tiles(K, wide, rows, nr, Wp, wp + g * nob * wblock, wblock, offs, kW, dW, sW,
-                   bias + g * opg, out + (n * O + g * opg) * plane + (z * oH + y) * oW,
-                   plane, opg, ocb, nxmax, oW, rows + max_rows * Wp)
+            xg = x + (n * C + g * cpg) * D * H * W
+            nr = _gather(xg, rows, r_off, r_off + max_rows, copy, cpg, D, H, W, kD, kH, z, y,
+                         sD, sH, pD, pH, dD, dH, pW, Wp, kW * ocb)
+            _tiles(K, wide, rows if copy else xg, r_off, nr, wp + g * nob * wblock, wblock,
+                   r_off + max_rows, kW, dW, sW, bias + g * opg,
+                   out + (n * O + g * opg) * plane + (z * oH + y) * oW, plane, opg, ocb, nxmax,
+                   oW, rows + max_rows * Wp)
 
 
 cdef void _pointwise(const floating* x, const floating* wp, const floating* bias,
@@ -223,6 +233,7 @@ cdef void _pointwise(const floating* x, const floating* wp, const floating* bias
                      int ocb, bint wide, int nxmax, int nt, const c3_kernels* K) noexcept nogil:
     """1x1x1, stride 1, no padding: input channels are rows of length P = D*H*W read in place.
 
+    ``offs`` holds the row offsets (c * P) then the weight offsets (c * ocb) of one group.
     Work item: ``chunk`` consecutive positions of one batch element, all groups."""
     cdef c3_idx cpg = C // groups, opg = O // groups
     cdef c3_idx nob = (opg + ocb - 1) // ocb
@@ -233,9 +244,10 @@ cdef void _pointwise(const floating* x, const floating* wp, const floating* bias
         n = item // nchunks
         p0 = (item % nchunks) * chunk
         for g in range(groups):
-            _tiles(K, wide, x + (n * C + g * cpg) * P + p0, cpg, P, wp + g * nob * wblock,
-                   wblock, offs, 1, 1, 1, bias + g * opg, out + (n * O + g * opg) * P + p0,
-                   P, opg, ocb, nxmax, min(chunk, P - p0), scratch + threadid() * per_thread)
+            _tiles(K, wide, x + (n * C + g * cpg) * P + p0, offs, cpg, wp + g * nob * wblock,
+                   wblock, offs + cpg, 1, 1, 1, bias + g * opg,
+                   out + (n * O + g * opg) * P + p0, P, opg, ocb, nxmax, min(chunk, P - p0),
+                   scratch + threadid() * per_thread)
 
 
 cdef c3_idx _gather_planes(const floating* x, floating* planes, c3_idx* plane_src,
@@ -364,14 +376,16 @@ def direct(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         max_rows = cpg
     else:
         per_thread = max_rows * Wp + nxmax * ocb
-    cdef floating[::1] scratch = np.empty(nt * per_thread, dtype=dtype)
+    # Zeroed: gathered row slots rely on their padding columns staying zero.
+    cdef floating[::1] scratch = np.zeros(nt * per_thread, dtype=dtype)
     cdef c3_idx[::1] offs
     if use_rows:
         offs = np.empty(nt * 3 * max_rows, dtype=np.intp)
     elif pointwise:
-        offs = np.arange(cpg, dtype=np.intp) * ocb
+        offs = np.concatenate([np.arange(cpg, dtype=np.intp) * (D * H * W),
+                               np.arange(cpg, dtype=np.intp) * ocb])
     else:
-        offs = np.empty(nt * max_rows, dtype=np.intp)
+        offs = np.empty(nt * 2 * max_rows, dtype=np.intp)
     cdef const floating[::1] wpv
     if use_rows:
         with nogil:

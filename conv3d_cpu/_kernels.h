@@ -1,10 +1,10 @@
 /* Micro-kernels of the direct convolution, compiled once per instruction set in _kernels.c
  * and chosen at import (conv3d_kernels_select).
  *
- * Data they read: "rows" is a gathered block of n_rows input rows, each Wp elements long and
- * already zero padded along W, starting at the first input column of the tile; row i pairs with
- * the kernel row at w + w_off[i] (kW taps, each a block of OCB output channels for the tile
- * kernels, a single scalar for the row kernel).
+ * Data they read: n_rows input rows, row i starting at rows + r_off[i] (the tile's first
+ * input column), either in place in the input or gathered and zero padded along W by the
+ * caller; row i pairs with the kernel row at w + w_off[i] (kW taps, each a block of OCB output
+ * channels for the tile kernels, a single scalar for the row kernel).
  */
 #ifndef CONV3D_CPU_KERNELS_H
 #define CONV3D_CPU_KERNELS_H
@@ -12,14 +12,14 @@
 
 typedef ptrdiff_t c3_idx;
 
-/* tile[j * OCB + k] = sum_i sum_e w[w_off[i] + e * OCB + k] * rows[i * Wp + j * sW + e * dW]
+/* tile[j * OCB + k] = sum_i sum_e w[w_off[i] + e * OCB + k] * rows[r_off[i] + j * sW + e * dW]
  * for j < nx (nx <= tile_nx), k < OCB. */
-typedef void (*c3_tile_f32)(const float *rows, c3_idx n_rows, c3_idx Wp, const float *w,
-                            const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW,
-                            float *tile, int nx);
-typedef void (*c3_tile_f64)(const double *rows, c3_idx n_rows, c3_idx Wp, const double *w,
-                            const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW,
-                            double *tile, int nx);
+typedef void (*c3_tile_f32)(const float *rows, const c3_idx *r_off, c3_idx n_rows,
+                            const float *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
+                            c3_idx sW, float *tile, int nx);
+typedef void (*c3_tile_f64)(const double *rows, const c3_idx *r_off, c3_idx n_rows,
+                            const double *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
+                            c3_idx sW, double *tile, int nx);
 /* out[x] = bias + sum_i sum_e w[w_off[i] + e] * rows[r_off[i] + x * sW + e * dW], x < oW.
  * With sW == 1 rows are read in whole vectors past oW (see _kernels_tmpl.h). */
 typedef void (*c3_row_f32)(const float *rows, const c3_idx *r_off, c3_idx n_rows,

@@ -15,7 +15,7 @@ static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
         _Pragma("GCC unroll 16") for (int j = 0; j < NX; j++)                                \
             _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) acc[j][v] = (VT){0};       \
         for (c3_idx i = 0; i < n_rows; i++) {                                                 \
-            const T *r = rows + i * Wp;                                                       \
+            const T *r = rows + r_off[i];                                                     \
             const T *wr = w + w_off[i];                                                       \
             for (c3_idx e = 0; e < kW; e++) {                                                 \
                 VT wv[NV];                                                                    \
@@ -35,7 +35,8 @@ static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
     } while (0)
 
 #define C3_TILE_ARGS                                                                          \
-    const T *rows, c3_idx n_rows, c3_idx Wp, const T *w, const c3_idx *w_off, c3_idx kW,     \
+    const T *rows, const c3_idx *r_off, c3_idx n_rows, const T *w, const c3_idx *w_off,     \
+    c3_idx kW,                                                                                \
     c3_idx dW, c3_idx sW, T *tile, int nx
 
 static void KN(tile_wide)(C3_TILE_ARGS) {
