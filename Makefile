@@ -43,6 +43,7 @@ wheel: $(VENV)/.created
 	$(PY) -m build --wheel --outdir dist .
 
 clean:
-	rm -rf build dist wheelhouse *.egg-info conv3d_cpu/*.so conv3d_cpu/*.c conv3d_cpu/*.html
+	rm -rf build dist wheelhouse *.egg-info conv3d_cpu/*.so conv3d_cpu/*.html
+	for f in conv3d_cpu/*.pyx; do rm -f "$${f%.pyx}.c"; done
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)

@@ -60,6 +60,9 @@ static void KN(tile_narrow)(C3_TILE_ARGS) {
     switch (nx) {
     C3_CASE(1) C3_CASE(2) C3_CASE(3) C3_CASE(4) C3_CASE(5) C3_CASE(6)
     C3_CASE(7) C3_CASE(8) C3_CASE(9) C3_CASE(10) C3_CASE(11) C3_CASE(12)
+#if NXN > 12
+    C3_CASE(13) C3_CASE(14) C3_CASE(15) C3_CASE(16)
+#endif
     default: break;
     }
 }
