@@ -96,7 +96,11 @@ def _extension(name, c_sources=()):
 
 setup(
     ext_modules=cythonize(
-        [_extension("_direct", ["_kernels.c"]), _extension("_openmp_helpers")],
+        [
+            _extension("_isa", ["_kernels.c"]),
+            _extension("_direct"),
+            _extension("_openmp_helpers"),
+        ],
         compiler_directives=CYTHON_DIRECTIVES,
     ),
     cmdclass={"build_ext": BuildExtOpenMP},

@@ -16,8 +16,6 @@ Each output element is computed by one thread in an order fixed by the shapes al
 are bitwise identical for any thread count. Extra memory per call: the repacked weights plus,
 per thread, (in_channels/groups) * kD * kH rows of the padded width.
 """
-import os
-
 import numpy as np
 
 from cython cimport floating
@@ -27,77 +25,8 @@ from libc.string cimport memcpy, memset
 from conv3d_cpu._openmp_helpers cimport effective_threads
 
 
-cdef extern from "_kernels.h" nogil:
-    ctypedef Py_ssize_t c3_idx
-    ctypedef void (*c3_tile_f32)(const float*, const c3_idx*, c3_idx, const float*,
-                                 const c3_idx*, c3_idx, c3_idx, c3_idx, float*,
-                                 int) noexcept nogil
-    ctypedef void (*c3_tile_f64)(const double*, const c3_idx*, c3_idx, const double*,
-                                 const c3_idx*, c3_idx, c3_idx, c3_idx, double*,
-                                 int) noexcept nogil
-    ctypedef void (*c3_row_f32)(const float*, const c3_idx*, c3_idx, const float*,
-                                const c3_idx*, c3_idx, c3_idx, c3_idx, float*, c3_idx,
-                                float) noexcept nogil
-    ctypedef void (*c3_row_f64)(const double*, const c3_idx*, c3_idx, const double*,
-                                const c3_idx*, c3_idx, c3_idx, c3_idx, double*, c3_idx,
-                                double) noexcept nogil
-    ctypedef struct c3_kernels:
-        const char* isa
-        int ocb_wide_f32, ocb_narrow_f32, ocb_wide_f64, ocb_narrow_f64
-        int nx_wide, nx_narrow
-        c3_tile_f32 tile_wide_f32
-        c3_tile_f32 tile_narrow_f32
-        c3_tile_f64 tile_wide_f64
-        c3_tile_f64 tile_narrow_f64
-        c3_row_f32 row_f32
-        c3_row_f64 row_f64
-    const c3_kernels* c3_kernels_for(int isa)
-    int c3_cpu_supports(int isa)
-    int C3_ROW_STEP_F32, C3_ROW_STEP_F64
-
-
-ISA_NAMES = ("baseline", "avx2", "avx512")
-cdef const c3_kernels* _K = NULL
-
-
-def available_isas():
-    """Instruction sets compiled in and supported by this CPU, worst first."""
-    return tuple(name for i, name in enumerate(ISA_NAMES)
-                 if c3_kernels_for(i) != NULL and c3_cpu_supports(i))
-
-
-def compiled_isas():
-    """Instruction sets compiled into this build, worst first."""
-    return tuple(name for i, name in enumerate(ISA_NAMES) if c3_kernels_for(i) != NULL)
-
-
-def use_isa(name=None):
-    """Select the kernels of ISA ``name`` (None: the best this CPU runs); return its name.
-
-    Not thread-safe against concurrent convolutions: call at import or in tests only.
-    """
-    global _K
-    if name is None:
-        supported = available_isas()
-        name = supported[len(supported) - 1]  # (wraparound is off: no negative indices)
-    if name not in ISA_NAMES:
-        raise ValueError(f"CONV3D_CPU_ISA must be one of {', '.join(ISA_NAMES)}, got {name!r}")
-    i = ISA_NAMES.index(name)
-    if c3_kernels_for(i) == NULL:
-        raise ValueError(f"ISA {name!r} was not compiled into this build "
-                         f"(compiled: {', '.join(compiled_isas())})")
-    if not c3_cpu_supports(i):
-        raise ValueError(f"ISA {name!r} is not supported by this CPU "
-                         f"(supported: {', '.join(available_isas())})")
-    _K = c3_kernels_for(i)
-    return name
-
-
-def current_isa():
-    return (<bytes>_K.isa).decode()
-
-
-use_isa(os.environ.get("CONV3D_CPU_ISA") or None)
+from conv3d_cpu._isa cimport (C3_ROW_STEP_F32, C3_ROW_STEP_F64, active_kernels, c3_idx,
+                              c3_kernels)
 
 
 cdef inline c3_idx _gather(const floating* xg, floating* rows, c3_idx* r_off, c3_idx* w_off,
@@ -334,7 +263,7 @@ def direct(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     ``padding`` is the front padding per axis; the far side is implied by ``out``'s shape.
     ``num_threads`` <= 0 means the OpenMP default, read now.
     """
-    cdef const c3_kernels* K = _K
+    cdef const c3_kernels* K = active_kernels()
     cdef c3_idx N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef c3_idx O = w.shape[0], cpg = w.shape[1]
     cdef c3_idx kD = w.shape[2], kH = w.shape[3], kW = w.shape[4]

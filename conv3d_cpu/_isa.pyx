@@ -1,0 +1,51 @@
+"""Instruction-set dispatch: the micro-kernels are compiled for several ISAs (_kernels.c);
+the best one this CPU supports is chosen at import, or the one CONV3D_CPU_ISA names."""
+import os
+
+ISA_NAMES = ("baseline", "avx2", "avx512")
+cdef const c3_kernels* _K = NULL
+
+
+cdef const c3_kernels* active_kernels() noexcept nogil:
+    """The kernel table every algorithm uses (set by use_isa)."""
+    return _K
+
+
+def available_isas():
+    """Instruction sets compiled in and supported by this CPU, worst first."""
+    return tuple(name for i, name in enumerate(ISA_NAMES)
+                 if c3_kernels_for(i) != NULL and c3_cpu_supports(i))
+
+
+def compiled_isas():
+    """Instruction sets compiled into this build, worst first."""
+    return tuple(name for i, name in enumerate(ISA_NAMES) if c3_kernels_for(i) != NULL)
+
+
+def use_isa(name=None):
+    """Select the kernels of ISA ``name`` (None: the best this CPU runs); return its name.
+
+    Not thread-safe against concurrent convolutions: call at import or in tests only.
+    """
+    global _K
+    if name is None:
+        supported = available_isas()
+        name = supported[len(supported) - 1]  # (wraparound is off: no negative indices)
+    if name not in ISA_NAMES:
+        raise ValueError(f"CONV3D_CPU_ISA must be one of {', '.join(ISA_NAMES)}, got {name!r}")
+    i = ISA_NAMES.index(name)
+    if c3_kernels_for(i) == NULL:
+        raise ValueError(f"ISA {name!r} was not compiled into this build "
+                         f"(compiled: {', '.join(compiled_isas())})")
+    if not c3_cpu_supports(i):
+        raise ValueError(f"ISA {name!r} is not supported by this CPU "
+                         f"(supported: {', '.join(available_isas())})")
+    _K = c3_kernels_for(i)
+    return name
+
+
+def current_isa():
+    return (<bytes>_K.isa).decode()
+
+
+use_isa(os.environ.get("CONV3D_CPU_ISA") or None)
