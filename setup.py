@@ -99,6 +99,7 @@ setup(
         [
             _extension("_isa", ["_kernels.c"]),
             _extension("_direct"),
+            _extension("_winograd"),
             _extension("_openmp_helpers"),
         ],
         compiler_directives=CYTHON_DIRECTIVES,

@@ -26,7 +26,7 @@ from conv3d_cpu._openmp_helpers cimport effective_threads
 
 
 from conv3d_cpu._isa cimport (C3_ROW_STEP_F32, C3_ROW_STEP_F64, active_kernels, c3_idx,
-                              c3_kernels)
+                              c3_kernels, tile_kernel)
 
 
 cdef inline c3_idx _gather(const floating* xg, floating* rows, c3_idx* r_off, c3_idx* w_off,
@@ -61,18 +61,6 @@ cdef inline c3_idx _gather(const floating* xg, floating* rows, c3_idx* r_off, c3
                 w_off[n] = ((c * kD + a) * kH + b) * wstride
                 n += 1
     return n
-
-
-cdef inline void _tile(const c3_kernels* K, bint wide, const floating* rows,
-                       const c3_idx* r_off, c3_idx n_rows, const floating* w,
-                       const c3_idx* w_off, c3_idx kW, c3_idx dW, c3_idx sW, floating* tile,
-                       int nx) noexcept nogil:
-    if floating is float:
-        (K.tile_wide_f32 if wide else K.tile_narrow_f32)(
-            rows, r_off, n_rows, w, w_off, kW, dW, sW, tile, nx)
-    else:
-        (K.tile_wide_f64 if wide else K.tile_narrow_f64)(
-            rows, r_off, n_rows, w, w_off, kW, dW, sW, tile, nx)
 
 
 cdef inline void _row(const c3_kernels* K, const floating* rows, const c3_idx* r_off,
@@ -113,7 +101,7 @@ cdef void _tiles(const c3_kernels* K, bint wide, const floating* rows, const c3_
         for t in range(ntiles):
             nx = <int>(n_pos // ntiles + (t < n_pos % ntiles))
             if nr > 0:
-                _tile(K, wide, rows + x0 * sW, r_off, nr, wg + ob * wblock, w_off, kW, dW, sW,
+                tile_kernel(K, wide, rows + x0 * sW, r_off, nr, wg + ob * wblock, w_off, kW, dW, sW,
                       tile, nx)
             else:
                 memset(tile, 0, nx * ocb * sizeof(floating))

@@ -1,3 +1,5 @@
+from cython cimport floating
+
 # Micro-kernel tables (_kernels.c), one per instruction set; _isa.pyx selects one at import.
 cdef extern from "_kernels.h" nogil:
     ctypedef Py_ssize_t c3_idx
@@ -13,6 +15,14 @@ cdef extern from "_kernels.h" nogil:
     ctypedef void (*c3_row_f64)(const double*, const c3_idx*, c3_idx, const double*,
                                 const c3_idx*, c3_idx, c3_idx, c3_idx, double*, c3_idx,
                                 double) noexcept nogil
+    ctypedef void (*c3_wino_in_f32)(int, const float*, c3_idx, int, c3_idx, c3_idx, c3_idx,
+                                    c3_idx, c3_idx, c3_idx, float*, c3_idx) noexcept nogil
+    ctypedef void (*c3_wino_in_f64)(int, const double*, c3_idx, int, c3_idx, c3_idx, c3_idx,
+                                    c3_idx, c3_idx, c3_idx, double*, c3_idx) noexcept nogil
+    ctypedef void (*c3_wino_out_f32)(int, const float*, c3_idx, int, const float*, float*,
+                                     c3_idx, c3_idx, c3_idx, int, int, int) noexcept nogil
+    ctypedef void (*c3_wino_out_f64)(int, const double*, c3_idx, int, const double*, double*,
+                                     c3_idx, c3_idx, c3_idx, int, int, int) noexcept nogil
     ctypedef struct c3_kernels:
         const char* isa
         int ocb_wide_f32, ocb_narrow_f32, ocb_wide_f64, ocb_narrow_f64
@@ -23,9 +33,26 @@ cdef extern from "_kernels.h" nogil:
         c3_tile_f64 tile_narrow_f64
         c3_row_f32 row_f32
         c3_row_f64 row_f64
+        c3_wino_in_f32 wino_in_f32
+        c3_wino_in_f64 wino_in_f64
+        c3_wino_out_f32 wino_out_f32
+        c3_wino_out_f64 wino_out_f64
     const c3_kernels* c3_kernels_for(int isa)
     int c3_cpu_supports(int isa)
     int C3_ROW_STEP_F32, C3_ROW_STEP_F64
 
 
 cdef const c3_kernels* active_kernels() noexcept nogil
+
+
+cdef inline void tile_kernel(const c3_kernels* K, bint wide, const floating* rows,
+                       const c3_idx* r_off, c3_idx n_rows, const floating* w,
+                       const c3_idx* w_off, c3_idx kW, c3_idx dW, c3_idx sW, floating* tile,
+                       int nx) noexcept nogil:
+    """The wide or narrow tile micro-kernel of K for this dtype (see _kernels.h)."""
+    if floating is float:
+        (K.tile_wide_f32 if wide else K.tile_narrow_f32)(
+            rows, r_off, n_rows, w, w_off, kW, dW, sW, tile, nx)
+    else:
+        (K.tile_wide_f64 if wide else K.tile_narrow_f64)(
+            rows, r_off, n_rows, w, w_off, kW, dW, sW, tile, nx)

@@ -11,6 +11,19 @@
 typedef float c3_v8f __attribute__((vector_size(32)));
 typedef double c3_v4d __attribute__((vector_size(32)));
 
+/* Winograd matrices (Toom-Cook; F4 uses the points 0, +-1, +-1/2, inf for conditioning).
+ * B^T rows are scaled to small integers where possible; G (in _winograd.pyx) compensates. */
+static const double c3_wino_bt4[4][4] = {
+    {1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, -1, 0, 1}};
+static const double c3_wino_at4[2][4] = {{1, 1, 1, 0}, {0, 1, -1, 1}};
+static const double c3_wino_bt6[6][6] = {
+    {1, 0, -5, 0, 4, 0},  {0, -1, -1, 4, 4, 0}, {0, 1, -1, -4, 4, 0},
+    {0, -1, -2, 1, 2, 0}, {0, 1, -2, -1, 2, 0}, {0, 1, 0, -5, 0, 4}};
+static const double c3_wino_at6[4][6] = {{1, 1, 1, 1, 1, 0},
+                                         {0, 1, -1, 0.5, -0.5, 0},
+                                         {0, 1, 1, 0.25, 0.25, 0},
+                                         {0, 1, -1, 0.125, -0.125, 1}};
+
 #define C3_CAT_(a, b) a##b
 #define C3_CAT(a, b) C3_CAT_(a, b)
 
@@ -28,6 +41,7 @@ typedef double c3_v4d __attribute__((vector_size(32)));
 #define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s)})
 #define KN(name) C3_CAT(C3_CAT(c3_f32_, name), C3_ISA)
 #include "_kernels_tmpl.h"
+#include "_winograd_tmpl.h"
 #undef T
 #undef VT
 #undef V
@@ -39,6 +53,7 @@ typedef double c3_v4d __attribute__((vector_size(32)));
 #define BCAST(s) ((VT){(s), (s), (s), (s)})
 #define KN(name) C3_CAT(C3_CAT(c3_f64_, name), C3_ISA)
 #include "_kernels_tmpl.h"
+#include "_winograd_tmpl.h"
 #undef T
 #undef VT
 #undef V
@@ -52,6 +67,8 @@ static const c3_kernels c3_table_base = {
     "baseline", 16, 8, 8, 4, 6, 12,
     c3_f32_tile_wide_base, c3_f32_tile_narrow_base, c3_f64_tile_wide_base,
     c3_f64_tile_narrow_base, c3_f32_row_base, c3_f64_row_base,
+    c3_f32_wino_input_base, c3_f64_wino_input_base, c3_f32_wino_output_base,
+    c3_f64_wino_output_base,
 };
 
 #ifdef C3_X86
@@ -71,6 +88,7 @@ static const c3_kernels c3_table_base = {
 #define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s)})
 #define KN(name) C3_CAT(C3_CAT(c3_f32_, name), C3_ISA)
 #include "_kernels_tmpl.h"
+#include "_winograd_tmpl.h"
 #undef T
 #undef VT
 #undef V
@@ -82,6 +100,7 @@ static const c3_kernels c3_table_base = {
 #define BCAST(s) ((VT){(s), (s), (s), (s)})
 #define KN(name) C3_CAT(C3_CAT(c3_f64_, name), C3_ISA)
 #include "_kernels_tmpl.h"
+#include "_winograd_tmpl.h"
 #undef T
 #undef VT
 #undef V
@@ -100,6 +119,8 @@ static const c3_kernels c3_table_avx2 = {
     "avx2", 16, 8, 8, 4, 6, 12,
     c3_f32_tile_wide_avx2, c3_f32_tile_narrow_avx2, c3_f64_tile_wide_avx2,
     c3_f64_tile_narrow_avx2, c3_f32_row_avx2, c3_f64_row_avx2,
+    c3_f32_wino_input_avx2, c3_f64_wino_input_avx2, c3_f32_wino_output_avx2,
+    c3_f64_wino_output_avx2,
 };
 
 /* ---- AVX-512 (x86-64-v4): 32 vector registers allow a wider tile ---- */
@@ -118,6 +139,7 @@ static const c3_kernels c3_table_avx2 = {
 #define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s)})
 #define KN(name) C3_CAT(C3_CAT(c3_f32_, name), C3_ISA)
 #include "_kernels_tmpl.h"
+#include "_winograd_tmpl.h"
 #undef T
 #undef VT
 #undef V
@@ -129,6 +151,7 @@ static const c3_kernels c3_table_avx2 = {
 #define BCAST(s) ((VT){(s), (s), (s), (s)})
 #define KN(name) C3_CAT(C3_CAT(c3_f64_, name), C3_ISA)
 #include "_kernels_tmpl.h"
+#include "_winograd_tmpl.h"
 #undef T
 #undef VT
 #undef V
@@ -147,6 +170,8 @@ static const c3_kernels c3_table_avx512 = {
     "avx512", 16, 8, 8, 4, 12, 16,
     c3_f32_tile_wide_avx512, c3_f32_tile_narrow_avx512, c3_f64_tile_wide_avx512,
     c3_f64_tile_narrow_avx512, c3_f32_row_avx512, c3_f64_row_avx512,
+    c3_f32_wino_input_avx512, c3_f64_wino_input_avx512, c3_f32_wino_output_avx512,
+    c3_f64_wino_output_avx512,
 };
 #endif /* C3_X86 */
 

@@ -32,6 +32,20 @@ typedef void (*c3_row_f64)(const double *rows, const c3_idx *r_off, c3_idx n_row
 #define C3_ROW_STEP_F32 32
 #define C3_ROW_STEP_F64 16
 
+/* Winograd F(m^3, 3^3), m = 2 or 4: see _winograd_tmpl.h. */
+typedef void (*c3_wino_in_f32)(int m, const float *x, c3_idx cstride, int nc, c3_idx D,
+                               c3_idx H, c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0, float *v,
+                               c3_idx v_stride);
+typedef void (*c3_wino_in_f64)(int m, const double *x, c3_idx cstride, int nc, c3_idx D,
+                               c3_idx H, c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0, double *v,
+                               c3_idx v_stride);
+typedef void (*c3_wino_out_f32)(int m, const float *m_in, c3_idx m_stride, int nc,
+                                const float *bias, float *out, c3_idx ostride, c3_idx oH,
+                                c3_idx oW, int mz, int my, int mx);
+typedef void (*c3_wino_out_f64)(int m, const double *m_in, c3_idx m_stride, int nc,
+                                const double *bias, double *out, c3_idx ostride, c3_idx oH,
+                                c3_idx oW, int mz, int my, int mx);
+
 typedef struct {
     const char *isa;
     /* Output-channel block widths and the most positions one tile call handles. */
@@ -41,6 +55,10 @@ typedef struct {
     c3_tile_f64 tile_wide_f64, tile_narrow_f64;
     c3_row_f32 row_f32;
     c3_row_f64 row_f64;
+    c3_wino_in_f32 wino_in_f32;
+    c3_wino_in_f64 wino_in_f64;
+    c3_wino_out_f32 wino_out_f32;
+    c3_wino_out_f64 wino_out_f64;
 } c3_kernels;
 
 enum { C3_ISA_BASELINE = 0, C3_ISA_AVX2 = 1, C3_ISA_AVX512 = 2, C3_ISA_COUNT = 3 };

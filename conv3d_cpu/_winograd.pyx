@@ -1,0 +1,193 @@
+"""Winograd F(m^3, 3^3) convolution, m = 2 (4^3 input tiles) or 4 (6^3 tiles).
+
+For 3x3x3 kernels, stride 1, dilation 1, any groups and zero padding (implicit: tile reads
+outside the input are zero). Stages, per block of TB output tiles of one group:
+
+1. input transform  V[xi][t][c] = (B^T d_{t,c} B)[xi]           (vector code over channels)
+2. element-wise     M[xi][t][o] = sum_c V[xi][t][c] * U[xi][c][o]  (one GEMM per xi, with the
+                    register-tiled micro-kernel the direct algorithm uses)
+3. output transform y_{t,o} = A^T M[.][t][o] A + bias               (partial edge tiles cut)
+
+U (the transformed weights) is computed by ``transform_weights`` in float64 and cached by the
+caller. OpenMP runs over (group, tile block) items; each thread owns one V and one M block, so
+the workspace is  threads * alpha^3 * TB * (C/groups + O/groups rounded up to the channel
+block)  elements, whatever the volume. Each output is computed by one thread in an order fixed
+by the shapes, so results are bitwise identical for any thread count.
+"""
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+
+from conv3d_cpu._isa cimport active_kernels, c3_idx, c3_kernels, tile_kernel
+from conv3d_cpu._openmp_helpers cimport effective_threads
+
+cdef enum:
+    # Tiles per block: a multiple of the micro-kernels' widths that keeps V and M small.
+    TILE_BLOCK = 12
+
+# G for F(2,3) and F(4,3) (points 0, +-1 [, +-1/2], inf), matching the B^T and A^T in
+# _kernels.c: y = A^T [(G g) * (B^T d)]. (Written as integer ratios divided in numpy: with
+# cdivision on, Cython folds a literal 1 / 6 to C integer division.)
+_G = {
+    2: np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.float64) / 2.0,
+    4: np.array([[24, 0, 0], [4, 4, 4], [4, -4, 4], [-32, -16, -8], [-32, 16, -8], [0, 0, 6]],
+                dtype=np.float64) / 24.0,
+}
+
+
+def channel_block(dtype, opg):
+    """(ocb, wide) of the GEMM micro-kernel for this dtype and output channels per group."""
+    cdef const c3_kernels* K = active_kernels()
+    if np.dtype(dtype) == np.float32:
+        narrow, wide = K.ocb_narrow_f32, K.ocb_wide_f32
+    else:
+        narrow, wide = K.ocb_narrow_f64, K.ocb_wide_f64
+    return (wide, True) if opg > narrow else (narrow, False)
+
+
+def transform_weights(w, groups, m):
+    """U = G g G^T along the three axes, packed as (groups, alpha^3, blocks, C/groups, ocb).
+
+    Computed in float64 and rounded once to ``w``'s dtype. Output channels are padded with
+    zeros to whole blocks of ``channel_block``.
+    """
+    G = _G[m]
+    a = m + 2
+    O, cpg = w.shape[:2]
+    opg = O // groups
+    ocb, _ = channel_block(w.dtype, opg)
+    nob = -(-opg // ocb)
+    u = np.einsum("ia,jb,kc,onabc->ijkon", G, G, G, w.astype(np.float64, copy=False),
+                  optimize=True).reshape(a ** 3, groups, opg, cpg)
+    packed = np.zeros((a ** 3, groups, nob * ocb, cpg))
+    packed[:, :, :opg] = u
+    packed = packed.reshape(a ** 3, groups, nob, ocb, cpg).transpose(1, 0, 2, 4, 3)
+    return np.ascontiguousarray(packed, dtype=w.dtype).reshape(-1)
+
+
+cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
+                 const floating* bias, floating* out, floating* vbuf, floating* mbuf,
+                 const c3_idx* r_off, const c3_idx* w_off, c3_idx t0, c3_idx ntb, c3_idx g,
+                 c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
+                 c3_idx oD, c3_idx oH, c3_idx oW, c3_idx pD, c3_idx pH, c3_idx pW, int m,
+                 int ocb, bint wide, int nxmax) noexcept nogil:
+    """All three stages for tiles t0 .. t0 + ntb - 1 of group g."""
+    cdef int a3 = (m + 2) * (m + 2) * (m + 2)
+    cdef int lanes = K.ocb_narrow_f32 if floating is float else K.ocb_narrow_f64
+    cdef c3_idx cpg = C // groups, opg = O // groups
+    cdef c3_idx nob = (opg + ocb - 1) // ocb
+    cdef c3_idx ntz = (oD + m - 1) // m, nty = (oH + m - 1) // m, ntx = (oW + m - 1) // m
+    cdef c3_idx per_n = ntz * nty * ntx
+    cdef c3_idx dhw = D * H * W, plane = oD * oH * oW
+    cdef c3_idx t, tt, n, tz, ty, tx, c0, xi, ob, j0, k, o, ntiles, c
+    cdef int nc, nx
+    cdef const floating* xg
+    # 1. input transform
+    for t in range(ntb):
+        tt = t0 + t
+        n = tt // per_n
+        tz = (tt // (nty * ntx)) % ntz
+        ty = (tt // ntx) % nty
+        tx = tt % ntx
+        xg = x + (n * C + g * cpg) * dhw
+        c0 = 0
+        while c0 < cpg:
+            nc = <int>min(lanes, cpg - c0)
+            if floating is float:
+                K.wino_in_f32(m, xg + c0 * dhw, dhw, nc, D, H, W, tz * m - pD, ty * m - pH,
+                              tx * m - pW, vbuf + t * cpg + c0, TILE_BLOCK * cpg)
+            else:
+                K.wino_in_f64(m, xg + c0 * dhw, dhw, nc, D, H, W, tz * m - pD, ty * m - pH,
+                              tx * m - pW, vbuf + t * cpg + c0, TILE_BLOCK * cpg)
+            c0 += nc
+    # 2. one GEMM per transformed position, in equal chunks of at most nxmax tiles
+    ntiles = (ntb + nxmax - 1) // nxmax
+    for xi in range(a3):
+        for ob in range(nob):
+            j0 = 0
+            for k in range(ntiles):
+                nx = <int>(ntb // ntiles + (k < ntb % ntiles))
+                tile_kernel(K, wide, vbuf + (xi * TILE_BLOCK + j0) * cpg, r_off, cpg,
+                            U + ((g * a3 + xi) * nob + ob) * cpg * ocb, w_off, 1, 1, cpg,
+                            mbuf + ((xi * nob + ob) * TILE_BLOCK + j0) * ocb, nx)
+                j0 += nx
+    # 3. output transform, `lanes` output channels at a time
+    for t in range(ntb):
+        tt = t0 + t
+        n = tt // per_n
+        tz = (tt // (nty * ntx)) % ntz
+        ty = (tt // ntx) % nty
+        tx = tt % ntx
+        for ob in range(nob):
+            c = 0
+            while c < min(ocb, opg - ob * ocb):
+                nc = <int>min(lanes, opg - ob * ocb - c)
+                o = g * opg + ob * ocb + c
+                if floating is float:
+                    K.wino_out_f32(m, mbuf + (ob * TILE_BLOCK + t) * ocb + c,
+                                   nob * TILE_BLOCK * ocb, nc, bias + o,
+                                   out + ((n * O + o) * oD + tz * m) * oH * oW
+                                   + ty * m * oW + tx * m, plane, oH, oW,
+                                   <int>min(m, oD - tz * m), <int>min(m, oH - ty * m),
+                                   <int>min(m, oW - tx * m))
+                else:
+                    K.wino_out_f64(m, mbuf + (ob * TILE_BLOCK + t) * ocb + c,
+                                   nob * TILE_BLOCK * ocb, nc, bias + o,
+                                   out + ((n * O + o) * oD + tz * m) * oH * oW
+                                   + ty * m * oW + tx * m, plane, oH, oW,
+                                   <int>min(m, oD - tz * m), <int>min(m, oH - ty * m),
+                                   <int>min(m, oW - tx * m))
+                c += nc
+
+
+def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
+             const floating[::1] bias, floating[:, :, :, :, ::1] out, padding, int m,
+             Py_ssize_t groups, int num_threads):
+    """Write the 3x3x3 convolution of ``x`` into ``out`` using U = transform_weights(w, groups, m).
+
+    ``padding`` is the front zero padding per axis; ``num_threads`` <= 0 means the OpenMP
+    default.
+    """
+    cdef const c3_kernels* K = active_kernels()
+    cdef c3_idx N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
+    cdef c3_idx O = out.shape[1], oD = out.shape[2], oH = out.shape[3], oW = out.shape[4]
+    cdef c3_idx pD = padding[0], pH = padding[1], pW = padding[2]
+    cdef c3_idx cpg = C // groups, opg = O // groups
+    cdef int nt = effective_threads(num_threads)
+    cdef int ocb, nxmax
+    cdef bint wide
+    ocb, wide = channel_block(np.float32 if floating is float else np.float64, opg)
+    nxmax = K.nx_wide if wide else K.nx_narrow
+    cdef c3_idx nob = (opg + ocb - 1) // ocb
+    cdef c3_idx a3 = (m + 2) ** 3
+    cdef c3_idx ntiles = N * ((oD + m - 1) // m) * ((oH + m - 1) // m) * ((oW + m - 1) // m)
+    cdef c3_idx nblocks = (ntiles + TILE_BLOCK - 1) // TILE_BLOCK
+    cdef c3_idx vsize = a3 * TILE_BLOCK * cpg, per_thread = vsize + a3 * TILE_BLOCK * nob * ocb
+    dtype = np.float32 if floating is float else np.float64
+    if U.shape[0] != groups * a3 * nob * cpg * ocb:
+        raise ValueError("transformed weights do not match this layer")
+    cdef floating[::1] scratch = np.empty(nt * per_thread, dtype=dtype)
+    cdef c3_idx[::1] offs = np.concatenate([np.arange(cpg, dtype=np.intp),
+                                            np.arange(cpg, dtype=np.intp) * ocb])
+    cdef c3_idx item, blk, g
+    cdef floating* vbuf
+    with nogil:
+        for item in prange(groups * nblocks, num_threads=nt, schedule="static"):
+            g = item // nblocks
+            blk = item % nblocks
+            vbuf = &scratch[0] + threadid() * per_thread
+            _block(K, &x[0, 0, 0, 0, 0], &U[0], &bias[0], &out[0, 0, 0, 0, 0], vbuf,
+                   vbuf + vsize, &offs[0], &offs[cpg], blk * TILE_BLOCK,
+                   min(<c3_idx>TILE_BLOCK, ntiles - blk * TILE_BLOCK), g, C, D, H, W, O,
+                   groups, oD, oH, oW, pD, pH, pW, m, ocb, wide, nxmax)
+
+
+def all_finite(const floating[::1] a):
+    """True when no element is NaN or infinite (without a temporary array)."""
+    cdef c3_idx i
+    cdef floating s = 0
+    with nogil:
+        for i in range(a.shape[0]):
+            s += a[i] * 0  # NaN for NaN or +-inf, 0 otherwise
+    return s == 0
