@@ -1,10 +1,34 @@
-"""Choose an algorithm for a validated convolution and run it."""
+"""Choose an algorithm for a validated convolution and run it.
+
+Algorithms: 'direct' (any layer) and Winograd F(m^3, 3^3) for 3x3x3 kernels with stride 1 and
+dilation 1: 'winograd_f2' (m = 2), 'winograd_f4' (m = 4), 'winograd' (the tile size the cost
+model prefers). 'auto' picks by the cost model below and never lets Winograd change where
+NaN/Inf appear: if a Winograd result is not all finite, the layer is recomputed directly.
+
+Cost model (``estimate_seconds``): time = FLOPs / sustained rate per stage, with rates measured
+by the benchmark suite (bench/run.py) on an AVX-512 machine, one thread. Direct: 2 N O P (C/g)
+k^3 FLOPs. Winograd: the element-wise GEMM does 2 N T a^3 (C/g) (O/g) g FLOPs for T tiles of
+a^3 = (m+2)^3 positions; the transforms cost per tile and channel. Ratios, not absolute rates,
+decide, so the choice holds on other machines as long as the stages scale alike.
+"""
+import collections
+import threading
+
 import numpy as np
 
-from conv3d_cpu import _direct
+from conv3d_cpu import _direct, _winograd
 from conv3d_cpu._validation import output_shape
 
-ALGORITHMS = ("auto", "direct")
+ALGORITHMS = ("auto", "direct", "winograd", "winograd_f2", "winograd_f4")
+_TILE = {"winograd_f2": 2, "winograd_f4": 4}
+
+# Sustained rates (FLOP/s or transforms/s), one AVX-512 thread, float32; see module docstring.
+_DIRECT_FLOPS = 95e9
+_GEMM_FLOPS = 90e9
+# Seconds per (tile, channel) for the input and per (tile, output channel) for the output
+# transform, by tile size.
+_TRANSFORM_IN = {2: 32e-9, 4: 150e-9}
+_TRANSFORM_OUT = {2: 24e-9, 4: 90e-9}
 
 
 def check_algorithm(algorithm):
@@ -15,28 +39,103 @@ def check_algorithm(algorithm):
     return algorithm
 
 
-def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_threads):
+def winograd_ineligible(kernel_size, stride, dilation):
+    """Why Winograd cannot compute this layer, or None when it can."""
+    reasons = []
+    if tuple(kernel_size) != (3, 3, 3):
+        reasons.append(f"kernel_size {tuple(kernel_size)} (needs (3, 3, 3))")
+    if tuple(stride) != (1, 1, 1):
+        reasons.append(f"stride {tuple(stride)} (needs (1, 1, 1))")
+    if tuple(dilation) != (1, 1, 1):
+        reasons.append(f"dilation {tuple(dilation)} (needs (1, 1, 1))")
+    return ", ".join(reasons) or None
+
+
+def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial):
+    """Cost-model time of one float32 call: direct when m is None, else Winograd F(m^3, 3^3)."""
+    cpg, opg = in_channels // groups, out_channels // groups
+    if m is None:
+        points = n * np.prod(out_spatial, dtype=np.float64)
+        return 2.0 * points * out_channels * cpg * 27 / _DIRECT_FLOPS
+    tiles = n * np.prod([-(-s // m) for s in out_spatial], dtype=np.float64)
+    gemm = 2.0 * tiles * (m + 2) ** 3 * cpg * opg * groups / _GEMM_FLOPS
+    return gemm + tiles * (in_channels * _TRANSFORM_IN[m] + out_channels * _TRANSFORM_OUT[m])
+
+
+def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spatial):
+    """The tile size m to run with Winograd, or None for direct."""
+    if algorithm == "direct":
+        return None
+    reason = winograd_ineligible(weight_shape[2:], stride, dilation)
+    if algorithm != "auto":
+        if reason:
+            raise ValueError(f"algorithm={algorithm!r} cannot compute this layer: {reason}")
+        if algorithm in _TILE:
+            return _TILE[algorithm]
+    elif reason:
+        return None
+    n, cin, cout = x_shape[0], x_shape[1], weight_shape[0]
+    costs = {m: estimate_seconds(m, n, cin, cout, groups, out_spatial) for m in (None, 2, 4)}
+    if algorithm == "winograd":
+        costs.pop(None)
+    return min(costs, key=costs.get)
+
+
+class TransformCache:
+    """Transformed Winograd weights, recomputed whenever the weights' values change.
+
+    An entry keeps a copy of the weights it was computed from; a lookup compares values
+    (O(weights), far cheaper than the transform), so assignment, load_state_dict,
+    reset_parameters and in-place edits can never serve a stale transform.
+    """
+
+    def __init__(self, capacity):
+        self._capacity = capacity
+        self._entries = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, weight, groups, m):
+        key = (weight.__array_interface__["data"][0], weight.shape, weight.dtype.str, groups, m)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and np.array_equal(entry[0], weight):
+                self._entries.move_to_end(key)
+                return entry[1]
+        transformed = _winograd.transform_weights(weight, groups, m)
+        with self._lock:
+            self._entries[key] = (weight.copy(), transformed)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+        return transformed
+
+
+_functional_cache = TransformCache(capacity=8)
+
+
+def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_threads,
+             cache=None):
     """Convolve a validated 5-D input with zero padding ``pads`` ((lo, hi) per axis).
 
     ``weight`` and ``bias`` (or None) have ``x``'s dtype and consistent shapes; ``num_threads``
-    is 0 for the OpenMP default. Returns a new C-contiguous (N, O, oD, oH, oW) array.
+    is 0 for the OpenMP default; ``cache`` holds transformed Winograd weights (a module's own,
+    else a small shared one). Returns a new C-contiguous (N, O, oD, oH, oW) array.
     """
     spatial = output_shape(x.shape[2:], weight.shape[2:], stride, pads, dilation)
+    m = choose(algorithm, x.shape, weight.shape, stride, dilation, groups, spatial)
     out = np.empty((x.shape[0], weight.shape[0]) + spatial, dtype=x.dtype)
     if out.size == 0:
         return out
-    if bias is None:
-        bias = np.zeros(weight.shape[0], dtype=x.dtype)
-    # 'auto' has one candidate until Winograd lands.
-    _direct.direct(
-        np.ascontiguousarray(x),
-        np.ascontiguousarray(weight),
-        np.ascontiguousarray(bias),
-        out,
-        stride,
-        tuple(lo for lo, _ in pads),
-        dilation,
-        groups,
-        num_threads,
-    )
+    x = np.ascontiguousarray(x)
+    weight = np.ascontiguousarray(weight)
+    bias = np.zeros(weight.shape[0], x.dtype) if bias is None else np.ascontiguousarray(bias)
+    front = tuple(lo for lo, _ in pads)
+    if m is not None:
+        transformed = (cache or _functional_cache).get(weight, groups, m)
+        _winograd.winograd(x, transformed, bias, out, front, m, groups, num_threads)
+        # Winograd mixes a tile's inputs, so one NaN/Inf would spread to outputs that direct
+        # convolution leaves finite: 'auto' recomputes such results directly.
+        if algorithm != "auto" or _winograd.all_finite(out.reshape(-1)):
+            return out
+    _direct.direct(x, weight, bias, out, stride, front, dilation, groups, num_threads)
     return out

@@ -11,19 +11,6 @@
 typedef float c3_v8f __attribute__((vector_size(32)));
 typedef double c3_v4d __attribute__((vector_size(32)));
 
-/* Winograd matrices (Toom-Cook; F4 uses the points 0, +-1, +-1/2, inf for conditioning).
- * B^T rows are scaled to small integers where possible; G (in _winograd.pyx) compensates. */
-static const double c3_wino_bt4[4][4] = {
-    {1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, -1, 0, 1}};
-static const double c3_wino_at4[2][4] = {{1, 1, 1, 0}, {0, 1, -1, 1}};
-static const double c3_wino_bt6[6][6] = {
-    {1, 0, -5, 0, 4, 0},  {0, -1, -1, 4, 4, 0}, {0, 1, -1, -4, 4, 0},
-    {0, -1, -2, 1, 2, 0}, {0, 1, -2, -1, 2, 0}, {0, 1, 0, -5, 0, 4}};
-static const double c3_wino_at6[4][6] = {{1, 1, 1, 1, 1, 0},
-                                         {0, 1, -1, 0.5, -0.5, 0},
-                                         {0, 1, 1, 0.25, 0.25, 0},
-                                         {0, 1, -1, 0.125, -0.125, 1}};
-
 #define C3_CAT_(a, b) a##b
 #define C3_CAT(a, b) C3_CAT_(a, b)
 
@@ -39,6 +26,8 @@ static const double c3_wino_at6[4][6] = {{1, 1, 1, 1, 1, 0},
 #define VT c3_v8f
 #define V 8
 #define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)], (p)[4 * (st)], \
+                            (p)[5 * (st)], (p)[6 * (st)], (p)[7 * (st)]})
 #define KN(name) C3_CAT(C3_CAT(c3_f32_, name), C3_ISA)
 #include "_kernels_tmpl.h"
 #include "_winograd_tmpl.h"
@@ -46,11 +35,13 @@ static const double c3_wino_at6[4][6] = {{1, 1, 1, 1, 1, 0},
 #undef VT
 #undef V
 #undef BCAST
+#undef GATHER
 #undef KN
 #define T double
 #define VT c3_v4d
 #define V 4
 #define BCAST(s) ((VT){(s), (s), (s), (s)})
+#define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)]})
 #define KN(name) C3_CAT(C3_CAT(c3_f64_, name), C3_ISA)
 #include "_kernels_tmpl.h"
 #include "_winograd_tmpl.h"
@@ -58,6 +49,7 @@ static const double c3_wino_at6[4][6] = {{1, 1, 1, 1, 1, 0},
 #undef VT
 #undef V
 #undef BCAST
+#undef GATHER
 #undef KN
 #undef NXW
 #undef NXN
@@ -86,6 +78,8 @@ static const c3_kernels c3_table_base = {
 #define VT c3_v8f
 #define V 8
 #define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)], (p)[4 * (st)], \
+                            (p)[5 * (st)], (p)[6 * (st)], (p)[7 * (st)]})
 #define KN(name) C3_CAT(C3_CAT(c3_f32_, name), C3_ISA)
 #include "_kernels_tmpl.h"
 #include "_winograd_tmpl.h"
@@ -93,11 +87,13 @@ static const c3_kernels c3_table_base = {
 #undef VT
 #undef V
 #undef BCAST
+#undef GATHER
 #undef KN
 #define T double
 #define VT c3_v4d
 #define V 4
 #define BCAST(s) ((VT){(s), (s), (s), (s)})
+#define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)]})
 #define KN(name) C3_CAT(C3_CAT(c3_f64_, name), C3_ISA)
 #include "_kernels_tmpl.h"
 #include "_winograd_tmpl.h"
@@ -105,6 +101,7 @@ static const c3_kernels c3_table_base = {
 #undef VT
 #undef V
 #undef BCAST
+#undef GATHER
 #undef KN
 #undef NXW
 #undef NXN
@@ -137,6 +134,8 @@ static const c3_kernels c3_table_avx2 = {
 #define VT c3_v8f
 #define V 8
 #define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)], (p)[4 * (st)], \
+                            (p)[5 * (st)], (p)[6 * (st)], (p)[7 * (st)]})
 #define KN(name) C3_CAT(C3_CAT(c3_f32_, name), C3_ISA)
 #include "_kernels_tmpl.h"
 #include "_winograd_tmpl.h"
@@ -144,11 +143,13 @@ static const c3_kernels c3_table_avx2 = {
 #undef VT
 #undef V
 #undef BCAST
+#undef GATHER
 #undef KN
 #define T double
 #define VT c3_v4d
 #define V 4
 #define BCAST(s) ((VT){(s), (s), (s), (s)})
+#define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)]})
 #define KN(name) C3_CAT(C3_CAT(c3_f64_, name), C3_ISA)
 #include "_kernels_tmpl.h"
 #include "_winograd_tmpl.h"
@@ -156,6 +157,7 @@ static const c3_kernels c3_table_avx2 = {
 #undef VT
 #undef V
 #undef BCAST
+#undef GATHER
 #undef KN
 #undef NXW
 #undef NXN

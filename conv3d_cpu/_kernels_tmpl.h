@@ -6,6 +6,8 @@
 
 static inline VT KN(loadu)(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; }
 static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
+/* p[0], p[st], ..., one element per lane. */
+static inline VT KN(gather)(const T *p, c3_idx st) { return GATHER(p, st); }
 
 /* SW is the column stride: the literal 1 in the common case, so broadcasts address memory
  * directly instead of through computed offsets. */

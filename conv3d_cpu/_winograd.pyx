@@ -58,8 +58,12 @@ def transform_weights(w, groups, m):
     opg = O // groups
     ocb, _ = channel_block(w.dtype, opg)
     nob = -(-opg // ocb)
-    u = np.einsum("ia,jb,kc,onabc->ijkon", G, G, G, w.astype(np.float64, copy=False),
-                  optimize=True).reshape(a ** 3, groups, opg, cpg)
+    # One axis at a time with einsum's own loops: a BLAS call here would wake OpenBLAS's
+    # threads, which spin for a while afterwards and steal cores from our OpenMP team.
+    u = w.astype(np.float64, copy=False)
+    u = np.einsum("ia,onabc->ionbc", G, u, optimize=False)
+    u = np.einsum("jb,ionbc->ijonc", G, u, optimize=False)
+    u = np.einsum("kc,ijonc->ijkon", G, u, optimize=False).reshape(a ** 3, groups, opg, cpg)
     packed = np.zeros((a ** 3, groups, nob * ocb, cpg))
     packed[:, :, :opg] = u
     packed = packed.reshape(a ** 3, groups, nob, ocb, cpg).transpose(1, 0, 2, 4, 3)

@@ -1,51 +1,86 @@
 /* Winograd F(m^3, 3^3) input and output transforms for one type and ISA; included by
  * _kernels.c after _kernels_tmpl.h (same T, VT, V, BCAST, KN). Each call transforms one tile
  * for up to V channels at once, one channel per vector lane, so the arithmetic is vector code
- * whatever the memory layout. ALPHA = m + 2 is 4 (F2) or 6 (F4); the matrices are in
- * _kernels.c. */
+ * whatever the memory layout. A = m + 2 is 4 (F2) or 6 (F4).
+ *
+ * Toom-Cook matrices, y = A^T [(G g) * (B^T d)] (G lives in _winograd.pyx). F2 uses the points
+ * 0, +-1, inf; F4 uses 0, +-1, +-1/2, inf, better conditioned than +-2. B^T rows are scaled
+ * to small integers, G compensates:
+ *   F2: B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 -1 0 1],  A^T = [1 1 1 0; 0 1 -1 1]
+ *   F4: B^T = [1 0 -5 0 4 0; 0 -1 -1 4 4 0; 0 1 -1 -4 4 0; 0 -1 -2 1 2 0; 0 1 -2 -1 2 0;
+ *              0 1 0 -5 0 4],
+ *       A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 0; 0 1 1 1/4 1/4 0; 0 1 -1 1/8 -1/8 1] */
 
-/* out[i][b][c] = sum_a M[i][a] * in[a][b][c] for a (ROWS x ALPHA) matrix M, along one axis of
- * an ALPHA^3 (or partially reduced) block; `st` is the axis stride in elements of in/out,
- * `n1`, `n2` and their strides walk the two other axes. */
-static inline __attribute__((always_inline)) void KN(wino_axis)(
-    const VT *in, VT *out, const double *M, int rows, int alpha, int st_in, int st_out,
-    int n1, int s1_in, int s1_out, int n2, int s2_in, int s2_out) {
-    for (int u = 0; u < n1; u++)
-        for (int v = 0; v < n2; v++) {
-            const VT *src = in + u * s1_in + v * s2_in;
-            VT *dst = out + u * s1_out + v * s2_out;
-            for (int i = 0; i < rows; i++) {
-                VT acc = (VT){0};
-                for (int a = 0; a < alpha; a++) {
-                    double coef = M[i * alpha + a];
-                    if (coef != 0.0) acc += BCAST((T)coef) * src[a * st_in];
-                }
-                dst[i * st_out] = acc;
-            }
-        }
+/* 1-D transforms, written out so no zero coefficient costs an instruction. `s` and `so` are
+ * the strides (in vectors) of the 4 or 6 inputs and the outputs. */
+static inline __attribute__((always_inline)) void KN(bt)(const int A, const VT *d, int s,
+                                                         VT *r, int so) {
+    if (A == 4) {
+        VT d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s];
+        r[0] = d0 - d2;
+        r[so] = d1 + d2;
+        r[2 * so] = d2 - d1;
+        r[3 * so] = d3 - d1;
+    } else {
+        VT d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
+        VT four = BCAST((T)4), two = BCAST((T)2), five = BCAST((T)5);
+        VT s12 = d1 + d2, t12 = d1 - d2, s34 = d3 + d4, t43 = d4 - d3;
+        VT t42 = two * (d4 - d2), t31 = d3 - d1;
+        r[0] = d0 - five * d2 + four * d4;
+        r[so] = four * s34 - s12;
+        r[2 * so] = four * t43 + t12;
+        r[3 * so] = t42 + t31;
+        r[4 * so] = t42 - t31;
+        r[5 * so] = d1 - five * d3 + four * d5;
+    }
+}
+
+static inline __attribute__((always_inline)) void KN(at)(const int A, const VT *m, int s,
+                                                         VT *y, int so) {
+    if (A == 4) {
+        VT m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s];
+        y[0] = m0 + m1 + m2;
+        y[so] = m1 - m2 + m3;
+    } else {
+        VT m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s], m4 = m[4 * s], m5 = m[5 * s];
+        VT s12 = m1 + m2, t12 = m1 - m2, s34 = m3 + m4, t34 = m3 - m4;
+        y[0] = m0 + s12 + s34;
+        y[so] = t12 + BCAST((T)0.5) * t34;
+        y[2 * so] = s12 + BCAST((T)0.25) * s34;
+        y[3 * so] = t12 + BCAST((T)0.125) * t34 + m5;
+    }
 }
 
 /* V[xi * v_stride + lane] = (B^T d B)[xi] for the input patch whose first element is at
  * (z0, y0, x0) of channels x, x + cstride, ... (nc <= V of them); outside the input is 0. */
 static inline __attribute__((always_inline)) void KN(wino_input_body)(
     const T *x, c3_idx cstride, int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0,
-    c3_idx x0, T *v, c3_idx v_stride, const double *BT, const int A) {
+    c3_idx x0, T *v, c3_idx v_stride, const int A) {
     VT p[6 * 6 * 6], q[6 * 6 * 6];
-    int inside = z0 >= 0 && y0 >= 0 && x0 >= 0 && z0 + A <= D && y0 + A <= H && x0 + A <= W;
-    for (int a = 0; a < A; a++)
-        for (int b = 0; b < A; b++)
-            for (int c = 0; c < A; c++) {
-                c3_idx iz = z0 + a, iy = y0 + b, ix = x0 + c;
-                VT e = (VT){0};
-                if (inside || (iz >= 0 && iz < D && iy >= 0 && iy < H && ix >= 0 && ix < W)) {
-                    const T *src = x + (iz * H + iy) * W + ix;
-                    for (int l = 0; l < nc; l++) e[l] = src[l * cstride];
+    /* The in-range part of the patch: [a0, a1) x [b0, b1) x [c0, c1); the rest is zero. */
+    int a0 = z0 < 0 ? (int)-z0 : 0, a1 = z0 + A > D ? (int)(D - z0) : A;
+    int b0 = y0 < 0 ? (int)-y0 : 0, b1 = y0 + A > H ? (int)(H - y0) : A;
+    int c0 = x0 < 0 ? (int)-x0 : 0, c1 = x0 + A > W ? (int)(W - x0) : A;
+    if (a0 > 0 || b0 > 0 || c0 > 0 || a1 < A || b1 < A || c1 < A)
+        for (int i = 0; i < A * A * A; i++) p[i] = (VT){0};
+    for (int a = a0; a < a1; a++)
+        for (int b = b0; b < b1; b++) {
+            const T *src = x + ((z0 + a) * H + y0 + b) * W + x0;
+            VT *dst = p + (a * A + b) * A;
+            if (nc == V) {
+                for (int c = c0; c < c1; c++) dst[c] = KN(gather)(src + c, cstride);
+            } else {
+                for (int c = c0; c < c1; c++) {
+                    VT e = (VT){0};
+                    for (int l = 0; l < nc; l++) e[l] = src[c + l * cstride];
+                    dst[c] = e;
                 }
-                p[(a * A + b) * A + c] = e;
             }
-    KN(wino_axis)(p, q, BT, A, A, A * A, A * A, A, A, A, A, 1, 1);   /* along D */
-    KN(wino_axis)(q, p, BT, A, A, A, A, A, A * A, A * A, A, 1, 1);   /* along H */
-    KN(wino_axis)(p, q, BT, A, A, 1, 1, A, A * A, A * A, A, A, A);   /* along W */
+        }
+    for (int i = 0; i < A * A; i++) KN(bt)(A, p + i, A * A, q + i, A * A);   /* along D */
+    for (int a = 0; a < A; a++)                                              /* along H */
+        for (int c = 0; c < A; c++) KN(bt)(A, q + a * A * A + c, A, p + a * A * A + c, A);
+    for (int i = 0; i < A * A; i++) KN(bt)(A, p + i * A, 1, q + i * A, 1);   /* along W */
     for (int xi = 0; xi < A * A * A; xi++) {
         if (nc == V) {
             KN(storeu)(v + xi * v_stride, q[xi]);
@@ -60,14 +95,16 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
  * out[l * ostride + (z * oH + y) * oW + x] for z < mz, y < my, x < mx (edge tiles are cut). */
 static inline __attribute__((always_inline)) void KN(wino_output_body)(
     const T *m_in, c3_idx m_stride, int nc, const T *bias, T *out, c3_idx ostride, c3_idx oH,
-    c3_idx oW, int mz, int my, int mx, const double *AT, const int A, const int m) {
+    c3_idx oW, int mz, int my, int mx, const int A, const int m) {
     VT p[6 * 6 * 6], q[6 * 6 * 6];
     VT b = (VT){0};
     for (int l = 0; l < nc; l++) b[l] = bias[l];
     for (int xi = 0; xi < A * A * A; xi++) p[xi] = KN(loadu)(m_in + xi * m_stride);
-    KN(wino_axis)(p, q, AT, m, A, A * A, A * A, A, A, A, A, 1, 1);   /* D: m x A x A */
-    KN(wino_axis)(q, p, AT, m, A, A, A, m, A * A, A * A, A, 1, 1);   /* H: m x m x A */
-    KN(wino_axis)(p, q, AT, m, A, 1, 1, m, A * A, m * m, m, A, m);   /* W: m x m x m */
+    for (int i = 0; i < A * A; i++) KN(at)(A, p + i, A * A, q + i, A * A);  /* D: m x A x A */
+    for (int z = 0; z < m; z++)                                             /* H: m x m x A */
+        for (int c = 0; c < A; c++) KN(at)(A, q + z * A * A + c, A, p + z * A * A + c, A);
+    for (int z = 0; z < m; z++)                                             /* W: m x m x m */
+        for (int y = 0; y < m; y++) KN(at)(A, p + (z * A + y) * A, 1, q + (z * m + y) * m, 1);
     for (int z = 0; z < mz; z++)
         for (int y = 0; y < my; y++)
             for (int xx = 0; xx < mx; xx++) {
@@ -80,18 +117,16 @@ static inline __attribute__((always_inline)) void KN(wino_output_body)(
 static void KN(wino_input)(int m, const T *x, c3_idx cstride, int nc, c3_idx D, c3_idx H,
                            c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0, T *v, c3_idx v_stride) {
     if (m == 2)
-        KN(wino_input_body)(x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride, &c3_wino_bt4[0][0], 4);
+        KN(wino_input_body)(x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride, 4);
     else
-        KN(wino_input_body)(x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride, &c3_wino_bt6[0][0], 6);
+        KN(wino_input_body)(x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride, 6);
 }
 
 static void KN(wino_output)(int m, const T *m_in, c3_idx m_stride, int nc, const T *bias,
                             T *out, c3_idx ostride, c3_idx oH, c3_idx oW, int mz, int my,
                             int mx) {
     if (m == 2)
-        KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx,
-                             &c3_wino_at4[0][0], 4, 2);
+        KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx, 4, 2);
     else
-        KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx,
-                             &c3_wino_at6[0][0], 6, 4);
+        KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx, 6, 4);
 }

@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from conv3d_cpu import _validation as v
-from conv3d_cpu._dispatch import convolve
+from conv3d_cpu._dispatch import TransformCache, convolve
 from conv3d_cpu._padding import pad_input
 
 
@@ -83,6 +83,8 @@ class Conv3d:
         self._dtype = v.dtype_arg(dtype)
         self._pads = v.padding_pairs(self._padding, self._kernel_size, self._dilation)
         self._rng = np.random.default_rng(rng)
+        # Transformed Winograd weights (F2 and F4), checked against the weights on every use.
+        self._transforms = TransformCache(capacity=2)
         self._weight_shape = (
             self._out_channels, self._in_channels // self._groups) + self._kernel_size
         self._weight = np.empty(self._weight_shape, dtype=self._dtype)
@@ -179,7 +181,7 @@ class Conv3d:
             x = pad_input(x, self._padding_mode, pads)
             pads = ((0, 0),) * 3
         out = convolve(x, self._weight, self._bias, self._stride, pads, self._dilation,
-                       self._groups, "auto", 0)
+                       self._groups, "auto", 0, cache=self._transforms)
         return out[0] if unbatched else out
 
     __call__ = forward
