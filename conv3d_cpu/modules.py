@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from conv3d_cpu import _validation as v
-from conv3d_cpu._dispatch import TransformCache, convolve
+from conv3d_cpu._dispatch import TransformCache, check_algorithm, convolve
 from conv3d_cpu._padding import pad_input
 
 
@@ -66,10 +66,11 @@ class Conv3d:
     groups = _readonly("groups", "Number of channel groups.")
     padding_mode = _readonly("padding_mode", "'zeros', 'reflect', 'replicate' or 'circular'.")
     dtype = _readonly("dtype", "numpy dtype of parameters, inputs and outputs.")
+    algorithm = _readonly("algorithm", "Algorithm forward uses (see conv3d).")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
-                 rng=None):
+                 rng=None, algorithm="auto"):
         self._in_channels = v.positive_int("in_channels", in_channels)
         self._out_channels = v.positive_int("out_channels", out_channels)
         self._groups = v.groups_arg(groups, self._in_channels, self._out_channels)
@@ -79,6 +80,7 @@ class Conv3d:
         self._dilation = v.triple("dilation", dilation, 1)
         v.check_same_stride(self._padding, self._stride)
         self._padding_mode = v.padding_mode_arg(padding_mode)
+        self._algorithm = check_algorithm(algorithm)
         v.device_arg(device)
         self._dtype = v.dtype_arg(dtype)
         self._pads = v.padding_pairs(self._padding, self._kernel_size, self._dilation)
@@ -181,7 +183,7 @@ class Conv3d:
             x = pad_input(x, self._padding_mode, pads)
             pads = ((0, 0),) * 3
         out = convolve(x, self._weight, self._bias, self._stride, pads, self._dilation,
-                       self._groups, "auto", 0, cache=self._transforms)
+                       self._groups, self._algorithm, 0, cache=self._transforms)
         return out[0] if unbatched else out
 
     __call__ = forward
