@@ -243,14 +243,23 @@ cdef void _rows_plane(const c3_kernels* K, const floating* planes, c3_idx nplane
                  oplane + o * ostride + y * oW, oW, bias[o])
 
 
-def direct(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
-           const floating[::1] bias, floating[:, :, :, :, ::1] out,
-           stride, padding, dilation, Py_ssize_t groups, int num_threads):
+def direct(x, w, bias, out, stride, padding, dilation, Py_ssize_t groups, int num_threads):
     """Write conv3d(x, w) + bias into ``out`` (N, O, oD, oH, oW).
 
-    ``padding`` is the front padding per axis; the far side is implied by ``out``'s shape.
-    ``num_threads`` <= 0 means the OpenMP default, read now.
+    C-contiguous arrays of one dtype (float32 or float64). ``padding`` is the front padding
+    per axis; the far side is implied by ``out``'s shape. ``num_threads`` <= 0 means the
+    OpenMP default, read now.
     """
+    # Explicit dispatch: a fused def function would inspect every argument's buffer first.
+    if x.dtype == np.float32:
+        _run[float](x, w, bias, out, stride, padding, dilation, groups, num_threads)
+    else:
+        _run[double](x, w, bias, out, stride, padding, dilation, groups, num_threads)
+
+
+cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
+          const floating[::1] bias, floating[:, :, :, :, ::1] out,
+          stride, padding, dilation, Py_ssize_t groups, int num_threads):
     cdef const c3_kernels* K = active_kernels()
     cdef c3_idx N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef c3_idx O = w.shape[0], cpg = w.shape[1]
@@ -267,6 +276,7 @@ def direct(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     cdef int ocb = 0, nxmax = 0, ocb_wide, ocb_narrow
     cdef bint wide = False, use_rows, pointwise
     cdef c3_idx per_thread
+    cdef floating[::1] wp
     if floating is float:
         ocb_wide, ocb_narrow = K.ocb_wide_f32, K.ocb_narrow_f32
     else:
@@ -279,7 +289,9 @@ def direct(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         wide = opg > ocb_narrow
         ocb = ocb_wide if wide else ocb_narrow
         nxmax = K.nx_wide if wide else K.nx_narrow
-        wp = _pack_weights(np.asarray(w), groups, ocb)
+        wp = np.zeros(groups * ((opg + ocb - 1) // ocb) * ocb * cpg * kD * kH * kW,
+                      dtype=np.float32 if floating is float else np.float64)
+        _pack_weights(&w[0, 0, 0, 0, 0], wp, O, groups, cpg * kD * kH * kW, ocb)
     cdef c3_idx Hp = max(pH + H, (oH - 1) * sH + (kH - 1) * dH + 1)
     cdef c3_idx step = C3_ROW_STEP_F32 if floating is float else C3_ROW_STEP_F64
     if use_rows:
@@ -303,34 +315,34 @@ def direct(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
                                np.arange(cpg, dtype=np.intp) * ocb])
     else:
         offs = np.empty(nt * 2 * max_rows, dtype=np.intp)
-    cdef const floating[::1] wpv
     if use_rows:
         with nogil:
             _rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &bias[0], &out[0, 0, 0, 0, 0],
                   &scratch[0], &offs[0], per_thread, max_rows, N, C, D, H, W, O, groups,
                   kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Hp, Wp, nt, K)
         return
-    wpv = wp
     if pointwise:
         with nogil:
-            _pointwise(&x[0, 0, 0, 0, 0], &wpv[0], &bias[0], &out[0, 0, 0, 0, 0],
+            _pointwise(&x[0, 0, 0, 0, 0], &wp[0], &bias[0], &out[0, 0, 0, 0, 0],
                        &scratch[0], &offs[0], per_thread, N, C, O, groups, D * H * W,
                        16 * nxmax, ocb, wide, nxmax, nt, K)
     else:
         with nogil:
-            _blocked(&x[0, 0, 0, 0, 0], &wpv[0], &bias[0], &out[0, 0, 0, 0, 0],
+            _blocked(&x[0, 0, 0, 0, 0], &wp[0], &bias[0], &out[0, 0, 0, 0, 0],
                      &scratch[0], &offs[0], per_thread, max_rows, N, C, D, H, W, O, groups,
                      kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, ocb,
                      wide, nxmax, nt, K)
 
 
-def _pack_weights(w, groups, ocb):
-    """(O, cpg, kD, kH, kW) -> flat (groups, blocks, cpg*kD*kH*kW, ocb), channel blocks zero padded."""
-    O = w.shape[0]
-    opg = O // groups
-    nob = -(-opg // ocb)
-    k = w[0].size
-    padded = np.zeros((groups, nob * ocb, k), dtype=w.dtype)
-    padded[:, :opg] = w.reshape(groups, opg, k)
-    return np.ascontiguousarray(
-        padded.reshape(groups, nob, ocb, k).transpose(0, 1, 3, 2)).reshape(-1)
+cdef void _pack_weights(const floating* w, floating[::1] packed, c3_idx O, c3_idx groups,
+                        c3_idx k, int ocb) noexcept:
+    """(O, k) -> (groups, blocks, k, ocb): a block's ocb output channels contiguous per tap.
+
+    ``packed`` is zeroed, so channels past the group's last (partial block) stay zero."""
+    cdef c3_idx opg = O // groups
+    cdef c3_idx nob = (opg + ocb - 1) // ocb
+    cdef c3_idx g, o, i
+    for g in range(groups):
+        for o in range(opg):
+            for i in range(k):
+                packed[((g * nob + o // ocb) * k + i) * ocb + o % ocb] = w[(g * opg + o) * k + i]

@@ -29,6 +29,9 @@ _GEMM_FLOPS = 90e9
 # transform, by tile size.
 _TRANSFORM_IN = {2: 32e-9, 4: 150e-9}
 _TRANSFORM_OUT = {2: 24e-9, 4: 90e-9}
+# Below this many multiply-adds (about 10 microseconds of one core) the default thread count
+# is 1: waking an OpenMP team costs more than the work it would share.
+_TINY_MACS = 1_000_000
 
 
 def check_algorithm(algorithm):
@@ -130,6 +133,8 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
     weight = np.ascontiguousarray(weight)
     bias = np.zeros(weight.shape[0], x.dtype) if bias is None else np.ascontiguousarray(bias)
     front = tuple(lo for lo, _ in pads)
+    if num_threads == 0 and out.size * np.prod(weight.shape[1:], dtype=np.float64) < _TINY_MACS:
+        num_threads = 1
     if m is not None:
         transformed = (cache or _functional_cache).get(weight, groups, m)
         _winograd.winograd(x, transformed, bias, out, front, m, groups, num_threads)

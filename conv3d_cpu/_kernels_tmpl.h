@@ -55,6 +55,7 @@ static void KN(tile_wide)(C3_TILE_ARGS) {
     default: break;
     }
 }
+#undef C3_ROW_BODY
 
 static void KN(tile_narrow)(C3_TILE_ARGS) {
 #undef C3_NV
@@ -68,6 +69,7 @@ static void KN(tile_narrow)(C3_TILE_ARGS) {
     default: break;
     }
 }
+#undef C3_ROW_BODY
 #undef C3_CASE
 #undef C3_NV
 #undef C3_TILE_BODY
@@ -77,29 +79,45 @@ static void KN(tile_narrow)(C3_TILE_ARGS) {
  * sum starts at rows + r_off[i]; with sW == 1 every row must be readable up to
  * ceil(oW / (4V)) * 4V + (kW - 1) * dW elements (the caller pads), so the tail needs no
  * scalar loop: whole vectors are computed and only oW outputs are stored. */
+/* NCH independent accumulator chains (rows i, i + NCH, ... go to chain i % NCH), so that
+ * short rows, which hold few vectors, are not bound by the FMA latency of a single chain. */
+#define C3_ROW_BODY(NVEC, NCH)                                                                \
+    do {                                                                                      \
+        VT acc[NCH][NVEC];                                                                    \
+        for (int h = 0; h < NCH; h++)                                                         \
+            for (int k = 0; k < NVEC; k++) acc[h][k] = h ? (VT){0} : BCAST(bias);             \
+        for (c3_idx i = 0; i < n_rows; i++) {                                                 \
+            const T *r = rows + r_off[i] + x;                                                 \
+            const T *wr = w + w_off[i];                                                       \
+            int h = (int)(i % NCH);                                                           \
+            for (c3_idx e = 0; e < kW; e++) {                                                 \
+                VT wv = BCAST(wr[e]);                                                         \
+                for (int k = 0; k < NVEC; k++)                                                \
+                    acc[h][k] += wv * KN(loadu)(r + e * dW + k * V);                          \
+            }                                                                                 \
+        }                                                                                     \
+        for (int h = 1; h < NCH; h++)                                                         \
+            for (int k = 0; k < NVEC; k++) acc[0][k] += acc[h][k];                            \
+        if (left >= NVEC * V) {                                                               \
+            for (int k = 0; k < NVEC; k++) KN(storeu)(out + x + k * V, acc[0][k]);            \
+        } else {                                                                              \
+            T tmp[NVEC * V];                                                                  \
+            for (int k = 0; k < NVEC; k++) KN(storeu)(tmp + k * V, acc[0][k]);                \
+            memcpy(out + x, tmp, (size_t)left * sizeof(T));                                   \
+        }                                                                                     \
+    } while (0)
+
 static void KN(row)(const T *rows, const c3_idx *r_off, c3_idx n_rows, const T *w,
                     const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW, T *out, c3_idx oW,
                     T bias) {
     if (sW == 1) {
         for (c3_idx x = 0; x < oW; x += 4 * V) {
-            VT acc[4];
-            for (int k = 0; k < 4; k++) acc[k] = BCAST(bias);
-            for (c3_idx i = 0; i < n_rows; i++) {
-                const T *r = rows + r_off[i] + x;
-                const T *wr = w + w_off[i];
-                for (c3_idx e = 0; e < kW; e++) {
-                    VT wv = BCAST(wr[e]);
-                    for (int k = 0; k < 4; k++)
-                        acc[k] += wv * KN(loadu)(r + e * dW + k * V);
-                }
-            }
-            if (x + 4 * V <= oW) {
-                for (int k = 0; k < 4; k++) KN(storeu)(out + x + k * V, acc[k]);
-            } else {
-                T tmp[4 * V];
-                for (int k = 0; k < 4; k++) KN(storeu)(tmp + k * V, acc[k]);
-                memcpy(out + x, tmp, (size_t)(oW - x) * sizeof(T));
-            }
+            /* Up to 4 vectors of consecutive outputs; short rows use fewer. */
+            c3_idx left = oW - x;
+            if (left > 3 * V) C3_ROW_BODY(4, 1);
+            else if (left > 2 * V) C3_ROW_BODY(3, 2);
+            else if (left > V) C3_ROW_BODY(2, 2);
+            else C3_ROW_BODY(1, 4);
         }
         return;
     }
@@ -113,3 +131,4 @@ static void KN(row)(const T *rows, const c3_idx *r_off, c3_idx n_rows, const T *
         out[x] = acc;
     }
 }
+#undef C3_ROW_BODY

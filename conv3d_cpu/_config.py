@@ -1,0 +1,191 @@
+"""What this installation is: version, instruction sets, OpenMP runtime and threads, build.
+
+``show_config()`` prints it; ``show_config(mode="dicts")`` returns it as a dict (numpy's
+convention). Build facts come from ``_build_info.py``, which setup.py writes at build time;
+a tree without it (e.g. extensions built by hand) reports ``build: None`` instead of failing.
+"""
+import os
+import platform
+import sys
+
+__all__ = ["show_config"]
+
+# File-name prefixes of the OpenMP runtimes we may be linked against, and their names.
+_OPENMP_RUNTIMES = (
+    ("libgomp", "GNU libgomp"),
+    ("libiomp", "Intel libiomp"),
+    ("libomp", "LLVM libomp"),
+    ("vcomp", "MSVC vcomp"),
+)
+
+
+def _build_info():
+    try:
+        from conv3d_cpu._build_info import BUILD_INFO
+    except ImportError:
+        return None
+    return dict(BUILD_INFO)
+
+
+def _runtime_name(path):
+    base = os.path.basename(path).lower()
+    for prefix, name in _OPENMP_RUNTIMES:
+        if base.startswith(prefix):
+            return name
+    return None
+
+
+def _library_via_dladdr(extension_path, symbol):
+    """Path of the shared library that provides ``symbol`` to the loaded ``extension_path``.
+
+    dlsym on the extension's own handle searches the extension and then its dependencies, in
+    the order the dynamic linker binds them, so this finds the runtime *we* use even when
+    another library (e.g. PyTorch's bundled libgomp) is loaded in the same process.
+    """
+    import ctypes
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                    ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+    mode = getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_LAZY", 1)
+    handle = ctypes.CDLL(extension_path, mode=mode)
+    addr = ctypes.cast(getattr(handle, symbol), ctypes.c_void_p).value
+    dladdr = None
+    for lib in (None, "libdl.so.2"):
+        try:
+            dladdr = ctypes.CDLL(lib).dladdr
+            break
+        except (OSError, AttributeError):
+            continue
+    if dladdr is None or addr is None:
+        return None
+    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(DlInfo)]
+    dladdr.restype = ctypes.c_int
+    info = DlInfo()
+    if not dladdr(addr, ctypes.byref(info)) or not info.dli_fname:
+        return None
+    return os.path.realpath(os.fsdecode(info.dli_fname))
+
+
+def _library_via_maps():
+    """The only OpenMP runtime mapped into this process (Linux), or None if zero or several."""
+    found = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split(None, 5)[-1].strip()
+                if path.startswith("/") and _runtime_name(path):
+                    found.add(os.path.realpath(path))
+    except OSError:
+        return None
+    return found.pop() if len(found) == 1 else None
+
+
+def _openmp_library():
+    """(path, how it was found) of the OpenMP runtime our extensions call, or (None, None)."""
+    from conv3d_cpu import _openmp_helpers
+
+    try:
+        path = _library_via_dladdr(_openmp_helpers.__file__, "omp_get_max_threads")
+        if path:
+            return path, "dladdr"
+    except (OSError, AttributeError, ValueError):
+        pass
+    path = _library_via_maps()
+    return (path, "/proc/self/maps") if path else (None, None)
+
+
+def _config():
+    from conv3d_cpu import _isa, _openmp_helpers
+    from conv3d_cpu._version import __version__
+    import numpy
+
+    openmp = _openmp_helpers.openmp_enabled()
+    library, found_by = _openmp_library() if openmp else (None, None)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count()
+    return {
+        "version": __version__,
+        "package_dir": os.path.dirname(os.path.abspath(__file__)),
+        "isa": {
+            "selected": _isa.current_isa(),
+            "available": list(_isa.available_isas()),
+            "compiled": list(_isa.compiled_isas()),
+            "CONV3D_CPU_ISA": os.environ.get("CONV3D_CPU_ISA") or None,
+        },
+        "openmp": {
+            "enabled": openmp,
+            "runtime": (_runtime_name(library) or "unknown") if library else None,
+            "library": library,
+            "library_found_by": found_by,
+            "num_threads": _openmp_helpers.default_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "usable_cpus": cpus,
+        },
+        "build": _build_info(),
+        "runtime": {
+            "python": platform.python_version(),
+            "numpy": numpy.__version__,
+            "platform": f"{sys.platform}-{platform.machine()}",
+        },
+    }
+
+
+def _format(cfg):
+    isa, omp, build, rt = cfg["isa"], cfg["openmp"], cfg["build"], cfg["runtime"]
+    forced = isa["CONV3D_CPU_ISA"]
+    lines = [
+        f"conv3d_cpu {cfg['version']} ({cfg['package_dir']})",
+        "ISA:",
+        f"  selected: {isa['selected']} "
+        + (f"(CONV3D_CPU_ISA={forced})" if forced else "(the best this CPU supports)"),
+        f"  available: {', '.join(isa['available'])} (compiled in and supported by this CPU)",
+        f"  compiled: {', '.join(isa['compiled'])}",
+        "OpenMP:",
+    ]
+    if omp["enabled"]:
+        lib = omp["library"] or "not found"
+        lines += [
+            f"  runtime: {omp['runtime'] or 'unknown'} ({lib})",
+            f"  threads: {omp['num_threads']} per call by default (omp_get_max_threads(); "
+            f"OMP_NUM_THREADS={omp['OMP_NUM_THREADS'] or 'unset'}; "
+            f"{omp['usable_cpus']} usable CPUs)",
+        ]
+    else:
+        lines.append("  not compiled in: kernels run serially (1 thread)")
+    lines.append("Build:")
+    if build is None:
+        lines.append("  unknown (no conv3d_cpu/_build_info.py: not built by setup.py)")
+    else:
+        lines += [
+            f"  compiler: {build.get('compiler')} ({build.get('compiler_version') or 'version unknown'})",
+            f"  compile flags: {' '.join(build.get('all_compile_args', []))}",
+            f"  link flags: {' '.join(build.get('extra_link_args', [])) or '(none extra)'}",
+            f"  openmp: {'yes' if build.get('openmp') else 'no'}"
+            + ("" if build.get("openmp") or not build.get("openmp_requested")
+               else " (requested, but the compiler has no OpenMP)"),
+            f"  -march=native: {'yes' if build.get('native') else 'no'}",
+            f"  Cython {build.get('cython_version')}, numpy {build.get('numpy_build_version')}, "
+            f"Python {build.get('python_build_version')}, {build.get('build_platform')}",
+        ]
+    lines += ["Runtime:", f"  Python {rt['python']}, numpy {rt['numpy']}, {rt['platform']}"]
+    return "\n".join(lines)
+
+
+def show_config(mode="stdout"):
+    """Print this installation's configuration, or return it (``mode="dicts"``).
+
+    Reports the version; the instruction set in use and those this CPU can use; whether
+    OpenMP is compiled in, which runtime library the kernels call and how many threads a
+    call uses by default; the compiler and flags of the build.
+    """
+    if mode not in ("stdout", "dicts"):
+        raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
+    cfg = _config()
+    if mode == "dicts":
+        return cfg
+    print(_format(cfg))
+    return None
