@@ -12,6 +12,7 @@ a^3 = (m+2)^3 positions; the transforms cost per tile and channel. Ratios, not a
 decide, so the choice holds on other machines as long as the stages scale alike.
 """
 import collections
+import math
 import threading
 
 import numpy as np
@@ -58,9 +59,9 @@ def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial):
     """Cost-model time of one float32 call: direct when m is None, else Winograd F(m^3, 3^3)."""
     cpg, opg = in_channels // groups, out_channels // groups
     if m is None:
-        points = n * np.prod(out_spatial, dtype=np.float64)
+        points = n * math.prod(out_spatial)
         return 2.0 * points * out_channels * cpg * 27 / _DIRECT_FLOPS
-    tiles = n * np.prod([-(-s // m) for s in out_spatial], dtype=np.float64)
+    tiles = n * math.prod(-(-s // m) for s in out_spatial)
     gemm = 2.0 * tiles * (m + 2) ** 3 * cpg * opg * groups / _GEMM_FLOPS
     return gemm + tiles * (in_channels * _TRANSFORM_IN[m] + out_channels * _TRANSFORM_OUT[m])
 
@@ -133,7 +134,7 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
     weight = np.ascontiguousarray(weight)
     bias = np.zeros(weight.shape[0], x.dtype) if bias is None else np.ascontiguousarray(bias)
     front = tuple(lo for lo, _ in pads)
-    if num_threads == 0 and out.size * np.prod(weight.shape[1:], dtype=np.float64) < _TINY_MACS:
+    if num_threads == 0 and out.size * math.prod(weight.shape[1:]) < _TINY_MACS:
         num_threads = 1
     if m is not None:
         transformed = (cache or _functional_cache).get(weight, groups, m)

@@ -86,14 +86,18 @@ static void KN(tile_narrow)(C3_TILE_ARGS) {
         VT acc[NCH][NVEC];                                                                    \
         for (int h = 0; h < NCH; h++)                                                         \
             for (int k = 0; k < NVEC; k++) acc[h][k] = h ? (VT){0} : BCAST(bias);             \
-        for (c3_idx i = 0; i < n_rows; i++) {                                                 \
-            const T *r = rows + r_off[i] + x;                                                 \
-            const T *wr = w + w_off[i];                                                       \
-            int h = (int)(i % NCH);                                                           \
-            for (c3_idx e = 0; e < kW; e++) {                                                 \
-                VT wv = BCAST(wr[e]);                                                         \
-                for (int k = 0; k < NVEC; k++)                                                \
-                    acc[h][k] += wv * KN(loadu)(r + e * dW + k * V);                          \
+        c3_idx i = 0;                                                                         \
+        for (; i < n_rows; i += NCH) {                                                        \
+            _Pragma("GCC unroll 4") for (int h = 0; h < NCH; h++) {                          \
+                if (i + h < n_rows) {                                                         \
+                    const T *r = rows + r_off[i + h] + x;                                     \
+                    const T *wr = w + w_off[i + h];                                           \
+                    for (c3_idx e = 0; e < kW; e++) {                                         \
+                        VT wv = BCAST(wr[e]);                                                 \
+                        _Pragma("GCC unroll 4") for (int k = 0; k < NVEC; k++)               \
+                            acc[h][k] += wv * KN(loadu)(r + e * dW + k * V);                  \
+                    }                                                                         \
+                }                                                                             \
             }                                                                                 \
         }                                                                                     \
         for (int h = 1; h < NCH; h++)                                                         \
