@@ -149,26 +149,28 @@ def _format(cfg):
     if omp["enabled"]:
         lib = omp["library"] or "not found"
         lines += [
+            "  enabled: yes",
             f"  runtime: {omp['runtime'] or 'unknown'} ({lib})",
             f"  threads: {omp['num_threads']} per call by default (omp_get_max_threads(); "
             f"OMP_NUM_THREADS={omp['OMP_NUM_THREADS'] or 'unset'}; "
             f"{omp['usable_cpus']} usable CPUs)",
         ]
     else:
-        lines.append("  not compiled in: kernels run serially (1 thread)")
+        lines.append("  enabled: no (built without OpenMP: kernels run serially, 1 thread)")
     lines.append("Build:")
     if build is None:
         lines.append("  unknown (no conv3d_cpu/_build_info.py: not built by setup.py)")
     else:
         lines += [
-            f"  compiler: {build.get('compiler')} ({build.get('compiler_version') or 'version unknown'})",
+            f"  compiler: {build.get('compiler_version') or build.get('compiler')}",
             f"  compile flags: {' '.join(build.get('all_compile_args', []))}",
             f"  link flags: {' '.join(build.get('extra_link_args', [])) or '(none extra)'}",
             f"  openmp: {'yes' if build.get('openmp') else 'no'}"
             + ("" if build.get("openmp") or not build.get("openmp_requested")
                else " (requested, but the compiler has no OpenMP)"),
             f"  -march=native: {'yes' if build.get('native') else 'no'}",
-            f"  Cython {build.get('cython_version')}, numpy {build.get('numpy_build_version')}, "
+            f"  built with Cython {build.get('cython_version')}, "
+            f"numpy {build.get('numpy_build_version')}, "
             f"Python {build.get('python_build_version')}, {build.get('build_platform')}",
         ]
     lines += ["Runtime:", f"  Python {rt['python']}, numpy {rt['numpy']}, {rt['platform']}"]

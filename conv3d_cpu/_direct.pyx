@@ -29,37 +29,53 @@ from conv3d_cpu._isa cimport (C3_ROW_STEP_F32, C3_ROW_STEP_F64, active_kernels, 
                               c3_kernels, tile_kernel)
 
 
-cdef inline c3_idx _gather(const floating* xg, floating* rows, c3_idx* r_off, c3_idx* w_off,
-                           bint copy, c3_idx cpg, c3_idx D, c3_idx H, c3_idx W,
-                           c3_idx kD, c3_idx kH, c3_idx z, c3_idx y,
-                           c3_idx sD, c3_idx sH, c3_idx pD, c3_idx pH, c3_idx dD, c3_idx dH,
-                           c3_idx pW, c3_idx Wp, c3_idx wstride) noexcept nogil:
-    """List the in-range input rows of output row (z, y); return how many.
+cdef c3_idx _gather_slab(const floating* xg, floating* slab, c3_idx* slot_w, c3_idx* slot_x,
+                         bint copy, c3_idx cpg, c3_idx D, c3_idx H, c3_idx W, c3_idx kD,
+                         c3_idx z, c3_idx sD, c3_idx pD, c3_idx dD, c3_idx iy0, c3_idx hs,
+                         c3_idx pW, c3_idx Wp) noexcept nogil:
+    """Collect input rows iy0 .. iy0 + hs - 1 of every in-range (c, a) plane of output depth z.
 
-    ``xg`` points at the group's first channel. With ``copy``, row i is copied into slot i of
-    ``rows`` (Wp wide; its W padding columns are zero from allocation and never written) and
-    ``r_off[i]`` is relative to ``rows``; otherwise the row is read in place and ``r_off[i]`` is
-    relative to ``xg``. ``w_off[i]`` is the row's kernel row in the packed weights
-    (``wstride`` elements per (c, a, b)).
+    ``xg`` points at the group's first channel. One slot per plane: slot_w = c * kD + a (its
+    kernel plane), slot_x = offset of the plane in ``xg``. With ``copy``, the rows inside the
+    input are copied into slot s of ``slab`` (hs rows of Wp; the W padding columns are zero
+    from allocation and never written). Returns the number of slots.
     """
-    cdef c3_idx c, a, b, iz, iy, src, n = 0
+    cdef c3_idx c, a, iz, j, iy, n = 0
     for c in range(cpg):
         for a in range(kD):
             iz = z * sD + a * dD - pD
             if iz < 0 or iz >= D:
                 continue
-            for b in range(kH):
-                iy = y * sH + b * dH - pH
-                if iy < 0 or iy >= H:
-                    continue
-                src = ((c * D + iz) * H + iy) * W
-                if copy:
-                    memcpy(rows + n * Wp + pW, xg + src, W * sizeof(floating))
-                    r_off[n] = n * Wp
-                else:
-                    r_off[n] = src
-                w_off[n] = ((c * kD + a) * kH + b) * wstride
-                n += 1
+            slot_w[n] = c * kD + a
+            slot_x[n] = (c * D + iz) * H * W
+            if copy:
+                for j in range(hs):
+                    iy = iy0 + j
+                    if 0 <= iy < H:
+                        memcpy(slab + (n * hs + j) * Wp + pW, xg + slot_x[n] + iy * W,
+                               W * sizeof(floating))
+            n += 1
+    return n
+
+
+cdef c3_idx _row_list(c3_idx nslots, const c3_idx* slot_w, const c3_idx* slot_x, bint copy,
+                      c3_idx H, c3_idx W, c3_idx kH, c3_idx iy0, c3_idx j0, c3_idx dH,
+                      c3_idx hs, c3_idx Wp, c3_idx wstride, c3_idx* r_off,
+                      c3_idx* w_off) noexcept nogil:
+    """The in-range input rows of one output row, whose first tap reads slab row j0.
+
+    r_off is relative to the slab (``copy``) or to the group's input; w_off is the kernel row
+    in the packed weights (``wstride`` elements per (c, a, b)). Returns the number of rows."""
+    cdef c3_idx s, b, j, iy, n = 0
+    for s in range(nslots):
+        for b in range(kH):
+            j = j0 + b * dH
+            iy = iy0 + j
+            if iy < 0 or iy >= H:
+                continue
+            r_off[n] = (s * hs + j) * Wp if copy else slot_x[s] + iy * W
+            w_off[n] = (slot_w[s] * kH + b) * wstride
+            n += 1
     return n
 
 
@@ -115,33 +131,59 @@ cdef void _blocked(const floating* x, const floating* wp, const floating* bias, 
                    c3_idx N, c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
                    c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oD, c3_idx oH, c3_idx oW,
                    c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH, c3_idx pW,
-                   c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, int ocb, bint wide, int nxmax,
-                   int nt, const c3_kernels* K) noexcept nogil:
-    """Work item: one output row (n, z, y), all groups and channel blocks."""
+                   c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, c3_idx yb, int ocb, bint wide,
+                   int nxmax, int nt, const c3_kernels* K) noexcept nogil:
+    """Work item: ``yb`` output rows of one output plane (n, z), all groups and channel blocks.
+
+    The input rows they read are gathered once per group (a slab per (c, a) plane), so rows
+    shared by neighbouring output rows are copied once."""
     cdef c3_idx cpg = C // groups, opg = O // groups
     cdef c3_idx nob = (opg + ocb - 1) // ocb
     cdef c3_idx wblock = cpg * kD * kH * kW * ocb
     cdef c3_idx plane = oD * oH * oW
+    cdef c3_idx nyb = (oH + yb - 1) // yb
+    cdef c3_idx hs = (yb - 1) * sH + (kH - 1) * dH + 1
     # Rows already as wide as the padded row are read in place: nothing to copy.
     cdef bint copy = Wp != W
-    cdef c3_idx item, n, z, y, g, nr
-    cdef const floating* xg
-    cdef floating* rows
-    cdef c3_idx* r_off
-    for item in prange(N * oD * oH, num_threads=nt, schedule="static"):
-        rows = scratch + threadid() * per_thread
-        r_off = offs_all + threadid() * 2 * max_rows
-        n = item // (oD * oH)
-        z = (item // oH) % oD
-        y = item % oH
+    cdef c3_idx item, n, z, y0, g
+    cdef floating* slab
+    cdef c3_idx* offs
+    for item in prange(N * oD * nyb, num_threads=nt, schedule="static"):
+        slab = scratch + threadid() * per_thread
+        offs = offs_all + threadid() * (2 * max_rows + 2 * cpg * kD)
+        n = item // (oD * nyb)
+        z = (item // nyb) % oD
+        y0 = (item % nyb) * yb
         for g in range(groups):
-            xg = x + (n * C + g * cpg) * D * H * W
-            nr = _gather(xg, rows, r_off, r_off + max_rows, copy, cpg, D, H, W, kD, kH, z, y,
-                         sD, sH, pD, pH, dD, dH, pW, Wp, kW * ocb)
-            _tiles(K, wide, rows if copy else xg, r_off, nr, wp + g * nob * wblock, wblock,
-                   r_off + max_rows, kW, dW, sW, bias + g * opg,
-                   out + (n * O + g * opg) * plane + (z * oH + y) * oW, plane, opg, ocb, nxmax,
-                   oW, rows + max_rows * Wp)
+            _slab_rows(K, x + (n * C + g * cpg) * D * H * W, wp + g * nob * wblock, wblock,
+                       bias + g * opg, out + (n * O + g * opg) * plane + z * oH * oW, slab,
+                       slab + cpg * kD * hs * Wp, offs, copy, cpg, opg, D, H, W, kD, kH, kW,
+                       oH, oW, plane, z, y0, min(yb, oH - y0), hs, sD, sH, sW, pD, pH, pW,
+                       dD, dH, dW, Wp, ocb, wide, nxmax, max_rows)
+
+
+cdef void _slab_rows(const c3_kernels* K, const floating* xg, const floating* wg,
+                     c3_idx wblock, const floating* bias, floating* oplane, floating* slab,
+                     floating* tile, c3_idx* offs, bint copy, c3_idx cpg, c3_idx opg,
+                     c3_idx D, c3_idx H, c3_idx W, c3_idx kD, c3_idx kH, c3_idx kW,
+                     c3_idx oH, c3_idx oW, c3_idx plane, c3_idx z, c3_idx y0, c3_idx ny,
+                     c3_idx hs, c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH,
+                     c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, int ocb,
+                     bint wide, int nxmax, c3_idx max_rows) noexcept nogil:
+    """Output rows y0 .. y0 + ny - 1 of plane z for one group (see _blocked)."""
+    cdef c3_idx* r_off = offs
+    cdef c3_idx* w_off = offs + max_rows
+    cdef c3_idx* slot_w = offs + 2 * max_rows
+    cdef c3_idx* slot_x = slot_w + cpg * kD
+    cdef c3_idx iy0 = y0 * sH - pH
+    cdef c3_idx nslots, y, nr
+    nslots = _gather_slab(xg, slab, slot_w, slot_x, copy, cpg, D, H, W, kD, z, sD, pD, dD,
+                          iy0, hs, pW, Wp)
+    for y in range(ny):
+        nr = _row_list(nslots, slot_w, slot_x, copy, H, W, kH, iy0, y * sH, dH, hs, Wp,
+                       kW * ocb, r_off, w_off)
+        _tiles(K, wide, slab if copy else xg, r_off, nr, wg, wblock, w_off, kW, dW, sW, bias,
+               oplane + (y0 + y) * oW, plane, opg, ocb, nxmax, oW, tile)
 
 
 cdef void _pointwise(const floating* x, const floating* wp, const floating* bias,
@@ -275,7 +317,7 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     cdef c3_idx max_rows = cpg * kD * kH
     cdef int ocb = 0, nxmax = 0, ocb_wide, ocb_narrow
     cdef bint wide = False, use_rows, pointwise
-    cdef c3_idx per_thread
+    cdef c3_idx per_thread, yb = 1
     cdef floating[::1] wp
     if floating is float:
         ocb_wide, ocb_narrow = K.ocb_wide_f32, K.ocb_narrow_f32
@@ -304,7 +346,9 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         per_thread = nxmax * ocb
         max_rows = cpg
     else:
-        per_thread = max_rows * Wp + nxmax * ocb
+        yb = _rows_per_item(N * oD, oH, nt, cpg * kD * Wp * sizeof(floating), sH,
+                            (kH - 1) * dH + 1)
+        per_thread = cpg * kD * ((yb - 1) * sH + (kH - 1) * dH + 1) * Wp + nxmax * ocb
     # Zeroed: gathered row slots rely on their padding columns staying zero.
     cdef floating[::1] scratch = np.zeros(nt * per_thread, dtype=dtype)
     cdef c3_idx[::1] offs
@@ -314,7 +358,7 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         offs = np.concatenate([np.arange(cpg, dtype=np.intp) * (D * H * W),
                                np.arange(cpg, dtype=np.intp) * ocb])
     else:
-        offs = np.empty(nt * 2 * max_rows, dtype=np.intp)
+        offs = np.empty(nt * (2 * max_rows + 2 * cpg * kD), dtype=np.intp)
     if use_rows:
         with nogil:
             _rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &bias[0], &out[0, 0, 0, 0, 0],
@@ -330,8 +374,21 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         with nogil:
             _blocked(&x[0, 0, 0, 0, 0], &wp[0], &bias[0], &out[0, 0, 0, 0, 0],
                      &scratch[0], &offs[0], per_thread, max_rows, N, C, D, H, W, O, groups,
-                     kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, ocb,
-                     wide, nxmax, nt, K)
+                     kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, yb,
+                     ocb, wide, nxmax, nt, K)
+
+
+cdef c3_idx _rows_per_item(c3_idx planes, c3_idx oH, int nt, c3_idx row_bytes, c3_idx sH,
+                           c3_idx extent):
+    """Output rows per work item of the blocked path.
+
+    As many as keep >= 4 items per thread (load balance) and the per-thread slab of
+    (rows - 1) * sH + extent input rows per (c, a) plane within 1 MiB (cache; memory)."""
+    cdef c3_idx per_plane = max(1, (4 * nt + planes - 1) // planes)
+    cdef c3_idx yb = max(1, (oH + per_plane - 1) // per_plane)
+    while yb > 1 and ((yb - 1) * sH + extent) * row_bytes > (1 << 20):
+        yb = (yb + 1) // 2
+    return yb
 
 
 cdef void _pack_weights(const floating* w, floating[::1] packed, c3_idx O, c3_idx groups,

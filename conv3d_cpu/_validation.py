@@ -4,12 +4,18 @@ Every function here raises ``ValueError`` (a bad value) or ``TypeError`` (a bad 
 message names the argument, what was expected and what was given.
 """
 import operator
+import os
+import sys
 
 import numpy as np
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_STRINGS = ("valid", "same")
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Most OpenMP threads one call may ask for. libgomp reserves per-thread bookkeeping on the
+# calling thread's stack and exits the process when it cannot create a thread, so an absurd
+# num_threads (tens of thousands) would crash the caller instead of raising.
+MAX_THREADS = max(256, os.cpu_count() or 1)
 
 
 def as_int(name, value):
@@ -51,6 +57,9 @@ def triple(name, value, minimum, allow_single=False):
     if any(v < minimum for v in values):
         which = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name} values must be {which}, got {values}")
+    if any(v > sys.maxsize for v in values):
+        # The kernels take sizes as C ssize_t: a bigger value would be an OverflowError there.
+        raise ValueError(f"{name} values must be at most {sys.maxsize}, got {values}")
     return values
 
 
@@ -152,7 +161,10 @@ def num_threads_arg(num_threads):
     """0 stands for 'the OpenMP default, read per call'."""
     if num_threads is None:
         return 0
-    return positive_int("num_threads", num_threads)
+    num_threads = positive_int("num_threads", num_threads)
+    if num_threads > MAX_THREADS:
+        raise ValueError(f"num_threads must be at most {MAX_THREADS}, got {num_threads}")
+    return num_threads
 
 
 def input_5d(x, in_channels):
@@ -212,3 +224,26 @@ def output_shape(spatial, kernel_size, stride, pads, dilation):
             )
         out.append((padded - extent) // s + 1)
     return tuple(out)
+
+
+def check_workspace(x_shape, weight_shape, pads, groups):
+    """MemoryError for a layer whose direct-kernel workspace cannot exist.
+
+    The direct kernel keeps, per thread, the zero-padded input rows of one output row (at most
+    (C/groups) * kD * kH rows of the padded width) or the padded planes of one output plane
+    ((C/groups) * kD planes of the padded H x W), and sizes them in C ssize_t arithmetic. With
+    a huge padding (and a stride that keeps the output small) that product would wrap around
+    and the kernel would write past a too-small buffer; here it is computed exactly first.
+    The bound used, per thread, is (C/groups) * kD * kH * padded H * (padded W + 64) elements;
+    the padded depth only enters index sums, bounded here to a quarter of the ssize_t range.
+    """
+    cpg = x_shape[1] // groups
+    kd, kh = weight_shape[2], weight_shape[3]
+    padded_d, padded_h, padded_w = (n + lo + hi for n, (lo, hi) in zip(x_shape[2:], pads))
+    per_thread = cpg * kd * kh * padded_h * (padded_w + 64)
+    if per_thread * MAX_THREADS * 8 > sys.maxsize or padded_d > sys.maxsize // 4:
+        raise MemoryError(
+            f"this layer cannot be computed: the padded input ({padded_d} x {padded_h} x "
+            f"{padded_w}) with (in_channels/groups) * kD * kH = {cpg * kd * kh} needs a "
+            f"workspace beyond the address space"
+        )

@@ -1,11 +1,12 @@
 """``Conv3d``: the module, with PyTorch's parameters, initialization, repr and state_dict."""
+import collections.abc
 import math
 
 import numpy as np
 
 from conv3d_cpu import _validation as v
 from conv3d_cpu._dispatch import TransformCache, check_algorithm, convolve
-from conv3d_cpu._padding import pad_input
+from conv3d_cpu._padding import pad_input, zero_pad_for_nonfinite_weights
 
 
 def _readonly(name, doc):
@@ -157,6 +158,10 @@ class Conv3d:
         Keys must be exactly those of ``state_dict()``; values must have the parameter's shape
         and a floating dtype that converts to the module's dtype without loss.
         """
+        if not isinstance(state_dict, collections.abc.Mapping):
+            raise TypeError(
+                f"state_dict must be a mapping such as a dict, got {type(state_dict).__name__}"
+            )
         expected = set(self.state_dict())
         given = set(state_dict.keys())
         if given != expected:
@@ -182,6 +187,8 @@ class Conv3d:
         if self._padding_mode != "zeros":
             x = pad_input(x, self._padding_mode, pads)
             pads = ((0, 0),) * 3
+        v.check_workspace(x.shape, self._weight.shape, pads, self._groups)
+        x, pads = zero_pad_for_nonfinite_weights(x, self._weight, pads)
         out = convolve(x, self._weight, self._bias, self._stride, pads, self._dilation,
                        self._groups, self._algorithm, 0, cache=self._transforms)
         return out[0] if unbatched else out
