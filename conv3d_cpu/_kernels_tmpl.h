@@ -6,6 +6,26 @@
 
 static inline VT KN(loadu)(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; }
 static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
+#if V == 8
+/* In-place 8 x 8 transpose: afterwards r[k][l] is the former r[l][k]. */
+static inline __attribute__((always_inline)) void KN(transpose8)(VT *r) {
+    VT t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = C3_SHUF8(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = C3_SHUF8(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int h = 0; h < 2; h++) {
+            u[i + 2 * h] = C3_SHUF8(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * h + 1] = C3_SHUF8(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int k = 0; k < 4; k++) {
+        r[k] = C3_SHUF8(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[k + 4] = C3_SHUF8(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+#endif
+
 /* p[0], p[st], ..., one element per lane. */
 static inline VT KN(gather)(const T *p, c3_idx st) { return GATHER(p, st); }
 

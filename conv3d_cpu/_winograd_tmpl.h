@@ -63,6 +63,21 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
     int c0 = x0 < 0 ? (int)-x0 : 0, c1 = x0 + A > W ? (int)(W - x0) : A;
     if (a0 > 0 || b0 > 0 || c0 > 0 || a1 < A || b1 < A || c1 < A)
         for (int i = 0; i < A * A * A; i++) p[i] = (VT){0};
+#if V == 8
+    /* Whole patch inside and 8 columns readable: 8 contiguous row loads (one per channel)
+     * and a register transpose instead of 8 scalar loads per element. */
+    if (nc == V && a0 == 0 && b0 == 0 && c0 == 0 && a1 == A && b1 == A && x0 + 8 <= W) {
+        for (int a = 0; a < A; a++)
+            for (int b = 0; b < A; b++) {
+                const T *src = x + ((z0 + a) * H + y0 + b) * W + x0;
+                VT r[8];
+                for (int l = 0; l < 8; l++) r[l] = KN(loadu)(src + l * cstride);
+                KN(transpose8)(r);
+                for (int c = 0; c < A; c++) p[(a * A + b) * A + c] = r[c];
+            }
+        a1 = 0; /* done: skip the general gather below */
+    }
+#endif
     for (int a = a0; a < a1; a++)
         for (int b = b0; b < b1; b++) {
             const T *src = x + ((z0 + a) * H + y0 + b) * W + x0;
@@ -105,6 +120,21 @@ static inline __attribute__((always_inline)) void KN(wino_output_body)(
         for (int c = 0; c < A; c++) KN(at)(A, q + z * A * A + c, A, p + z * A * A + c, A);
     for (int z = 0; z < m; z++)                                             /* W: m x m x m */
         for (int y = 0; y < m; y++) KN(at)(A, p + (z * A + y) * A, 1, q + (z * m + y) * m, 1);
+#if V == 8
+    /* Full tile width and 8 channels: transpose each output row so a channel's m outputs
+     * are one short contiguous store. */
+    if (nc == V && mx == m) {
+        for (int z = 0; z < mz; z++)
+            for (int y = 0; y < my; y++) {
+                VT r[8];
+                for (int k = 0; k < 8; k++) r[k] = k < m ? q[(z * m + y) * m + k] + b : (VT){0};
+                KN(transpose8)(r);
+                for (int l = 0; l < 8; l++)
+                    memcpy(out + l * ostride + (z * oH + y) * oW, &r[l], (size_t)m * sizeof(T));
+            }
+        return;
+    }
+#endif
     for (int z = 0; z < mz; z++)
         for (int y = 0; y < my; y++)
             for (int xx = 0; xx < mx; xx++) {
