@@ -11,7 +11,8 @@ outside the input are zero). Stages, per block of TB output tiles of one group:
 U (the transformed weights) is computed by ``transform_weights`` in float64 and cached by the
 caller. OpenMP runs over (group, tile block) items; each thread owns one V and one M block, so
 the workspace is  threads * alpha^3 * TB * (C/groups + O/groups rounded up to the channel
-block)  elements, whatever the volume. Each output is computed by one thread in an order fixed
+block)  elements, whatever the volume; TB (<= 12) is lowered where needed to keep that within
+the size of input + output plus 2^20 elements. Each output is computed by one thread in an order fixed
 by the shapes, so results are bitwise identical for any thread count.
 """
 import numpy as np
@@ -22,9 +23,10 @@ from cython.parallel cimport prange, threadid
 from conv3d_cpu._isa cimport active_kernels, c3_idx, c3_kernels, tile_kernel
 from conv3d_cpu._openmp_helpers cimport effective_threads
 
-cdef enum:
-    # Tiles per block: a multiple of the micro-kernels' widths that keeps V and M small.
-    TILE_BLOCK = 12
+# Tiles per block: a multiple of the micro-kernels' widths (6, 12) that keeps V and M in cache.
+MAX_TILE_BLOCK = 12
+# Workspace allowed beyond input + output (elements): small layers keep full blocks.
+WORKSPACE_SLACK = 1 << 20
 
 # G for F(2,3) and F(4,3) (points 0, +-1 [, +-1/2], inf), matching the B^T and A^T in
 # _kernels.c: y = A^T [(G g) * (B^T d)]. (Written as integer ratios divided in numpy: with
@@ -72,11 +74,12 @@ def transform_weights(w, groups, m):
 
 cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
                  const floating* bias, floating* out, floating* vbuf, floating* mbuf,
-                 const c3_idx* r_off, const c3_idx* w_off, c3_idx t0, c3_idx ntb, c3_idx g,
+                 const c3_idx* r_off, const c3_idx* w_off, c3_idx tb, c3_idx t0, c3_idx ntb,
+                 c3_idx g,
                  c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
                  c3_idx oD, c3_idx oH, c3_idx oW, c3_idx pD, c3_idx pH, c3_idx pW, int m,
                  int ocb, bint wide, int nxmax) noexcept nogil:
-    """All three stages for tiles t0 .. t0 + ntb - 1 of group g."""
+    """All three stages for tiles t0 .. t0 + ntb - 1 (ntb <= tb, the block size) of group g."""
     cdef int a3 = (m + 2) * (m + 2) * (m + 2)
     cdef int lanes = K.ocb_narrow_f32 if floating is float else K.ocb_narrow_f64
     cdef c3_idx cpg = C // groups, opg = O // groups
@@ -100,10 +103,10 @@ cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
             nc = <int>min(lanes, cpg - c0)
             if floating is float:
                 K.wino_in_f32(m, xg + c0 * dhw, dhw, nc, D, H, W, tz * m - pD, ty * m - pH,
-                              tx * m - pW, vbuf + t * cpg + c0, TILE_BLOCK * cpg)
+                              tx * m - pW, vbuf + t * cpg + c0, tb * cpg)
             else:
                 K.wino_in_f64(m, xg + c0 * dhw, dhw, nc, D, H, W, tz * m - pD, ty * m - pH,
-                              tx * m - pW, vbuf + t * cpg + c0, TILE_BLOCK * cpg)
+                              tx * m - pW, vbuf + t * cpg + c0, tb * cpg)
             c0 += nc
     # 2. one GEMM per transformed position, in equal chunks of at most nxmax tiles
     ntiles = (ntb + nxmax - 1) // nxmax
@@ -112,9 +115,9 @@ cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
             j0 = 0
             for k in range(ntiles):
                 nx = <int>(ntb // ntiles + (k < ntb % ntiles))
-                tile_kernel(K, wide, vbuf + (xi * TILE_BLOCK + j0) * cpg, r_off, cpg,
+                tile_kernel(K, wide, vbuf + (xi * tb + j0) * cpg, r_off, cpg,
                             U + ((g * a3 + xi) * nob + ob) * cpg * ocb, w_off, 1, 1, cpg,
-                            mbuf + ((xi * nob + ob) * TILE_BLOCK + j0) * ocb, nx)
+                            mbuf + ((xi * nob + ob) * tb + j0) * ocb, nx)
                 j0 += nx
     # 3. output transform, `lanes` output channels at a time
     for t in range(ntb):
@@ -129,15 +132,15 @@ cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
                 nc = <int>min(lanes, opg - ob * ocb - c)
                 o = g * opg + ob * ocb + c
                 if floating is float:
-                    K.wino_out_f32(m, mbuf + (ob * TILE_BLOCK + t) * ocb + c,
-                                   nob * TILE_BLOCK * ocb, nc, bias + o,
+                    K.wino_out_f32(m, mbuf + (ob * tb + t) * ocb + c,
+                                   nob * tb * ocb, nc, bias + o,
                                    out + ((n * O + o) * oD + tz * m) * oH * oW
                                    + ty * m * oW + tx * m, plane, oH, oW,
                                    <int>min(m, oD - tz * m), <int>min(m, oH - ty * m),
                                    <int>min(m, oW - tx * m))
                 else:
-                    K.wino_out_f64(m, mbuf + (ob * TILE_BLOCK + t) * ocb + c,
-                                   nob * TILE_BLOCK * ocb, nc, bias + o,
+                    K.wino_out_f64(m, mbuf + (ob * tb + t) * ocb + c,
+                                   nob * tb * ocb, nc, bias + o,
                                    out + ((n * O + o) * oD + tz * m) * oH * oW
                                    + ty * m * oW + tx * m, plane, oH, oW,
                                    <int>min(m, oD - tz * m), <int>min(m, oH - ty * m),
@@ -166,8 +169,12 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     cdef c3_idx nob = (opg + ocb - 1) // ocb
     cdef c3_idx a3 = (m + 2) ** 3
     cdef c3_idx ntiles = N * ((oD + m - 1) // m) * ((oH + m - 1) // m) * ((oW + m - 1) // m)
-    cdef c3_idx nblocks = (ntiles + TILE_BLOCK - 1) // TILE_BLOCK
-    cdef c3_idx vsize = a3 * TILE_BLOCK * cpg, per_thread = vsize + a3 * TILE_BLOCK * nob * ocb
+    # Workspace bound: nt * a3 * tb * (cpg + nob * ocb) elements stays within the size of
+    # input + output (plus WORKSPACE_SLACK); tiny volumes with many channels get smaller blocks.
+    cdef c3_idx budget = x.size + out.size + WORKSPACE_SLACK
+    cdef c3_idx tb = max(1, min(MAX_TILE_BLOCK, budget // (nt * a3 * (cpg + nob * ocb))))
+    cdef c3_idx nblocks = (ntiles + tb - 1) // tb
+    cdef c3_idx vsize = a3 * tb * cpg, per_thread = vsize + a3 * tb * nob * ocb
     dtype = np.float32 if floating is float else np.float64
     if U.shape[0] != groups * a3 * nob * cpg * ocb:
         raise ValueError("transformed weights do not match this layer")
@@ -182,8 +189,8 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
             blk = item % nblocks
             vbuf = &scratch[0] + threadid() * per_thread
             _block(K, &x[0, 0, 0, 0, 0], &U[0], &bias[0], &out[0, 0, 0, 0, 0], vbuf,
-                   vbuf + vsize, &offs[0], &offs[cpg], blk * TILE_BLOCK,
-                   min(<c3_idx>TILE_BLOCK, ntiles - blk * TILE_BLOCK), g, C, D, H, W, O,
+                   vbuf + vsize, &offs[0], &offs[cpg], tb, blk * tb,
+                   min(tb, ntiles - blk * tb), g, C, D, H, W, O,
                    groups, oD, oH, oW, pD, pH, pW, m, ocb, wide, nxmax)
 
 
