@@ -11,12 +11,15 @@
 typedef float c3_v8f __attribute__((vector_size(32)));
 typedef double c3_v4d __attribute__((vector_size(32)));
 
-/* Two-vector lane shuffle with constant indices (8 lanes). */
+/* Two-vector lane shuffles with constant indices (8 x float, 4 x double). */
 #if defined(__clang__)
 #define C3_SHUF8(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#define C3_SHUF4(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
 #else
 typedef int c3_v8i __attribute__((vector_size(32)));
+typedef long long c3_v4l __attribute__((vector_size(32)));
 #define C3_SHUF8(a, b, ...) __builtin_shuffle(a, b, (c3_v8i){__VA_ARGS__})
+#define C3_SHUF4(a, b, ...) __builtin_shuffle(a, b, (c3_v4l){__VA_ARGS__})
 #endif
 
 #define C3_CAT_(a, b) a##b

@@ -6,9 +6,9 @@
 
 static inline VT KN(loadu)(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; }
 static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
+/* In-place V x V transpose: afterwards r[k][l] is the former r[l][k]. */
 #if V == 8
-/* In-place 8 x 8 transpose: afterwards r[k][l] is the former r[l][k]. */
-static inline __attribute__((always_inline)) void KN(transpose8)(VT *r) {
+static inline __attribute__((always_inline)) void KN(transpose)(VT *r) {
     VT t[8], u[8];
     for (int i = 0; i < 8; i += 2) {
         t[i] = C3_SHUF8(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
@@ -23,6 +23,15 @@ static inline __attribute__((always_inline)) void KN(transpose8)(VT *r) {
         r[k] = C3_SHUF8(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
         r[k + 4] = C3_SHUF8(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
     }
+}
+#else
+static inline __attribute__((always_inline)) void KN(transpose)(VT *r) {
+    VT t0 = C3_SHUF4(r[0], r[1], 0, 4, 2, 6), t1 = C3_SHUF4(r[0], r[1], 1, 5, 3, 7);
+    VT t2 = C3_SHUF4(r[2], r[3], 0, 4, 2, 6), t3 = C3_SHUF4(r[2], r[3], 1, 5, 3, 7);
+    r[0] = C3_SHUF4(t0, t2, 0, 1, 4, 5);
+    r[1] = C3_SHUF4(t1, t3, 0, 1, 4, 5);
+    r[2] = C3_SHUF4(t0, t2, 2, 3, 6, 7);
+    r[3] = C3_SHUF4(t1, t3, 2, 3, 6, 7);
 }
 #endif
 
