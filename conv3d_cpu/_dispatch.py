@@ -99,15 +99,21 @@ class TransformCache:
         self._lock = threading.Lock()
 
     def get(self, weight, groups, m):
-        key = (weight.__array_interface__["data"][0], weight.shape, weight.dtype.str, groups, m)
+        # The packing depends on the active ISA's channel block (conv3d_cpu._isa.use_isa).
+        block = _winograd.channel_block(weight.dtype, weight.shape[0] // groups)
+        key = (weight.__array_interface__["data"][0], weight.shape, weight.dtype.str, groups, m,
+               block)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and np.array_equal(entry[0], weight):
                 self._entries.move_to_end(key)
                 return entry[1]
-        transformed = _winograd.transform_weights(weight, groups, m)
+        # Transform a snapshot: a weight written meanwhile (another thread) must not be cached
+        # under the old values' transform.
+        snapshot = weight.copy()
+        transformed = _winograd.transform_weights(snapshot, groups, m)
         with self._lock:
-            self._entries[key] = (weight.copy(), transformed)
+            self._entries[key] = (snapshot, transformed)
             self._entries.move_to_end(key)
             while len(self._entries) > self._capacity:
                 self._entries.popitem(last=False)

@@ -28,7 +28,7 @@ typedef void (*c3_row_f32)(const float *rows, const c3_idx *r_off, c3_idx n_rows
 typedef void (*c3_row_f64)(const double *rows, const c3_idx *r_off, c3_idx n_rows,
                            const double *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
                            c3_idx sW, double *out, c3_idx oW, double bias);
-/* Lanes of the row kernel's vectors, for the callers' padding. */
+/* Outputs per row-kernel step (4 vectors), the largest over the ISAs: callers pad rows to it. */
 #define C3_ROW_STEP_F32 32
 #define C3_ROW_STEP_F64 16
 

@@ -7,33 +7,35 @@
 static inline VT KN(loadu)(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; }
 static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
 /* In-place V x V transpose: afterwards r[k][l] is the former r[l][k]. */
-#if V == 8
 static inline __attribute__((always_inline)) void KN(transpose)(VT *r) {
+#if V == 8
     VT t[8], u[8];
     for (int i = 0; i < 8; i += 2) {
-        t[i] = C3_SHUF8(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-        t[i + 1] = C3_SHUF8(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+        t[i] = C3_SHUF(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = C3_SHUF(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
     }
     for (int i = 0; i < 8; i += 4)
         for (int h = 0; h < 2; h++) {
-            u[i + 2 * h] = C3_SHUF8(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-            u[i + 2 * h + 1] = C3_SHUF8(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+            u[i + 2 * h] = C3_SHUF(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * h + 1] = C3_SHUF(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
         }
     for (int k = 0; k < 4; k++) {
-        r[k] = C3_SHUF8(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-        r[k + 4] = C3_SHUF8(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+        r[k] = C3_SHUF(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[k + 4] = C3_SHUF(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
     }
-}
+#elif V == 4
+    VT t0 = C3_SHUF(r[0], r[1], 0, 4, 2, 6), t1 = C3_SHUF(r[0], r[1], 1, 5, 3, 7);
+    VT t2 = C3_SHUF(r[2], r[3], 0, 4, 2, 6), t3 = C3_SHUF(r[2], r[3], 1, 5, 3, 7);
+    r[0] = C3_SHUF(t0, t2, 0, 1, 4, 5);
+    r[1] = C3_SHUF(t1, t3, 0, 1, 4, 5);
+    r[2] = C3_SHUF(t0, t2, 2, 3, 6, 7);
+    r[3] = C3_SHUF(t1, t3, 2, 3, 6, 7);
 #else
-static inline __attribute__((always_inline)) void KN(transpose)(VT *r) {
-    VT t0 = C3_SHUF4(r[0], r[1], 0, 4, 2, 6), t1 = C3_SHUF4(r[0], r[1], 1, 5, 3, 7);
-    VT t2 = C3_SHUF4(r[2], r[3], 0, 4, 2, 6), t3 = C3_SHUF4(r[2], r[3], 1, 5, 3, 7);
-    r[0] = C3_SHUF4(t0, t2, 0, 1, 4, 5);
-    r[1] = C3_SHUF4(t1, t3, 0, 1, 4, 5);
-    r[2] = C3_SHUF4(t0, t2, 2, 3, 6, 7);
-    r[3] = C3_SHUF4(t1, t3, 2, 3, 6, 7);
-}
+    VT t0 = C3_SHUF(r[0], r[1], 0, 2);
+    r[1] = C3_SHUF(r[0], r[1], 1, 3);
+    r[0] = t0;
 #endif
+}
 
 /* p[0], p[st], ..., one element per lane. */
 static inline VT KN(gather)(const T *p, c3_idx st) { return GATHER(p, st); }

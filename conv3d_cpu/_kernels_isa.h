@@ -1,0 +1,27 @@
+/* Both dtypes' kernels for one instruction set, and its table. Included by _kernels.c with
+ *   C3_ISA     name suffix (_base, _avx2, _avx512)       C3_ISA_LABEL  its name for users
+ *   C3_VF, C3_VD   vector types of float / double        C3_LF, C3_LD  their lane counts
+ *   C3_IF, C3_ID   integer vectors of the same shape (shuffle indices)
+ *   NXW, NXN   positions per wide / narrow tile call (bounded by the vector registers). */
+#define T float
+#define VT C3_VF
+#define IDX C3_IF
+#define V C3_LF
+#define KN(name) C3_CAT(C3_CAT(c3_f32_, name), C3_ISA)
+#include "_kernels_type.h"
+#define T double
+#define VT C3_VD
+#define IDX C3_ID
+#define V C3_LD
+#define KN(name) C3_CAT(C3_CAT(c3_f64_, name), C3_ISA)
+#include "_kernels_type.h"
+
+#define C3_FN(name) C3_CAT(name, C3_ISA)
+static const c3_kernels C3_FN(c3_table) = {
+    C3_ISA_LABEL, 2 * C3_LF, C3_LF, 2 * C3_LD, C3_LD, NXW, NXN,
+    C3_FN(c3_f32_tile_wide), C3_FN(c3_f32_tile_narrow), C3_FN(c3_f64_tile_wide),
+    C3_FN(c3_f64_tile_narrow), C3_FN(c3_f32_row), C3_FN(c3_f64_row),
+    C3_FN(c3_f32_wino_input), C3_FN(c3_f64_wino_input), C3_FN(c3_f32_wino_output),
+    C3_FN(c3_f64_wino_output),
+};
+#undef C3_FN

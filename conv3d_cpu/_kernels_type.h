@@ -1,0 +1,29 @@
+/* One dtype's kernels (T, VT, IDX, V, KN defined by _kernels_isa.h); undefines them after. */
+#if V == 8
+#define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)], (p)[4 * (st)], \
+                            (p)[5 * (st)], (p)[6 * (st)], (p)[7 * (st)]})
+#elif V == 4
+#define BCAST(s) ((VT){(s), (s), (s), (s)})
+#define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)]})
+#elif V == 2
+#define BCAST(s) ((VT){(s), (s)})
+#define GATHER(p, st) ((VT){(p)[0], (p)[(st)]})
+#else
+#error "unsupported lane count"
+#endif
+#if defined(__clang__)
+#define C3_SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define C3_SHUF(a, b, ...) __builtin_shuffle(a, b, (IDX){__VA_ARGS__})
+#endif
+#include "_kernels_tmpl.h"
+#include "_winograd_tmpl.h"
+#undef BCAST
+#undef GATHER
+#undef C3_SHUF
+#undef T
+#undef VT
+#undef IDX
+#undef V
+#undef KN
