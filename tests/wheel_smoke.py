@@ -1,0 +1,78 @@
+"""Smoke test of an installed wheel (`make wheel-test` runs it in a fresh virtual environment).
+
+Checks that the package imports from site-packages (not from a source tree), was built with
+the default flags (OpenMP, no -march=native), calls the OpenMP runtime that auditwheel bundled
+into the wheel, and computes correct results under every ISA this CPU supports, with any
+thread count. Needs only numpy; exits non-zero on the first failure.
+"""
+import os
+import subprocess
+import sys
+import sysconfig
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+import conv3d_cpu
+from conv3d_cpu import Conv3d, conv3d
+from conv3d_cpu import _isa
+
+def reference(x, w, b, padding):
+    """float64 F.conv3d (stride 1, dilation 1, groups 1, zero padding)."""
+    x = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + [(padding, padding)] * 3)
+    win = sliding_window_view(x, w.shape[2:], axis=(2, 3, 4))
+    return np.einsum("ncdhwijk,ocijk->nodhw", win, w.astype(np.float64)) + b[:, None, None, None]
+
+
+def main():
+    pkg = os.path.dirname(os.path.abspath(conv3d_cpu.__file__))
+    site = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")}
+    assert os.path.realpath(os.path.dirname(pkg)) in site, f"not imported from site-packages: {pkg}"
+    conv3d_cpu.show_config()
+    cfg = conv3d_cpu.show_config(mode="dicts")
+
+    build = cfg["build"]
+    assert build is not None, "the wheel has no _build_info.py"
+    assert build["openmp"], "the wheel was built without OpenMP"
+    assert not build["native"], "the wheel was built with -march=native"
+    assert not any(a.startswith(("-march", "-mtune=native")) for a in build["all_compile_args"]), \
+        build["all_compile_args"]
+
+    omp = cfg["openmp"]
+    assert omp["enabled"]
+    lib = omp["library"]
+    assert lib and os.path.dirname(lib) == os.path.realpath(pkg + ".libs"), \
+        f"OpenMP runtime not the one bundled in the wheel: {lib}"
+
+    isas = cfg["isa"]["available"]
+    assert "baseline" in isas, cfg["isa"]
+    assert cfg["isa"]["selected"] == (os.environ.get("CONV3D_CPU_ISA") or isas[-1]), cfg["isa"]
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 6, 7, 9)).astype(np.float32)
+    w = (rng.standard_normal((11, 5, 3, 3, 3)) / 12).astype(np.float32)
+    b = rng.standard_normal(11).astype(np.float32)
+    expected = reference(x, w, b, 1)
+    bound = reference(np.abs(x), np.abs(w), np.abs(b), 1)
+    for isa in isas:
+        _isa.use_isa(isa)
+        for algorithm in ("direct", "auto", "winograd_f2"):
+            y1 = conv3d(x, w, b, padding=1, algorithm=algorithm, num_threads=1)
+            y2 = conv3d(x, w, b, padding=1, algorithm=algorithm, num_threads=2)
+            np.testing.assert_array_equal(y1, y2)  # deterministic for any thread count
+            err = np.abs(y1 - expected).max()
+            assert err <= 1e-4 * bound.max(), (isa, algorithm, err)
+        print(f"  {isa}: direct/auto/winograd_f2 match the float64 reference")
+    _isa.use_isa(None)
+
+    m = Conv3d(5, 4, 3, padding="same", padding_mode="reflect", rng=0)
+    assert m(x).shape == (2, 4, 6, 7, 9)
+
+    bad = subprocess.run([sys.executable, "-c", "import conv3d_cpu"], capture_output=True,
+                         text=True, env={**os.environ, "CONV3D_CPU_ISA": "sse9"})
+    assert bad.returncode != 0 and "CONV3D_CPU_ISA must be one of" in bad.stderr, bad.stderr
+    print("wheel smoke test: OK")
+
+
+if __name__ == "__main__":
+    main()
