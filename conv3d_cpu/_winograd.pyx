@@ -23,8 +23,9 @@ from cython.parallel cimport prange, threadid
 from conv3d_cpu._isa cimport active_kernels, c3_idx, c3_kernels, tile_kernel
 from conv3d_cpu._openmp_helpers cimport effective_threads
 
-# Tiles per block: a multiple of the micro-kernels' widths (6, 12) that keeps V and M in cache.
-MAX_TILE_BLOCK = 12
+# Tiles per block: at least 12 (a multiple of the wide micro-kernels' 6 or 12 positions) and
+# a whole narrow micro-kernel call (up to 16), keeping V and M in cache.
+MIN_TILE_BLOCK = 12
 # Workspace allowed beyond input + output (elements): small layers keep full blocks.
 WORKSPACE_SLACK = 1 << 20
 
@@ -74,12 +75,14 @@ def transform_weights(w, groups, m):
 
 cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
                  const floating* bias, floating* out, floating* vbuf, floating* mbuf,
-                 const c3_idx* r_off, const c3_idx* w_off, c3_idx tb, c3_idx t0, c3_idx ntb,
-                 c3_idx g,
+                 const c3_idx* r_off, const c3_idx* w_off, c3_idx tb, c3_idx vstride,
+                 c3_idx mstride, c3_idx t0, c3_idx ntb, c3_idx g,
                  c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
                  c3_idx oD, c3_idx oH, c3_idx oW, c3_idx pD, c3_idx pH, c3_idx pW, int m,
                  int ocb, bint wide, int nxmax) noexcept nogil:
-    """All three stages for tiles t0 .. t0 + ntb - 1 (ntb <= tb, the block size) of group g."""
+    """All three stages for tiles t0 .. t0 + ntb - 1 (ntb <= tb, the block size) of group g.
+
+    V[xi] starts at vbuf + xi * vstride, M[xi] at mbuf + xi * mstride (see _odd_lines)."""
     cdef int a3 = (m + 2) * (m + 2) * (m + 2)
     cdef int lanes = K.ocb_narrow_f32 if floating is float else K.ocb_narrow_f64
     cdef c3_idx cpg = C // groups, opg = O // groups
@@ -103,10 +106,10 @@ cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
             nc = <int>min(lanes, cpg - c0)
             if floating is float:
                 K.wino_in_f32(m, xg + c0 * dhw, dhw, nc, D, H, W, tz * m - pD, ty * m - pH,
-                              tx * m - pW, vbuf + t * cpg + c0, tb * cpg)
+                              tx * m - pW, vbuf + t * cpg + c0, vstride)
             else:
                 K.wino_in_f64(m, xg + c0 * dhw, dhw, nc, D, H, W, tz * m - pD, ty * m - pH,
-                              tx * m - pW, vbuf + t * cpg + c0, tb * cpg)
+                              tx * m - pW, vbuf + t * cpg + c0, vstride)
             c0 += nc
     # 2. one GEMM per transformed position, in equal chunks of at most nxmax tiles
     ntiles = (ntb + nxmax - 1) // nxmax
@@ -115,9 +118,9 @@ cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
             j0 = 0
             for k in range(ntiles):
                 nx = <int>(ntb // ntiles + (k < ntb % ntiles))
-                tile_kernel(K, wide, vbuf + (xi * tb + j0) * cpg, r_off, cpg,
+                tile_kernel(K, wide, vbuf + xi * vstride + j0 * cpg, r_off, cpg,
                             U + ((g * a3 + xi) * nob + ob) * cpg * ocb, w_off, 1, 1, cpg,
-                            mbuf + ((xi * nob + ob) * tb + j0) * ocb, nx)
+                            mbuf + xi * mstride + (ob * tb + j0) * ocb, nx)
                 j0 += nx
     # 3. output transform, `lanes` output channels at a time
     for t in range(ntb):
@@ -133,19 +136,29 @@ cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
                 o = g * opg + ob * ocb + c
                 if floating is float:
                     K.wino_out_f32(m, mbuf + (ob * tb + t) * ocb + c,
-                                   nob * tb * ocb, nc, bias + o,
+                                   mstride, nc, bias + o,
                                    out + ((n * O + o) * oD + tz * m) * oH * oW
                                    + ty * m * oW + tx * m, plane, oH, oW,
                                    <int>min(m, oD - tz * m), <int>min(m, oH - ty * m),
                                    <int>min(m, oW - tx * m))
                 else:
                     K.wino_out_f64(m, mbuf + (ob * tb + t) * ocb + c,
-                                   nob * tb * ocb, nc, bias + o,
+                                   mstride, nc, bias + o,
                                    out + ((n * O + o) * oD + tz * m) * oH * oW
                                    + ty * m * oW + tx * m, plane, oH, oW,
                                    <int>min(m, oD - tz * m), <int>min(m, oH - ty * m),
                                    <int>min(m, oW - tx * m))
                 c += nc
+
+
+cdef c3_idx _odd_lines(c3_idx n, c3_idx itemsize):
+    """n elements rounded up to an odd number of 64-byte lines.
+
+    V and M hold one block per transformed position; with a power-of-two block stride the
+    (m+2)^3 blocks a tile writes would share a few cache sets and evict each other."""
+    cdef c3_idx per_line = 64 // itemsize
+    cdef c3_idx lines = (n + per_line - 1) // per_line
+    return (lines | 1) * per_line
 
 
 def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
@@ -172,9 +185,12 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     # Workspace bound: nt * a3 * tb * (cpg + nob * ocb) elements stays within the size of
     # input + output (plus WORKSPACE_SLACK); tiny volumes with many channels get smaller blocks.
     cdef c3_idx budget = x.size + out.size + WORKSPACE_SLACK
-    cdef c3_idx tb = max(1, min(MAX_TILE_BLOCK, budget // (nt * a3 * (cpg + nob * ocb))))
+    cdef c3_idx tb = max(1, min(max(MIN_TILE_BLOCK, nxmax),
+                                budget // (nt * a3 * (cpg + nob * ocb))))
     cdef c3_idx nblocks = (ntiles + tb - 1) // tb
-    cdef c3_idx vsize = a3 * tb * cpg, per_thread = vsize + a3 * tb * nob * ocb
+    cdef c3_idx vstride = _odd_lines(tb * cpg, sizeof(floating))
+    cdef c3_idx mstride = _odd_lines(tb * nob * ocb, sizeof(floating))
+    cdef c3_idx vsize = a3 * vstride, per_thread = vsize + a3 * mstride
     dtype = np.float32 if floating is float else np.float64
     if U.shape[0] != groups * a3 * nob * cpg * ocb:
         raise ValueError("transformed weights do not match this layer")
@@ -189,7 +205,7 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
             blk = item % nblocks
             vbuf = &scratch[0] + threadid() * per_thread
             _block(K, &x[0, 0, 0, 0, 0], &U[0], &bias[0], &out[0, 0, 0, 0, 0], vbuf,
-                   vbuf + vsize, &offs[0], &offs[cpg], tb, blk * tb,
+                   vbuf + vsize, &offs[0], &offs[cpg], tb, vstride, mstride, blk * tb,
                    min(tb, ntiles - blk * tb), g, C, D, H, W, O,
                    groups, oD, oH, oW, pD, pH, pW, m, ocb, wide, nxmax)
 

@@ -63,20 +63,22 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
     int c0 = x0 < 0 ? (int)-x0 : 0, c1 = x0 + A > W ? (int)(W - x0) : A;
     if (a0 > 0 || b0 > 0 || c0 > 0 || a1 < A || b1 < A || c1 < A)
         for (int i = 0; i < A * A * A; i++) p[i] = (VT){0};
-    /* Whole patch inside and whole vectors of columns readable: V contiguous row loads (one
-     * per channel) and a register transpose instead of V scalar loads per element. */
+    /* V channels and a row at least NCOLV vectors wide: per patch row, V contiguous loads (one
+     * per channel) from a window of the row that holds the patch's in-range columns, and a
+     * register transpose, instead of V scalar loads per element. */
     const int NCOLV = (A + V - 1) / V;
-    if (nc == V && a0 == 0 && b0 == 0 && c0 == 0 && a1 == A && b1 == A && x0 + NCOLV * V <= W) {
-        for (int a = 0; a < A; a++)
-            for (int b = 0; b < A; b++) {
-                const T *src = x + ((z0 + a) * H + y0 + b) * W + x0;
+    if (nc == V && W >= NCOLV * V) {
+        c3_idx xs = x0 < 0 ? 0 : (x0 + NCOLV * V > W ? W - NCOLV * V : x0);
+        int shift = (int)(x0 - xs); /* patch column c is window column c + shift */
+        for (int a = a0; a < a1; a++)
+            for (int b = b0; b < b1; b++) {
+                const T *src = x + ((z0 + a) * H + y0 + b) * W + xs;
+                VT win[3 * V]; /* NCOLV <= 3: A <= 6, V >= 2 */
                 for (int h = 0; h < NCOLV; h++) {
-                    VT r[V];
-                    for (int l = 0; l < V; l++) r[l] = KN(loadu)(src + l * cstride + h * V);
-                    KN(transpose)(r);
-                    for (int c = h * V; c < A && c < (h + 1) * V; c++)
-                        p[(a * A + b) * A + c] = r[c - h * V];
+                    for (int l = 0; l < V; l++) win[h * V + l] = KN(loadu)(src + l * cstride + h * V);
+                    KN(transpose)(win + h * V);
                 }
+                for (int c = c0; c < c1; c++) p[(a * A + b) * A + c] = win[c + shift];
             }
         a1 = 0; /* done: skip the general gather below */
     }
@@ -122,16 +124,16 @@ static inline __attribute__((always_inline)) void KN(wino_output_body)(
         for (int c = 0; c < A; c++) KN(at)(A, q + z * A * A + c, A, p + z * A * A + c, A);
     for (int z = 0; z < m; z++)                                             /* W: m x m x m */
         for (int y = 0; y < m; y++) KN(at)(A, p + (z * A + y) * A, 1, q + (z * m + y) * m, 1);
-    /* Full tile width and V channels: transpose each output row so a channel's m outputs
-     * are one short contiguous store. */
-    if (nc == V && mx == m && m <= V) {
+    /* V channels: transpose each output row so a channel's mx outputs are one short
+     * contiguous store. */
+    if (nc == V && m <= V) {
         for (int z = 0; z < mz; z++)
             for (int y = 0; y < my; y++) {
                 VT r[V];
                 for (int k = 0; k < V; k++) r[k] = k < m ? q[(z * m + y) * m + k] + b : (VT){0};
                 KN(transpose)(r);
                 for (int l = 0; l < V; l++)
-                    memcpy(out + l * ostride + (z * oH + y) * oW, &r[l], (size_t)m * sizeof(T));
+                    memcpy(out + l * ostride + (z * oH + y) * oW, &r[l], (size_t)mx * sizeof(T));
             }
         return;
     }
