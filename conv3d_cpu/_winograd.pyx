@@ -88,28 +88,19 @@ cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
     cdef c3_idx cpg = C // groups, opg = O // groups
     cdef c3_idx nob = (opg + ocb - 1) // ocb
     cdef c3_idx ntz = (oD + m - 1) // m, nty = (oH + m - 1) // m, ntx = (oW + m - 1) // m
-    cdef c3_idx per_n = ntz * nty * ntx
     cdef c3_idx dhw = D * H * W, plane = oD * oH * oW
-    cdef c3_idx t, tt, n, tz, ty, tx, c0, xi, ob, j0, k, o, ntiles, c
+    cdef c3_idx t, n, tz, ty, tx, c0, xi, ob, j0, k, o, ntiles, c
     cdef int nc, nx
     cdef const floating* xg
     # 1. input transform
     for t in range(ntb):
-        tt = t0 + t
-        n = tt // per_n
-        tz = (tt // (nty * ntx)) % ntz
-        ty = (tt // ntx) % nty
-        tx = tt % ntx
+        n = _tile_origin(t0 + t, m, ntz, nty, ntx, &tz, &ty, &tx)
         xg = x + (n * C + g * cpg) * dhw
         c0 = 0
         while c0 < cpg:
             nc = <int>min(lanes, cpg - c0)
-            if floating is float:
-                K.wino_in_f32(m, xg + c0 * dhw, dhw, nc, D, H, W, tz * m - pD, ty * m - pH,
-                              tx * m - pW, vbuf + t * cpg + c0, vstride)
-            else:
-                K.wino_in_f64(m, xg + c0 * dhw, dhw, nc, D, H, W, tz * m - pD, ty * m - pH,
-                              tx * m - pW, vbuf + t * cpg + c0, vstride)
+            _wino_input(K, m, xg + c0 * dhw, dhw, nc, D, H, W, tz - pD, ty - pH, tx - pW,
+                        vbuf + t * cpg + c0, vstride)
             c0 += nc
     # 2. one GEMM per transformed position, in equal chunks of at most nxmax tiles
     ntiles = (ntb + nxmax - 1) // nxmax
@@ -124,31 +115,45 @@ cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
                 j0 += nx
     # 3. output transform, `lanes` output channels at a time
     for t in range(ntb):
-        tt = t0 + t
-        n = tt // per_n
-        tz = (tt // (nty * ntx)) % ntz
-        ty = (tt // ntx) % nty
-        tx = tt % ntx
+        n = _tile_origin(t0 + t, m, ntz, nty, ntx, &tz, &ty, &tx)
         for ob in range(nob):
             c = 0
             while c < min(ocb, opg - ob * ocb):
                 nc = <int>min(lanes, opg - ob * ocb - c)
                 o = g * opg + ob * ocb + c
-                if floating is float:
-                    K.wino_out_f32(m, mbuf + (ob * tb + t) * ocb + c,
-                                   mstride, nc, bias + o,
-                                   out + ((n * O + o) * oD + tz * m) * oH * oW
-                                   + ty * m * oW + tx * m, plane, oH, oW,
-                                   <int>min(m, oD - tz * m), <int>min(m, oH - ty * m),
-                                   <int>min(m, oW - tx * m))
-                else:
-                    K.wino_out_f64(m, mbuf + (ob * tb + t) * ocb + c,
-                                   mstride, nc, bias + o,
-                                   out + ((n * O + o) * oD + tz * m) * oH * oW
-                                   + ty * m * oW + tx * m, plane, oH, oW,
-                                   <int>min(m, oD - tz * m), <int>min(m, oH - ty * m),
-                                   <int>min(m, oW - tx * m))
+                _wino_output(K, m, mbuf + (ob * tb + t) * ocb + c, mstride, nc, bias + o,
+                             out + ((n * O + o) * oD + tz) * oH * oW + ty * oW + tx, plane,
+                             oH, oW, <int>min(m, oD - tz), <int>min(m, oH - ty),
+                             <int>min(m, oW - tx))
                 c += nc
+
+
+cdef inline c3_idx _tile_origin(c3_idx tile, int m, c3_idx ntz, c3_idx nty, c3_idx ntx,
+                                c3_idx* z, c3_idx* y, c3_idx* x) noexcept nogil:
+    """Batch index of ``tile`` (tiles run over n, then z, y, x); its first output in z, y, x."""
+    z[0] = (tile // (nty * ntx)) % ntz * m
+    y[0] = (tile // ntx) % nty * m
+    x[0] = tile % ntx * m
+    return tile // (ntz * nty * ntx)
+
+
+cdef inline void _wino_input(const c3_kernels* K, int m, const floating* x, c3_idx cstride,
+                             int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0,
+                             c3_idx x0, floating* v, c3_idx v_stride) noexcept nogil:
+    if floating is float:
+        K.wino_in_f32(m, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
+    else:
+        K.wino_in_f64(m, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
+
+
+cdef inline void _wino_output(const c3_kernels* K, int m, const floating* m_in,
+                              c3_idx m_stride, int nc, const floating* bias, floating* out,
+                              c3_idx ostride, c3_idx oH, c3_idx oW, int mz, int my,
+                              int mx) noexcept nogil:
+    if floating is float:
+        K.wino_out_f32(m, m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx)
+    else:
+        K.wino_out_f64(m, m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx)
 
 
 cdef c3_idx _odd_lines(c3_idx n, c3_idx itemsize):
