@@ -116,7 +116,7 @@ sanitize: $(VENV)/.created
 	cp conv3d_cpu/*.py conv3d_cpu/*.pyx conv3d_cpu/*.pxd conv3d_cpu/*.h $(SANITIZE_DIR)/conv3d_cpu/
 	for f in conv3d_cpu/*.c; do [ -e "$${f%.c}.pyx" ] || cp "$$f" $(SANITIZE_DIR)/conv3d_cpu/; done
 	mkdir -p $(SANITIZE_DIR)/no-torch/torch
-	echo 'raise ImportError("torch is hidden under make sanitize (SANITIZE_WITH_TORCH=0)")' \
+	echo 'raise ModuleNotFoundError("torch is hidden under make sanitize", name="torch")' \
 		> $(SANITIZE_DIR)/no-torch/torch/__init__.py
 	cd $(SANITIZE_DIR) && CC="$${CC:-cc} -fsanitize=address,undefined" CFLAGS="$(SANITIZE_CFLAGS)" \
 		$(abspath $(PY)) setup.py -q build_ext --inplace

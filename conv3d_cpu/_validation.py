@@ -140,13 +140,18 @@ def dtype_arg(dtype):
 
 
 def float_array(name, value):
-    """``value`` as an ndarray of float32 or float64, without any cast."""
+    """``value`` as an ndarray of float32 or float64, without any cast.
+
+    A view whose data is not aligned to its itemsize (e.g. from ``np.frombuffer`` at an odd
+    offset) is copied: the kernels read elements through typed pointers, which C requires to
+    be aligned (a misaligned one is undefined behaviour: UBSan reports it).
+    """
     arr = np.asarray(value)
     if arr.dtype not in SUPPORTED_DTYPES:
         raise TypeError(
             f"{name} must have dtype float32 or float64, got {arr.dtype}{_dtype_hint(arr.dtype)}"
         )
-    return arr
+    return arr if arr.flags.aligned else arr.copy()
 
 
 def same_dtype(name, arr, dtype, other="weight"):

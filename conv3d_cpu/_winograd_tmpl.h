@@ -51,16 +51,21 @@ static inline __attribute__((always_inline)) void KN(at)(const int A, const VT *
     }
 }
 
+/* v limited to [0, hi]. */
+static inline int KN(clamp)(c3_idx v, int hi) { return v < 0 ? 0 : v > hi ? hi : (int)v; }
+
 /* V[xi * v_stride + lane] = (B^T d B)[xi] for the input patch whose first element is at
  * (z0, y0, x0) of channels x, x + cstride, ... (nc <= V of them); outside the input is 0. */
 static inline __attribute__((always_inline)) void KN(wino_input_body)(
     const T *x, c3_idx cstride, int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0,
     c3_idx x0, T *v, c3_idx v_stride, const int A) {
     VT p[6 * 6 * 6], q[6 * 6 * 6];
-    /* The in-range part of the patch: [a0, a1) x [b0, b1) x [c0, c1); the rest is zero. */
-    int a0 = z0 < 0 ? (int)-z0 : 0, a1 = z0 + A > D ? (int)(D - z0) : A;
-    int b0 = y0 < 0 ? (int)-y0 : 0, b1 = y0 + A > H ? (int)(H - y0) : A;
-    int c0 = x0 < 0 ? (int)-x0 : 0, c1 = x0 + A > W ? (int)(W - x0) : A;
+    /* The in-range part of the patch: [a0, a1) x [b0, b1) x [c0, c1); the rest is zero.
+     * Clamped to [0, A] in c3_idx first: an origin far outside the input (huge padding) must
+     * not wrap when narrowed to int. */
+    int a0 = KN(clamp)(-z0, A), a1 = KN(clamp)(D - z0, A);
+    int b0 = KN(clamp)(-y0, A), b1 = KN(clamp)(H - y0, A);
+    int c0 = KN(clamp)(-x0, A), c1 = KN(clamp)(W - x0, A);
     if (a0 > 0 || b0 > 0 || c0 > 0 || a1 < A || b1 < A || c1 < A)
         for (int i = 0; i < A * A * A; i++) p[i] = (VT){0};
     /* V channels and a row at least NCOLV vectors wide: per patch row, V contiguous loads (one

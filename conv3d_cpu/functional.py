@@ -30,8 +30,8 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         F(2^3, 3^3) / F(4^3, 3^3). An explicit Winograd algorithm mixes the inputs of each
         tile, so a NaN or Inf in the input spreads to every output of its tile(s).
     num_threads : int, optional
-        OpenMP threads for this call; None uses ``omp_get_max_threads()`` (``OMP_NUM_THREADS``,
-        threadpoolctl limits).
+        OpenMP threads for this call, at most ``max(256, os.cpu_count())``; None uses
+        ``omp_get_max_threads()`` (``OMP_NUM_THREADS``, threadpoolctl limits).
 
     Returns
     -------

@@ -142,8 +142,9 @@ class Conv3d:
                 )
         if arr.shape != shape:
             raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
-        return np.array(arr, dtype=self._dtype, order="C", copy=True) if cast else \
-            np.ascontiguousarray(arr)
+        if cast or not arr.flags.aligned:  # (the kernels need aligned data)
+            return np.array(arr, dtype=self._dtype, order="C", copy=True)
+        return np.ascontiguousarray(arr)
 
     def state_dict(self):
         """``{'weight': ..., 'bias': ...}`` (no 'bias' when built with ``bias=False``)."""

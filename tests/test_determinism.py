@@ -1,0 +1,154 @@
+"""Determinism: for each algorithm ('direct', 'winograd', 'winograd_f2', 'winograd_f4', 'auto')
+the same input gives bitwise the same output across repeated calls, thread counts (1 to 5 and
+the OpenMP default), memory layouts, batch slicing, warm and cold transform caches, the module
+and the functional form, and OMP_NUM_THREADS in a fresh process.
+"""
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from conv3d_cpu import Conv3d, conv3d
+from hardening import bits, budget, run_python
+
+ALGORITHMS = ["direct", "winograd", "winograd_f2", "winograd_f4", "auto"]
+DTYPES = [np.float32, np.float64]
+THREADS = [1, 2, 3, 4, 5, None]
+
+# (input shape, weight shape, kwargs): the kernel paths (blocked wide/narrow, rows for
+# depthwise-like layers, pointwise, Winograd with partial edge tiles), groups, padding.
+LAYERS = [
+    ((2, 16, 9, 10, 11), (24, 16, 3, 3, 3), dict(padding=1)),
+    ((1, 8, 8, 8, 8), (8, 8, 3, 3, 3), dict(padding=(0, 1, 2))),
+    ((3, 6, 7, 7, 7), (6, 1, 3, 3, 3), dict(padding=1, groups=6)),       # depthwise
+    ((2, 8, 6, 7, 5), (12, 4, 3, 3, 3), dict(padding="same", groups=2)),
+    ((2, 5, 13, 3, 17), (3, 5, 3, 3, 3), dict(padding="valid")),
+    ((1, 32, 6, 6, 6), (40, 32, 3, 3, 3), dict(padding=1)),              # wide channel blocks
+    # direct only (Winograd needs 3x3x3, stride 1, dilation 1)
+    ((2, 12, 5, 6, 7), (20, 12, 1, 1, 1), dict()),                       # pointwise
+    ((1, 4, 9, 9, 9), (8, 4, 2, 3, 2), dict(stride=(2, 1, 3), dilation=(1, 2, 1), padding=2)),
+    ((2, 3, 8, 8, 40), (2, 3, 3, 3, 3), dict(stride=(1, 1, 1), padding=(1, 1, 0))),  # rows
+]
+
+
+def data(shape, seed, dtype):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def run(x, w, b, kwargs, algorithm, **extra):
+    return conv3d(x, w, b, algorithm=algorithm, **kwargs, **extra)
+
+
+def winograd_layer(layer):
+    _, wshape, kwargs = LAYERS[layer]
+    return wshape[2:] == (3, 3, 3) and kwargs.get("stride", 1) in (1, (1, 1, 1)) \
+        and kwargs.get("dilation", 1) in (1, (1, 1, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layer, algorithm", [
+    (layer, algorithm) for layer in range(len(LAYERS)) for algorithm in ALGORITHMS
+    if winograd_layer(layer) or not algorithm.startswith("winograd")])
+def test_bitwise_identical_across_calls_and_thread_counts(layer, algorithm, dtype):
+    xshape, wshape, kwargs = LAYERS[layer]
+    x, w = data(xshape, layer, dtype), data(wshape, 100 + layer, dtype) * 0.2
+    b = data(wshape[:1], 200 + layer, dtype)
+    ref = bits(run(x, w, b, kwargs, algorithm, num_threads=1))
+    for nt in THREADS:
+        for _ in range(2):
+            assert bits(run(x, w, b, kwargs, algorithm, num_threads=nt)) == ref, nt
+    # other layouts of the same values, a fresh weight array (cold transform cache)
+    assert bits(run(np.asfortranarray(x), w.copy(), b.copy(), kwargs, algorithm)) == ref
+    assert bits(run(x[:, :, ::-1].copy()[:, :, ::-1], w, b, kwargs, algorithm)) == ref
+    # each batch element alone, and unbatched
+    full = run(x, w, b, kwargs, algorithm)
+    for i in range(x.shape[0]):
+        assert bits(run(x[i:i + 1], w, b, kwargs, algorithm)) == bits(full[i:i + 1])
+        assert bits(run(x[i], w, b, kwargs, algorithm)) == bits(full[i])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
+def test_module_bitwise_identical_and_equal_to_functional(padding_mode, algorithm, dtype):
+    m = Conv3d(8, 16, 3, padding=1, padding_mode=padding_mode, dtype=dtype, rng=0,
+               algorithm=algorithm)
+    x = data((2, 8, 7, 8, 9), 1, dtype)
+    y = bits(m(x))
+    for _ in range(3):
+        assert bits(m(x)) == y
+    if padding_mode == "zeros":
+        assert bits(conv3d(x, m.weight, m.bias, padding=1, algorithm=algorithm)) == y
+    # weights reassigned with the same values: same bits (the cache is checked by value)
+    m.weight = m.weight.copy()
+    assert bits(m(x)) == y
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("algorithm", ["direct", "auto", "winograd_f2", "winograd_f4"])
+def test_special_values_are_deterministic(algorithm, dtype):
+    # NaN/Inf in input and weights (explicit zero padding path, 'auto' fallback): same bits,
+    # NaN payloads and signs included, for any thread count.
+    x = data((2, 8, 8, 8, 8), 3, dtype)
+    w = data((8, 8, 3, 3, 3), 4, dtype) * 0.2
+    x[0, 1, 2, 3, 4], x[1, 5, 0, 0, 7] = np.nan, -np.inf
+    w[3, 2, 0, 1, 2] = np.inf
+    ref = bits(conv3d(x, w, None, padding=1, algorithm=algorithm, num_threads=1))
+    for nt in THREADS:
+        assert bits(conv3d(x, w, None, padding=1, algorithm=algorithm, num_threads=nt)) == ref
+
+
+@st.composite
+def layers(draw):
+    groups = draw(st.integers(1, 3))
+    cg, og = draw(st.integers(1, 6)), draw(st.integers(1, 12))
+    k = draw(st.sampled_from([(3, 3, 3), (3, 3, 3), (1, 1, 1), (2, 3, 1)]))
+    pad = draw(st.integers(0, 2))
+    size = tuple(draw(st.integers(max(1, kk - 2 * pad), 11)) for kk in k)
+    return dict(x=(draw(st.integers(1, 3)), cg * groups) + size, w=(og * groups, cg) + k,
+                padding=pad, groups=groups, dtype=draw(st.sampled_from(DTYPES)),
+                algorithm=draw(st.sampled_from(ALGORITHMS)), seed=draw(st.integers(0, 999)))
+
+
+@budget(60)
+@given(layers())
+def test_hypothesis_thread_counts(cfg):
+    x, w = data(cfg["x"], cfg["seed"], cfg["dtype"]), data(cfg["w"], cfg["seed"] + 1, cfg["dtype"])
+    kwargs = dict(padding=cfg["padding"], groups=cfg["groups"])
+    if cfg["algorithm"].startswith("winograd") and cfg["w"][2:] != (3, 3, 3):
+        return
+    ref = bits(conv3d(x, w, None, algorithm=cfg["algorithm"], num_threads=1, **kwargs))
+    for nt in (2, 3, 7):
+        assert bits(conv3d(x, w, None, algorithm=cfg["algorithm"], num_threads=nt,
+                           **kwargs)) == ref
+
+
+def test_omp_num_threads_in_fresh_processes():
+    # The default thread count comes from OMP_NUM_THREADS, read per call: fresh processes
+    # with 1, 2 and 3 threads produce the same bytes for every algorithm.
+    code = """
+    import hashlib, json
+    import numpy as np
+    from conv3d_cpu import conv3d
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16, 9, 10, 11)).astype(np.float32)
+    w = (rng.standard_normal((24, 16, 3, 3, 3)) * 0.2).astype(np.float32)
+    out = {a: hashlib.sha256(conv3d(x, w, padding=1, algorithm=a).tobytes()).hexdigest()
+           for a in ("direct", "winograd", "winograd_f2", "winograd_f4", "auto")}
+    print(json.dumps(out))
+    """
+    digests = []
+    for n in ("1", "2", "3"):
+        proc = run_python(code, env={"OMP_NUM_THREADS": n})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        digests.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert digests[0] == digests[1] == digests[2]
+    # and equal to this process's results
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16, 9, 10, 11)).astype(np.float32)
+    w = (rng.standard_normal((24, 16, 3, 3, 3)) * 0.2).astype(np.float32)
+    here = {a: hashlib.sha256(conv3d(x, w, padding=1, algorithm=a).tobytes()).hexdigest()
+            for a in digests[0]}
+    assert here == digests[0]
