@@ -383,10 +383,10 @@ cdef c3_idx _rows_per_item(c3_idx planes, c3_idx oH, int nt, c3_idx row_bytes, c
     """Output rows per work item of the blocked path.
 
     As many as keep >= 4 items per thread (load balance) and the per-thread slab of
-    (rows - 1) * sH + extent input rows per (c, a) plane within 1 MiB (cache; memory)."""
+    (rows - 1) * sH + extent input rows per (c, a) plane within 256 KiB (L2 share; memory)."""
     cdef c3_idx per_plane = max(1, (4 * nt + planes - 1) // planes)
     cdef c3_idx yb = max(1, (oH + per_plane - 1) // per_plane)
-    while yb > 1 and ((yb - 1) * sH + extent) * row_bytes > (1 << 20):
+    while yb > 1 and ((yb - 1) * sH + extent) * row_bytes > (1 << 18):
         yb = (yb + 1) // 2
     return yb
 
