@@ -50,7 +50,7 @@ import peers as systems  # noqa: E402
 
 # Algorithm names are free-form: a name this build does not know is skipped with a note, so
 # new algorithms become columns by adding them here or passing --algorithms.
-DEFAULT_ALGORITHMS = ("auto", "direct", "winograd")
+DEFAULT_ALGORITHMS = ("auto", "direct", "winograd_f2", "winograd_f4")
 BUSY_WARN = 0.15   # cores used by other processes above which timings are flagged
 DEFAULT_PEAK_PER_CORE = 89.0  # fp32 GFLOP/s per core: 32 FLOP/cycle (AVX2+FMA) x ~2.8 GHz
 
