@@ -18,7 +18,8 @@ import threading
 import numpy as np
 
 from conv3d_cpu import _direct, _winograd
-from conv3d_cpu._validation import output_shape
+from conv3d_cpu._padding import zero_pad_for_nonfinite_weights
+from conv3d_cpu._validation import check_workspace, output_shape
 
 ALGORITHMS = ("auto", "direct", "winograd", "winograd_f2", "winograd_f4")
 _TILE = {"winograd_f2": 2, "winograd_f4": 4}
@@ -131,6 +132,8 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
     is 0 for the OpenMP default; ``cache`` holds transformed Winograd weights (a module's own,
     else a small shared one). Returns a new C-contiguous (N, O, oD, oH, oW) array.
     """
+    check_workspace(x.shape, weight.shape, pads, groups)
+    x, pads = zero_pad_for_nonfinite_weights(x, weight, pads)
     spatial = output_shape(x.shape[2:], weight.shape[2:], stride, pads, dilation)
     m = choose(algorithm, x.shape, weight.shape, stride, dilation, groups, spatial)
     out = np.empty((x.shape[0], weight.shape[0]) + spatial, dtype=x.dtype)

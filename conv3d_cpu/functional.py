@@ -1,7 +1,6 @@
 """``conv3d``: PyTorch's ``torch.nn.functional.conv3d`` on numpy arrays."""
 from conv3d_cpu import _validation as v
 from conv3d_cpu._dispatch import check_algorithm, convolve
-from conv3d_cpu._padding import zero_pad_for_nonfinite_weights
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -68,7 +67,5 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     v.same_dtype("input", x, weight.dtype)
     x, unbatched = v.input_5d(x, weight.shape[1] * groups)
     pads = v.padding_pairs(padding, weight.shape[2:], dilation)
-    v.check_workspace(x.shape, weight.shape, pads, groups)
-    x, pads = zero_pad_for_nonfinite_weights(x, weight, pads)
     out = convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_threads)
     return out[0] if unbatched else out

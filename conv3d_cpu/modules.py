@@ -6,7 +6,7 @@ import numpy as np
 
 from conv3d_cpu import _validation as v
 from conv3d_cpu._dispatch import TransformCache, check_algorithm, convolve
-from conv3d_cpu._padding import pad_input, zero_pad_for_nonfinite_weights
+from conv3d_cpu._padding import pad_input
 
 
 def _readonly(name, doc):
@@ -188,8 +188,6 @@ class Conv3d:
         if self._padding_mode != "zeros":
             x = pad_input(x, self._padding_mode, pads)
             pads = ((0, 0),) * 3
-        v.check_workspace(x.shape, self._weight.shape, pads, self._groups)
-        x, pads = zero_pad_for_nonfinite_weights(x, self._weight, pads)
         out = convolve(x, self._weight, self._bias, self._stride, pads, self._dilation,
                        self._groups, self._algorithm, 0, cache=self._transforms)
         return out[0] if unbatched else out
