@@ -197,3 +197,16 @@ def check_conv(
     fan_in = int(np.prod(weight.shape[1:]))
     assert_conv_close(actual, expected, bound, fan_in, dtype)
     return expected
+
+
+# The padding modes on W = [0, 1, 2] (reference doc 1.5): (mode, pad, padded row). Checked
+# against both this reference and the package.
+PADDING_SEMANTICS = [
+    ("zeros", 1, [0, 0, 1, 2, 0]),
+    ("reflect", 1, [1, 0, 1, 2, 1]),
+    ("replicate", 1, [0, 0, 1, 2, 2]),
+    ("circular", 1, [2, 0, 1, 2, 0]),
+    ("circular", 3, [0, 1, 2, 0, 1, 2, 0, 1, 2]),
+    ("reflect", 2, [2, 1, 0, 1, 2, 1, 0]),
+    ("replicate", 4, [0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2]),
+]

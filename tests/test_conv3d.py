@@ -12,6 +12,7 @@ import conv3d_cpu
 from conv3d_cpu import Conv3d, conv3d
 from reference import (
     PADDING_MODES,
+    PADDING_SEMANTICS,
     check_conv,
     output_size,
     padding_lo_hi,
@@ -90,17 +91,7 @@ def test_cross_correlation_not_convolution():
 
 
 @pytest.mark.parametrize(
-    "mode, pad, expected",
-    [
-        # reference doc 1.5 on W = [0, 1, 2]
-        ("zeros", 1, [0, 0, 1, 2, 0]),
-        ("reflect", 1, [1, 0, 1, 2, 1]),
-        ("replicate", 1, [0, 0, 1, 2, 2]),
-        ("circular", 1, [2, 0, 1, 2, 0]),
-        ("circular", 3, [0, 1, 2, 0, 1, 2, 0, 1, 2]),
-        ("reflect", 2, [2, 1, 0, 1, 2, 1, 0]),
-        ("replicate", 4, [0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2]),
-    ],
+    "mode, pad, expected", PADDING_SEMANTICS,
 )
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_padding_mode_values_with_identity_kernel(mode, pad, expected, dtype):

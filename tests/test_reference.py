@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from reference import (
+    PADDING_SEMANTICS,
     assert_conv_close,
     conv3d_module_ref,
     conv3d_ref,
@@ -116,17 +117,7 @@ def test_vectorised_reference_matches_scalar_loops(seed):
 
 
 @pytest.mark.parametrize(
-    "mode, pad, expected",
-    [
-        # reference doc 1.5, W = [0, 1, 2]
-        ("zeros", 1, [0, 0, 1, 2, 0]),
-        ("reflect", 1, [1, 0, 1, 2, 1]),
-        ("replicate", 1, [0, 0, 1, 2, 2]),
-        ("circular", 1, [2, 0, 1, 2, 0]),
-        ("circular", 3, [0, 1, 2, 0, 1, 2, 0, 1, 2]),
-        ("reflect", 2, [2, 1, 0, 1, 2, 1, 0]),
-        ("replicate", 4, [0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2]),
-    ],
+    "mode, pad, expected", PADDING_SEMANTICS,
 )
 def test_pad_semantics(mode, pad, expected):
     x = np.arange(3.0).reshape(1, 1, 1, 1, 3)
