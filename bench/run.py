@@ -4,7 +4,7 @@
 Runs the suite in ``bench/layers.py`` (or layers given with ``--layer``) and, per layer and
 thread count, times ``conv3d_cpu.conv3d`` for each requested algorithm and every installed
 peer (``torch.nn.functional.conv3d``, ONNX Runtime ``Conv``) in the same process, with the
-same thread count. Calls are interleaved round by round (the order rotating) so that drift
+same thread count. Calls are interleaved round by round (in a fresh random order each round) so that drift
 of the machine hits every system alike.
 
 Timing: one warm-up call per system (its output gives the error against PyTorch), then
@@ -35,6 +35,7 @@ import json
 import math
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -245,16 +246,18 @@ def measure(layer, threads, syss, policy, inputs, peak_per_core):
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        rnd = 0
+        # A fresh random order each round: a rotation would keep every system's predecessor
+        # fixed (e.g. always right after ONNX Runtime, whose pool winds down after a run).
+        order_rng = random.Random(len(active))
         while active:
-            k = rnd % len(active)
-            for key in active[k:] + active[:k]:
+            order = list(active)
+            order_rng.shuffle(order)
+            for key in order:
                 fn = fns[key]
                 t0 = time.perf_counter()
                 fn()
                 times[key].append(time.perf_counter() - t0)
             active = [key for key in active if not policy.done(times[key])]
-            rnd += 1
     finally:
         if gc_was_enabled:
             gc.enable()
