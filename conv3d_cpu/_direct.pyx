@@ -332,7 +332,7 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         ocb = ocb_wide if wide else ocb_narrow
         nxmax = K.nx_wide if wide else K.nx_narrow
         wp = np.zeros(groups * ((opg + ocb - 1) // ocb) * ocb * cpg * kD * kH * kW,
-                      dtype=np.float32 if floating is float else np.float64)
+                      dtype=dtype)
         _pack_weights(&w[0, 0, 0, 0, 0], wp, O, groups, cpg * kD * kH * kW, ocb)
     cdef c3_idx Hp = max(pH + H, (oH - 1) * sH + (kH - 1) * dH + 1)
     cdef c3_idx step = C3_ROW_STEP_F32 if floating is float else C3_ROW_STEP_F64
@@ -341,7 +341,6 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         if sW == 1:
             Wp = max(Wp, (oW + step - 1) // step * step + (kW - 1) * dW)
         per_thread = cpg * kD * Hp * Wp
-        max_rows = cpg * kD * kH
     elif pointwise:
         per_thread = nxmax * ocb
         max_rows = cpg

@@ -80,20 +80,25 @@ LAYERS = [
 ]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("where", ["x", "w", "b", "xw", "xwb"])
-@pytest.mark.parametrize("layer", range(len(LAYERS)))
-def test_auto_and_module_match_direct_positions(layer, where, dtype):
+def layer_case(layer, where, dtype):
+    """Inputs of LAYERS[layer] with special values injected ``where``, and its kwargs."""
     xshape, wshape, kwargs = LAYERS[layer]
     if kwargs.get("padding") == "same" and xshape[0] != wshape[1]:
         xshape = (wshape[1],) + xshape[1:]
     rng = np.random.default_rng(layer * 10 + len(where))
-    x, w, b = make(rng, xshape, wshape, dtype, where)
+    return make(rng, xshape, wshape, dtype, where) + (kwargs,)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("where", ["x", "w", "b", "xw", "xwb"])
+@pytest.mark.parametrize("layer", range(len(LAYERS)))
+def test_auto_and_module_match_direct_positions(layer, where, dtype):
+    x, w, b, kwargs = layer_case(layer, where, dtype)
     direct = conv3d(x, w, b, algorithm="direct", **kwargs)
     # (with a stride, an injected value may sit where no output looks)
     assert "stride" in kwargs or not np.isfinite(direct).all()
     assert_same_pattern(conv3d(x, w, b, algorithm="auto", **kwargs), direct, "auto")
-    m = Conv3d(xshape[-4], wshape[0], wshape[2:], dtype=dtype, rng=0, **kwargs)
+    m = Conv3d(x.shape[-4], w.shape[0], w.shape[2:], dtype=dtype, rng=0, **kwargs)
     m.weight, m.bias = w, b
     assert_same_pattern(m(x), direct, "module")
 
@@ -193,11 +198,7 @@ def torch_conv(x, w, b, kwargs, padding_mode="zeros"):
 @pytest.mark.parametrize("where", ["x", "w", "b", "xw", "xwb"])
 @pytest.mark.parametrize("layer", range(len(LAYERS)))
 def test_positions_match_torch(layer, where, dtype):
-    xshape, wshape, kwargs = LAYERS[layer]
-    if kwargs.get("padding") == "same" and xshape[0] != wshape[1]:
-        xshape = (wshape[1],) + xshape[1:]
-    rng = np.random.default_rng(layer * 10 + len(where))
-    x, w, b = make(rng, xshape, wshape, dtype, where)
+    x, w, b, kwargs = layer_case(layer, where, dtype)
     expected = torch_conv(x, w, b, kwargs)
     for algorithm in ("direct", "auto"):
         y = conv3d(x, w, b, algorithm=algorithm, **kwargs)
