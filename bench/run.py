@@ -179,6 +179,7 @@ class Policy:
     target: float = 0.5     # seconds of timed runs per system
     cap: float = 2.0        # ... stop anyway after this many seconds once cap_reps runs are in
     cap_reps: int = 3
+    burst: int = 3          # timed runs per system per round, after one untimed settle run
 
     def done(self, times):
         n, total = len(times), sum(times)
@@ -189,8 +190,10 @@ class Policy:
 
     def describe(self):
         if self.reps:
-            return f"{self.reps} timed runs per system after 1 warm-up"
-        return (f"1 warm-up, then runs until >= {self.min_reps} runs and >= {self.target:g} s, "
+            return (f"{self.reps} timed runs per system after 1 warm-up, in rounds of "
+                    f"{self.burst} (after 1 untimed settle run)")
+        return (f"1 warm-up, then rounds of {self.burst} runs (after 1 untimed settle run) "
+                f"until >= {self.min_reps} runs and >= {self.target:g} s, "
                 f"or {self.max_reps} runs, or >= {self.cap_reps} runs and >= {self.cap:g} s; "
                 f"median reported")
 
@@ -246,17 +249,23 @@ def measure(layer, threads, syss, policy, inputs, peak_per_core):
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        # A fresh random order each round: a rotation would keep every system's predecessor
-        # fixed (e.g. always right after ONNX Runtime, whose pool winds down after a run).
+        # Each round, every system runs a short burst in a fresh random order. The untimed
+        # settle run absorbs what the previous system leaves behind (its thread pool still
+        # spinning or winding down, its data in the caches); the timed runs then see the
+        # system's own steady state, as in a network whose layers all use one library.
         order_rng = random.Random(len(active))
         while active:
             order = list(active)
             order_rng.shuffle(order)
             for key in order:
                 fn = fns[key]
-                t0 = time.perf_counter()
                 fn()
-                times[key].append(time.perf_counter() - t0)
+                for _ in range(policy.burst):
+                    t0 = time.perf_counter()
+                    fn()
+                    times[key].append(time.perf_counter() - t0)
+                    if policy.done(times[key]):
+                        break
             active = [key for key in active if not policy.done(times[key])]
     finally:
         if gc_was_enabled:
@@ -590,6 +599,9 @@ def parse_args(argv=None):
     g = p.add_argument_group("timing")
     g.add_argument("--reps", type=int, help="fixed number of timed runs per system "
                    "(default: adaptive, see --min-reps/--max-reps/--target-time/--max-time)")
+    g.add_argument("--burst", type=int, default=3, metavar="K",
+                   help="timed runs per system per round, each burst after one untimed "
+                   "settle run (default %(default)s; 1 = strict alternation)")
     g.add_argument("--min-reps", type=int, help="adaptive: at least this many runs "
                    "(default 5; quick 3)")
     g.add_argument("--max-reps", type=int, help="adaptive: at most this many runs "
@@ -661,7 +673,9 @@ def main(argv=None):
     args, parser = parse_args(argv)
     layer_list = pick_layers(args, parser)
     quick = args.quick
-    policy = Policy(reps=args.reps)
+    if args.burst < 1:
+        parser.error(f"--burst must be >= 1, got {args.burst}")
+    policy = Policy(reps=args.reps, burst=args.burst)
     if quick:
         policy.min_reps, policy.max_reps, policy.target, policy.cap = 3, 30, 0.2, 1.0
     for name, attr in (("min_reps", "min_reps"), ("max_reps", "max_reps"),
@@ -741,7 +755,7 @@ def main(argv=None):
         say(f"note: {k} {v}")
     say(f"peak: {per_core:.1f} GFLOP/s/core fp32, {per_core / 2:.1f} fp64 ({peak_src}); "
         f"%peak = GFLOP/s / (threads x per-core peak)")
-    say(f"timing: {policy.describe()}; systems interleaved round by round")
+    say(f"timing: {policy.describe()}; systems interleaved in bursts")
     say(f"threads: main table {main_threads}, sweep {counts if len(counts) > 1 else 'off'}")
     if "ort" in peer_keys:
         say(f"ort: intra_op_num_threads = threads, inter_op 1, spinning "

@@ -137,8 +137,15 @@ static inline __attribute__((always_inline)) void KN(wino_output_body)(
                 VT r[V];
                 for (int k = 0; k < V; k++) r[k] = k < m ? q[(z * m + y) * m + k] + b : (VT){0};
                 KN(transpose)(r);
-                for (int l = 0; l < V; l++)
-                    memcpy(out + l * ostride + (z * oH + y) * oW, &r[l], (size_t)mx * sizeof(T));
+                /* A constant size for whole tiles: the copy becomes one short store rather
+                 * than a call into libc per channel and row. */
+                if (mx == m)
+                    for (int l = 0; l < V; l++)
+                        memcpy(out + l * ostride + (z * oH + y) * oW, &r[l], m * sizeof(T));
+                else
+                    for (int l = 0; l < V; l++)
+                        for (int k = 0; k < mx; k++)
+                            out[l * ostride + (z * oH + y) * oW + k] = r[l][k];
             }
         return;
     }
