@@ -4,11 +4,13 @@
 Runs the suite in ``bench/layers.py`` (or layers given with ``--layer``) and, per layer and
 thread count, times ``conv3d_cpu.conv3d`` for each requested algorithm and every installed
 peer (``torch.nn.functional.conv3d``, ONNX Runtime ``Conv``) in the same process, with the
-same thread count. Calls are interleaved round by round (in a fresh random order each round) so that drift
-of the machine hits every system alike.
+same thread count. Every (system, thread count) pair of a layer is timed in bursts that are
+interleaved in a fresh random order each round, so that drift of the machine hits every
+system and thread count alike, and each burst starts with an untimed settle run so that no
+system is timed while the previous one's thread pool winds down.
 
 Timing: one warm-up call per system (its output gives the error against PyTorch), then
-rounds until each system has ``--reps`` runs or, adaptively, at least ``--min-reps`` runs and
+rounds of ``--burst`` timed runs until each system has ``--reps`` runs or, adaptively, at least ``--min-reps`` runs and
 ``--target-time`` seconds, or ``--max-reps`` runs, or 3 runs and ``--max-time`` seconds (a cap
 for slow kernels). The median is reported, with the number of runs.
 
@@ -208,89 +210,97 @@ def max_err(out, ref):
     return diff, diff / scale
 
 
-def measure(layer, threads, syss, policy, inputs, peak_per_core):
-    """Time every system on one layer at one thread count; returns {key: record}."""
+def measure(layer, thread_counts, syss, policy, inputs, peak_per_core):
+    """Time every system on one layer at every thread count; returns {threads: {key: record}}.
+
+    All (system, thread count) pairs are interleaved, so a change in the machine's speed
+    during the measurement (shared hosts drift by 10-20% within seconds) hits the 1-thread and
+    the many-thread runs alike and the parallel efficiency compares like with like."""
     x, w, b = inputs
     contention = Contention()
     recs, fns, outs = {}, {}, {}
-    for s in syss:
-        rec = recs[s.key] = dict(layer=layer.name, dtype=layer.dtype, threads=threads,
-                                 system=s.key, peer=s.is_peer,
-                                 algorithm=getattr(s, "algorithm", None))
-        try:
-            fn = s.prepare(layer, x, w, b, threads)
-            t0 = time.perf_counter()
-            out = fn()
-            rec["warmup_s"] = time.perf_counter() - t0
-        except systems.Unsupported as e:
-            rec["note"] = str(e)
-            continue
-        except ValueError as e:  # ours: algorithm not applicable to this layer
-            rec["note"] = f"ValueError: {e}"
-            continue
-        except Exception as e:
-            if not s.is_peer:
-                raise
-            rec["note"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            continue
-        fns[s.key], outs[s.key] = fn, out
-    ref = outs.get("torch")
-    for key, out in outs.items():
+    for t in thread_counts:
+        for s in syss:
+            rec = recs[t, s.key] = dict(layer=layer.name, dtype=layer.dtype, threads=t,
+                                        system=s.key, peer=s.is_peer,
+                                        algorithm=getattr(s, "algorithm", None))
+            try:
+                fn = s.prepare(layer, x, w, b, t)
+                t0 = time.perf_counter()
+                out = fn()
+                rec["warmup_s"] = time.perf_counter() - t0
+            except systems.Unsupported as e:
+                rec["note"] = str(e)
+                continue
+            except ValueError as e:  # ours: algorithm not applicable to this layer
+                rec["note"] = f"ValueError: {e}"
+                continue
+            except Exception as e:
+                if not s.is_peer:
+                    raise
+                rec["note"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                continue
+            fns[t, s.key], outs[t, s.key] = fn, out
+    for (t, key), out in outs.items():
         if key != "torch":
             try:
-                recs[key]["max_abs_err"], recs[key]["max_rel_err"] = max_err(out, ref)
+                recs[t, key]["max_abs_err"], recs[t, key]["max_rel_err"] = max_err(
+                    out, outs.get((t, "torch")))
             except ValueError as e:
-                recs[key]["error_note"] = str(e)
+                recs[t, key]["error_note"] = str(e)
                 say(f"  WARNING: {key} on {layer.name}: {e}")
-    del outs, ref
+    del outs
 
-    times = {key: [] for key in fns}
+    times = {pair: [] for pair in fns}
     active = list(fns)
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        # Each round, every system runs a short burst in a fresh random order. The untimed
-        # settle run absorbs what the previous system leaves behind (its thread pool still
-        # spinning or winding down, its data in the caches); the timed runs then see the
-        # system's own steady state, as in a network whose layers all use one library.
+        # Each round, every (system, threads) pair runs a short burst in a fresh random order.
+        # The untimed settle run absorbs what the previous pair leaves behind (a thread pool
+        # still spinning or winding down, a pool being resized, other data in the caches);
+        # the timed runs then see the system's own steady state, as in a network whose layers
+        # all use one library.
         order_rng = random.Random(len(active))
         while active:
             order = list(active)
             order_rng.shuffle(order)
-            for key in order:
-                fn = fns[key]
+            for pair in order:
+                fn = fns[pair]
                 fn()
                 for _ in range(policy.burst):
                     t0 = time.perf_counter()
                     fn()
-                    times[key].append(time.perf_counter() - t0)
-                    if policy.done(times[key]):
+                    times[pair].append(time.perf_counter() - t0)
+                    if policy.done(times[pair]):
                         break
-            active = [key for key in active if not policy.done(times[key])]
+            active = [pair for pair in active if not policy.done(times[pair])]
     finally:
         if gc_was_enabled:
             gc.enable()
 
     other = contention.other_cores()
-    peak = peak_gflops(peak_per_core, layer.dtype, threads)
     for rec in recs.values():
         rec["other_cpu_cores"] = other
-    for key, ts in times.items():
+    for (t, key), ts in times.items():
         med = statistics.median(ts)
         gflops = layer.flops / med / 1e9
-        recs[key].update(
+        peak = peak_gflops(peak_per_core, layer.dtype, t)
+        recs[t, key].update(
             median_s=med, min_s=min(ts), runs=len(ts), times_s=ts,
             iqr_s=(float(np.percentile(ts, 75) - np.percentile(ts, 25))),
             gflops=gflops, peak_gflops=peak, frac_peak=gflops / peak)
-    peers_t = {k: r["median_s"] for k, r in recs.items() if r["peer"] and "median_s" in r}
-    for rec in recs.values():
-        if rec["peer"] or "median_s" not in rec or not peers_t:
-            continue
-        rec["ratio"] = {k: rec["median_s"] / t for k, t in peers_t.items()}
-        best = min(peers_t, key=peers_t.get)
-        rec["ratio"]["best"] = rec["median_s"] / peers_t[best]
-        rec["best_peer"] = best
-    return recs
+    by_threads = {t: {key: r for (tt, key), r in recs.items() if tt == t} for t in thread_counts}
+    for trecs in by_threads.values():
+        peers_t = {k: r["median_s"] for k, r in trecs.items() if r["peer"] and "median_s" in r}
+        for rec in trecs.values():
+            if rec["peer"] or "median_s" not in rec or not peers_t:
+                continue
+            rec["ratio"] = {k: rec["median_s"] / t for k, t in peers_t.items()}
+            best = min(peers_t, key=peers_t.get)
+            rec["ratio"]["best"] = rec["median_s"] / peers_t[best]
+            rec["best_peer"] = best
+    return by_threads
 
 
 # --- memory -------------------------------------------------------------------------------
@@ -755,7 +765,7 @@ def main(argv=None):
         say(f"note: {k} {v}")
     say(f"peak: {per_core:.1f} GFLOP/s/core fp32, {per_core / 2:.1f} fp64 ({peak_src}); "
         f"%peak = GFLOP/s / (threads x per-core peak)")
-    say(f"timing: {policy.describe()}; systems interleaved in bursts")
+    say(f"timing: {policy.describe()}; systems and thread counts interleaved in bursts")
     say(f"threads: main table {main_threads}, sweep {counts if len(counts) > 1 else 'off'}")
     if "ort" in peer_keys:
         say(f"ort: intra_op_num_threads = threads, inter_op 1, spinning "
@@ -780,13 +790,15 @@ def main(argv=None):
     order = sorted(counts, key=lambda t: (t not in main_threads, -t))
     for i, lay in enumerate(layer_list):
         inputs = lay.make_inputs(args.seed)
+        if args.wait_idle:
+            waited = wait_for_idle(args.wait_idle)
+            if waited > 1:
+                say(f"  (waited {waited:.0f} s for other processes to go quiet)")
+        t0 = time.perf_counter()
+        by_threads = measure(lay, order, syss, policy, inputs, per_core)
+        took = time.perf_counter() - t0
         for t in order:
-            if args.wait_idle:
-                waited = wait_for_idle(args.wait_idle)
-                if waited > 1:
-                    say(f"  (waited {waited:.0f} s for other processes to go quiet)")
-            t0 = time.perf_counter()
-            recs = measure(lay, t, syss, policy, inputs, per_core)
+            recs = by_threads[t]
             for key, rec in recs.items():
                 results[(lay.name, t, key)] = rec
             parts = []
@@ -797,8 +809,8 @@ def main(argv=None):
             other = next(iter(recs.values())).get("other_cpu_cores")
             busy = (f" [other processes used {other:.1f} cores meanwhile]"
                     if other is not None and other > BUSY_WARN else "")
-            say(f"[{i + 1}/{len(layer_list)}] {lay.name} T={t} ({time.perf_counter() - t0:.1f}"
-                f" s): " + " | ".join(parts) + busy)
+            say(f"[{i + 1}/{len(layer_list)}] {lay.name} T={t} ({took:.1f} s, all T): "
+                + " | ".join(parts) + busy)
         del inputs
     elapsed = time.perf_counter() - t_start
     meta["other_cpu_cores"] = other = contention.other_cores()

@@ -22,7 +22,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
 
-from conv3d_cpu._openmp_helpers cimport effective_threads
+from conv3d_cpu._openmp_helpers cimport conv3d_cpu_barrier, effective_threads
 
 
 from conv3d_cpu._isa cimport (C3_ROW_STEP_F32, C3_ROW_STEP_F64, active_kernels, c3_idx,
@@ -126,17 +126,19 @@ cdef void _tiles(const c3_kernels* K, bint wide, const floating* rows, const c3_
             x0 += nx
 
 
-cdef void _blocked(const floating* x, const floating* wp, const floating* bias, floating* out,
-                   floating* scratch, c3_idx* offs_all, c3_idx per_thread, c3_idx max_rows,
-                   c3_idx N, c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
-                   c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oD, c3_idx oH, c3_idx oW,
-                   c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH, c3_idx pW,
-                   c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, c3_idx yb, int ocb, bint wide,
-                   int nxmax, int nt, const c3_kernels* K) noexcept nogil:
+cdef void _blocked(const floating* x, const floating* w, floating* wp, const floating* bias,
+                   floating* out, floating* scratch, c3_idx* offs_all, c3_idx per_thread,
+                   c3_idx max_rows, c3_idx N, c3_idx C, c3_idx D, c3_idx H, c3_idx W,
+                   c3_idx O, c3_idx groups, c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oD,
+                   c3_idx oH, c3_idx oW, c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD,
+                   c3_idx pH, c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, c3_idx yb,
+                   int ocb, bint wide, int nxmax, int nt, const c3_kernels* K) noexcept nogil:
     """Work item: ``yb`` output rows of one output plane (n, z), all groups and channel blocks.
 
     The input rows they read are gathered once per group (a slab per (c, a) plane), so rows
-    shared by neighbouring output rows are copied once."""
+    shared by neighbouring output rows are copied once. The weights are packed into ``wp``
+    and each thread zeroes its own scratch first, on all threads: done serially before the
+    call, they cost a sixth of a 2-thread run on small layers with large kernels."""
     cdef c3_idx cpg = C // groups, opg = O // groups
     cdef c3_idx nob = (opg + ocb - 1) // ocb
     cdef c3_idx wblock = cpg * kD * kH * kW * ocb
@@ -145,21 +147,30 @@ cdef void _blocked(const floating* x, const floating* wp, const floating* bias, 
     cdef c3_idx hs = (yb - 1) * sH + (kH - 1) * dH + 1
     # Rows already as wide as the padded row are read in place: nothing to copy.
     cdef bint copy = Wp != W
-    cdef c3_idx item, n, z, y0, g
+    cdef c3_idx item, n, z, y0, g, blk
     cdef floating* slab
     cdef c3_idx* offs
-    for item in prange(N * oD * nyb, num_threads=nt, schedule="static"):
+    with parallel(num_threads=nt):
         slab = scratch + threadid() * per_thread
         offs = offs_all + threadid() * (2 * max_rows + 2 * cpg * kD)
-        n = item // (oD * nyb)
-        z = (item // nyb) % oD
-        y0 = (item % nyb) * yb
-        for g in range(groups):
-            _slab_rows(K, x + (n * C + g * cpg) * D * H * W, wp + g * nob * wblock, wblock,
-                       bias + g * opg, out + (n * O + g * opg) * plane + z * oH * oW, slab,
-                       slab + cpg * kD * hs * Wp, offs, copy, cpg, opg, D, H, W, kD, kH, kW,
-                       oH, oW, plane, z, y0, min(yb, oH - y0), hs, sD, sH, sW, pD, pH, pW,
-                       dD, dH, dW, Wp, ocb, wide, nxmax, max_rows)
+        # Gathered row slots rely on their W padding columns staying zero.
+        memset(slab, 0, per_thread * sizeof(floating))
+        for blk in prange(groups * nob, schedule="static"):
+            _pack_block(w, wp, blk, nob, opg, cpg * kD * kH * kW, ocb)
+        conv3d_cpu_barrier()  # every block packed before any item reads it
+        # Dynamic: items differ in cost (padding planes skip taps) and a core may be slowed
+        # by another process; each item is still computed whole by one thread, so results
+        # do not depend on the schedule.
+        for item in prange(N * oD * nyb, schedule="dynamic"):
+            n = item // (oD * nyb)
+            z = (item // nyb) % oD
+            y0 = (item % nyb) * yb
+            for g in range(groups):
+                _slab_rows(K, x + (n * C + g * cpg) * D * H * W, wp + g * nob * wblock, wblock,
+                           bias + g * opg, out + (n * O + g * opg) * plane + z * oH * oW,
+                           slab, slab + cpg * kD * hs * Wp, offs, copy, cpg, opg, D, H, W, kD,
+                           kH, kW, oH, oW, plane, z, y0, min(yb, oH - y0), hs, sD, sH, sW, pD,
+                           pH, pW, dD, dH, dW, Wp, ocb, wide, nxmax, max_rows)
 
 
 cdef void _slab_rows(const c3_kernels* K, const floating* xg, const floating* wg,
@@ -186,27 +197,33 @@ cdef void _slab_rows(const c3_kernels* K, const floating* xg, const floating* wg
                oplane + (y0 + y) * oW, plane, opg, ocb, nxmax, oW, tile)
 
 
-cdef void _pointwise(const floating* x, const floating* wp, const floating* bias,
-                     floating* out, floating* scratch, const c3_idx* offs, c3_idx per_thread,
-                     c3_idx N, c3_idx C, c3_idx O, c3_idx groups, c3_idx P, c3_idx chunk,
-                     int ocb, bint wide, int nxmax, int nt, const c3_kernels* K) noexcept nogil:
+cdef void _pointwise(const floating* x, const floating* w, floating* wp,
+                     const floating* bias, floating* out, floating* scratch, const c3_idx* offs,
+                     c3_idx per_thread, c3_idx N, c3_idx C, c3_idx O, c3_idx groups, c3_idx P,
+                     c3_idx chunk, int ocb, bint wide, int nxmax, int nt,
+                     const c3_kernels* K) noexcept nogil:
     """1x1x1, stride 1, no padding: input channels are rows of length P = D*H*W read in place.
 
     ``offs`` holds the row offsets (c * P) then the weight offsets (c * ocb) of one group.
-    Work item: ``chunk`` consecutive positions of one batch element, all groups."""
+    Work item: ``chunk`` consecutive positions of one batch element, all groups. Weights are
+    packed into ``wp`` on all threads first (see _blocked)."""
     cdef c3_idx cpg = C // groups, opg = O // groups
     cdef c3_idx nob = (opg + ocb - 1) // ocb
     cdef c3_idx wblock = cpg * ocb
     cdef c3_idx nchunks = (P + chunk - 1) // chunk
-    cdef c3_idx item, n, p0, g
-    for item in prange(N * nchunks, num_threads=nt, schedule="static"):
-        n = item // nchunks
-        p0 = (item % nchunks) * chunk
-        for g in range(groups):
-            _tiles(K, wide, x + (n * C + g * cpg) * P + p0, offs, cpg, wp + g * nob * wblock,
-                   wblock, offs + cpg, 1, 1, 1, bias + g * opg,
-                   out + (n * O + g * opg) * P + p0, P, opg, ocb, nxmax, min(chunk, P - p0),
-                   scratch + threadid() * per_thread)
+    cdef c3_idx item, n, p0, g, blk
+    with parallel(num_threads=nt):
+        for blk in prange(groups * nob, schedule="static"):
+            _pack_block(w, wp, blk, nob, opg, cpg, ocb)
+        conv3d_cpu_barrier()  # every block packed before any item reads it
+        for item in prange(N * nchunks, schedule="static"):
+            n = item // nchunks
+            p0 = (item % nchunks) * chunk
+            for g in range(groups):
+                _tiles(K, wide, x + (n * C + g * cpg) * P + p0, offs, cpg,
+                       wp + g * nob * wblock, wblock, offs + cpg, 1, 1, 1, bias + g * opg,
+                       out + (n * O + g * opg) * P + p0, P, opg, ocb, nxmax,
+                       min(chunk, P - p0), scratch + threadid() * per_thread)
 
 
 cdef c3_idx _gather_planes(const floating* x, floating* planes, c3_idx* plane_src,
@@ -331,9 +348,9 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         wide = opg > ocb_narrow
         ocb = ocb_wide if wide else ocb_narrow
         nxmax = K.nx_wide if wide else K.nx_narrow
-        wp = np.zeros(groups * ((opg + ocb - 1) // ocb) * ocb * cpg * kD * kH * kW,
+        # Filled by the kernel's threads (_pack_block).
+        wp = np.empty(groups * ((opg + ocb - 1) // ocb) * ocb * cpg * kD * kH * kW,
                       dtype=dtype)
-        _pack_weights(&w[0, 0, 0, 0, 0], wp, O, groups, cpg * kD * kH * kW, ocb)
     cdef c3_idx Hp = max(pH + H, (oH - 1) * sH + (kH - 1) * dH + 1)
     cdef c3_idx step = C3_ROW_STEP_F32 if floating is float else C3_ROW_STEP_F64
     if use_rows:
@@ -348,8 +365,9 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         yb = _rows_per_item(N * oD, oH, nt, cpg * kD * Wp * sizeof(floating), sH,
                             (kH - 1) * dH + 1)
         per_thread = cpg * kD * ((yb - 1) * sH + (kH - 1) * dH + 1) * Wp + nxmax * ocb
-    # Zeroed: gathered row slots rely on their padding columns staying zero.
-    cdef floating[::1] scratch = np.zeros(nt * per_thread, dtype=dtype)
+    # Not zeroed here: the rows path clears each plane it gathers, the blocked path its
+    # slabs, on the threads that use them.
+    cdef floating[::1] scratch = np.empty(nt * per_thread, dtype=dtype)
     cdef c3_idx[::1] offs
     if use_rows:
         offs = np.empty(nt * 3 * max_rows, dtype=np.intp)
@@ -366,12 +384,14 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         return
     if pointwise:
         with nogil:
-            _pointwise(&x[0, 0, 0, 0, 0], &wp[0], &bias[0], &out[0, 0, 0, 0, 0],
+            _pointwise(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &wp[0], &bias[0],
+                       &out[0, 0, 0, 0, 0],
                        &scratch[0], &offs[0], per_thread, N, C, O, groups, D * H * W,
                        16 * nxmax, ocb, wide, nxmax, nt, K)
     else:
         with nogil:
-            _blocked(&x[0, 0, 0, 0, 0], &wp[0], &bias[0], &out[0, 0, 0, 0, 0],
+            _blocked(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &wp[0], &bias[0],
+                     &out[0, 0, 0, 0, 0],
                      &scratch[0], &offs[0], per_thread, max_rows, N, C, D, H, W, O, groups,
                      kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, yb,
                      ocb, wide, nxmax, nt, K)
@@ -381,24 +401,30 @@ cdef c3_idx _rows_per_item(c3_idx planes, c3_idx oH, int nt, c3_idx row_bytes, c
                            c3_idx extent):
     """Output rows per work item of the blocked path.
 
-    As many as keep >= 4 items per thread (load balance) and the per-thread slab of
+    As many as keep >= 8 items per thread (load balance) and the per-thread slab of
     (rows - 1) * sH + extent input rows per (c, a) plane within 256 KiB (L2 share; memory)."""
-    cdef c3_idx per_plane = max(1, (4 * nt + planes - 1) // planes)
+    cdef c3_idx per_plane = max(1, (8 * nt + planes - 1) // planes)
     cdef c3_idx yb = max(1, (oH + per_plane - 1) // per_plane)
     while yb > 1 and ((yb - 1) * sH + extent) * row_bytes > (1 << 18):
         yb = (yb + 1) // 2
     return yb
 
 
-cdef void _pack_weights(const floating* w, floating[::1] packed, c3_idx O, c3_idx groups,
-                        c3_idx k, int ocb) noexcept:
-    """(O, k) -> (groups, blocks, k, ocb): a block's ocb output channels contiguous per tap.
-
-    ``packed`` is zeroed, so channels past the group's last (partial block) stay zero."""
-    cdef c3_idx opg = O // groups
-    cdef c3_idx nob = (opg + ocb - 1) // ocb
-    cdef c3_idx g, o, i
-    for g in range(groups):
-        for o in range(opg):
+cdef void _pack_block(const floating* w, floating* wp, c3_idx blk, c3_idx nob, c3_idx opg,
+                      c3_idx k, int ocb) noexcept nogil:
+    """Block ``blk`` = g * nob + ob of the packed weights: (O, k) -> (groups, nob, k, ocb),
+    the block's ocb output channels contiguous per tap; channels past the group's last (a
+    partial block) are zero."""
+    cdef c3_idx g = blk // nob, ob = blk % nob
+    cdef c3_idx nvalid = min(ocb, opg - ob * ocb)
+    cdef floating* dst = wp + blk * k * ocb
+    cdef const floating* src
+    cdef c3_idx c, i
+    for c in range(ocb):
+        if c < nvalid:
+            src = w + (g * opg + ob * ocb + c) * k
             for i in range(k):
-                packed[((g * nob + o // ocb) * k + i) * ocb + o % ocb] = w[(g * opg + o) * k + i]
+                dst[i * ocb + c] = src[i]
+        else:
+            for i in range(k):
+                dst[i * ocb + c] = 0

@@ -9,4 +9,12 @@
 static inline int omp_get_max_threads(void) { return 1; }
 static inline int omp_get_thread_num(void) { return 0; }
 #endif
+/* Cython's prange ends with `omp for nowait`: a loop whose results the next prange of the
+ * same parallel block reads needs this barrier after it (orphaned, so it binds to the
+ * enclosing parallel region). */
+static inline void conv3d_cpu_barrier(void) {
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
 #endif

@@ -3,6 +3,7 @@ cdef extern from "_openmp_compat.h" nogil:
     int CONV3D_CPU_HAVE_OPENMP
     int omp_get_max_threads()
     int omp_get_thread_num()
+    void conv3d_cpu_barrier()
 
 
 cdef inline int effective_threads(int requested) noexcept nogil:
