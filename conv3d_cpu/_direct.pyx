@@ -1,5 +1,7 @@
 """Direct 3D convolution (cross-correlation), float32/float64, OpenMP over output rows.
 
+Threads take work items from static ranges with stealing (_schedule.h).
+
 Inputs are validated, C-contiguous arrays (the Python layer guarantees it). Zero padding is
 implicit: for each output row (n, z, y), the input rows its taps touch are gathered into a
 small per-thread buffer, zero padded along W only; taps outside the input in D or H are
@@ -22,7 +24,9 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
 
-from conv3d_cpu._openmp_helpers cimport conv3d_cpu_barrier, effective_threads
+from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, c3_range, c3_ranges_init,
+                                         c3_ranges_next, conv3d_cpu_barrier,
+                                         effective_threads)
 
 
 from conv3d_cpu._isa cimport (C3_ROW_STEP_F32, C3_ROW_STEP_F64, active_kernels, c3_idx,
@@ -133,10 +137,11 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
                    c3_idx oH, c3_idx oW, c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD,
                    c3_idx pH, c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, c3_idx yb,
                    int ocb, bint wide, int nxmax, int nt, const c3_kernels* K) noexcept nogil:
-    """Work item: ``yb`` output rows of one output plane (n, z), all groups and channel blocks.
+    """Work item: ``yb`` output rows of one output plane (n, z) and one group, all its
+    channel blocks.
 
-    The input rows they read are gathered once per group (a slab per (c, a) plane), so rows
-    shared by neighbouring output rows are copied once. The weights are packed into ``wp``
+    The input rows they read are gathered once (a slab per (c, a) plane), so rows shared by
+    neighbouring output rows are copied once. The weights are packed into ``wp``
     and each thread zeroes its own scratch first, on all threads: done serially before the
     call, they cost a sixth of a 2-thread run on small layers with large kernels."""
     cdef c3_idx cpg = C // groups, opg = O // groups
@@ -150,27 +155,34 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
     cdef c3_idx item, n, z, y0, g, blk
     cdef floating* slab
     cdef c3_idx* offs
+    cdef int tid, nr = min(nt, C3_MAX_RANGES)
+    cdef c3_range ranges[C3_MAX_RANGES]
+    # Static ranges with stealing (_schedule.h): a thread works on the same input and output
+    # planes in every call, which stay in its own cache (with OpenMP's dynamic schedule they
+    # move between cores: gathering got 3x slower at 2 threads on a 16^3 grouped layer),
+    # and a thread slowed by another process still gets help.
+    c3_ranges_init(ranges, nr, N * oD * nyb * groups)
     with parallel(num_threads=nt):
-        slab = scratch + threadid() * per_thread
-        offs = offs_all + threadid() * (2 * max_rows + 2 * cpg * kD)
+        tid = threadid()
+        slab = scratch + tid * per_thread
+        offs = offs_all + tid * (2 * max_rows + 2 * cpg * kD)
         # Gathered row slots rely on their W padding columns staying zero.
         memset(slab, 0, per_thread * sizeof(floating))
         for blk in prange(groups * nob, schedule="static"):
             _pack_block(w, wp, blk, nob, opg, cpg * kD * kH * kW, ocb)
         conv3d_cpu_barrier()  # every block packed before any item reads it
-        # Dynamic: items differ in cost (padding planes skip taps) and a core may be slowed
-        # by another process; each item is still computed whole by one thread, so results
-        # do not depend on the schedule.
-        for item in prange(N * oD * nyb, schedule="dynamic"):
-            n = item // (oD * nyb)
-            z = (item // nyb) % oD
-            y0 = (item % nyb) * yb
-            for g in range(groups):
-                _slab_rows(K, x + (n * C + g * cpg) * D * H * W, wp + g * nob * wblock, wblock,
-                           bias + g * opg, out + (n * O + g * opg) * plane + z * oH * oW,
-                           slab, slab + cpg * kD * hs * Wp, offs, copy, cpg, opg, D, H, W, kD,
-                           kH, kW, oH, oW, plane, z, y0, min(yb, oH - y0), hs, sD, sH, sW, pD,
-                           pH, pW, dD, dH, dW, Wp, ocb, wide, nxmax, max_rows)
+        item = c3_ranges_next(ranges, nr, tid)
+        while item >= 0:
+            g = item % groups
+            n = item // (oD * nyb * groups)
+            z = (item // (nyb * groups)) % oD
+            y0 = (item // groups % nyb) * yb
+            _slab_rows(K, x + (n * C + g * cpg) * D * H * W, wp + g * nob * wblock, wblock,
+                       bias + g * opg, out + (n * O + g * opg) * plane + z * oH * oW,
+                       slab, slab + cpg * kD * hs * Wp, offs, copy, cpg, opg, D, H, W, kD,
+                       kH, kW, oH, oW, plane, z, y0, min(yb, oH - y0), hs, sD, sH, sW, pD,
+                       pH, pW, dD, dH, dW, Wp, ocb, wide, nxmax, max_rows)
+            item = c3_ranges_next(ranges, nr, tid)
 
 
 cdef void _slab_rows(const c3_kernels* K, const floating* xg, const floating* wg,
@@ -212,18 +224,24 @@ cdef void _pointwise(const floating* x, const floating* w, floating* wp,
     cdef c3_idx wblock = cpg * ocb
     cdef c3_idx nchunks = (P + chunk - 1) // chunk
     cdef c3_idx item, n, p0, g, blk
+    cdef int tid, nr = min(nt, C3_MAX_RANGES)
+    cdef c3_range ranges[C3_MAX_RANGES]
+    c3_ranges_init(ranges, nr, N * nchunks)
     with parallel(num_threads=nt):
+        tid = threadid()
         for blk in prange(groups * nob, schedule="static"):
             _pack_block(w, wp, blk, nob, opg, cpg, ocb)
         conv3d_cpu_barrier()  # every block packed before any item reads it
-        for item in prange(N * nchunks, schedule="static"):
+        item = c3_ranges_next(ranges, nr, tid)
+        while item >= 0:
             n = item // nchunks
             p0 = (item % nchunks) * chunk
             for g in range(groups):
                 _tiles(K, wide, x + (n * C + g * cpg) * P + p0, offs, cpg,
                        wp + g * nob * wblock, wblock, offs + cpg, 1, 1, 1, bias + g * opg,
                        out + (n * O + g * opg) * P + p0, P, opg, ocb, nxmax,
-                       min(chunk, P - p0), scratch + threadid() * per_thread)
+                       min(chunk, P - p0), scratch + tid * per_thread)
+            item = c3_ranges_next(ranges, nr, tid)
 
 
 cdef c3_idx _gather_planes(const floating* x, floating* planes, c3_idx* plane_src,
@@ -267,19 +285,27 @@ cdef void _rows(const floating* x, const floating* w, const floating* bias, floa
     cdef c3_idx* r_off
     cdef c3_idx* w_off
     cdef c3_idx* plane_src
-    for item in prange(N * groups * oD, num_threads=nt, schedule="static"):
-        planes = scratch + threadid() * per_thread
-        r_off = offs_all + threadid() * 3 * max_rows
+    cdef int tid, nr = min(nt, C3_MAX_RANGES)
+    cdef c3_range ranges[C3_MAX_RANGES]
+    c3_ranges_init(ranges, nr, N * groups * oD)
+    with parallel(num_threads=nt):
+        tid = threadid()
+        planes = scratch + tid * per_thread
+        r_off = offs_all + tid * 3 * max_rows
         w_off = r_off + max_rows
         plane_src = w_off + max_rows
-        z = item % oD
-        g = (item // oD) % groups
-        n = item // (oD * groups)
-        nplanes = _gather_planes(x + (n * C + g * cpg) * D * H * W, planes, plane_src, cpg,
-                                 D, H, W, kD, z, sD, pD, dD, pH, pW, Hp, Wp)
-        _rows_plane(K, planes, nplanes, plane_src, r_off, w_off, w + g * opg * cpg * kD * kH * kW,
-                    bias + g * opg, out + ((n * O + g * opg) * oD + z) * oH * oW, opg,
-                    cpg * kD * kH * kW, oD * oH * oW, kH, kW, oH, oW, sH, sW, dH, dW, Hp, Wp)
+        item = c3_ranges_next(ranges, nr, tid)
+        while item >= 0:
+            z = item % oD
+            g = (item // oD) % groups
+            n = item // (oD * groups)
+            nplanes = _gather_planes(x + (n * C + g * cpg) * D * H * W, planes, plane_src,
+                                     cpg, D, H, W, kD, z, sD, pD, dD, pH, pW, Hp, Wp)
+            _rows_plane(K, planes, nplanes, plane_src, r_off, w_off,
+                        w + g * opg * cpg * kD * kH * kW, bias + g * opg,
+                        out + ((n * O + g * opg) * oD + z) * oH * oW, opg, cpg * kD * kH * kW,
+                        oD * oH * oW, kH, kW, oH, oW, sH, sW, dH, dW, Hp, Wp)
+            item = c3_ranges_next(ranges, nr, tid)
 
 
 cdef void _rows_plane(const c3_kernels* K, const floating* planes, c3_idx nplanes,
@@ -362,7 +388,7 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         per_thread = nxmax * ocb
         max_rows = cpg
     else:
-        yb = _rows_per_item(N * oD, oH, nt, cpg * kD * Wp * sizeof(floating), sH,
+        yb = _rows_per_item(N * oD * groups, oH, nt, cpg * kD * Wp * sizeof(floating), sH,
                             (kH - 1) * dH + 1)
         per_thread = cpg * kD * ((yb - 1) * sH + (kH - 1) * dH + 1) * Wp + nxmax * ocb
     # Not zeroed here: the rows path clears each plane it gathers, the blocked path its

@@ -17,3 +17,12 @@ cdef inline int effective_threads(int requested) noexcept nogil:
     if requested > 0:
         return requested
     return omp_get_max_threads()
+
+
+# Static scheduling with stealing (see _schedule.h).
+cdef extern from "_schedule.h" nogil:
+    ctypedef struct c3_range:
+        pass
+    enum: C3_MAX_RANGES
+    void c3_ranges_init(c3_range* r, int nranges, Py_ssize_t total)
+    Py_ssize_t c3_ranges_next(c3_range* r, int nranges, int tid)

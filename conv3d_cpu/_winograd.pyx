@@ -9,7 +9,8 @@ outside the input are zero). Stages, per block of TB output tiles of one group:
 3. output transform y_{t,o} = A^T M[.][t][o] A + bias               (partial edge tiles cut)
 
 U (the transformed weights) is computed by ``transform_weights`` in float64 and cached by the
-caller. OpenMP runs over (group, tile block) items; each thread owns one V and one M block, so
+caller. OpenMP threads take (group, tile block) items (static ranges with stealing,
+_schedule.h); each thread owns one V and one M block, so
 the workspace is  threads * alpha^3 * TB * (C/groups + O/groups rounded up to the channel
 block)  elements, whatever the volume; TB (<= 12) is lowered where needed to keep that within
 the size of input + output plus 2^20 elements. Each output is computed by one thread in an order fixed
@@ -18,10 +19,11 @@ by the shapes, so results are bitwise identical for any thread count.
 import numpy as np
 
 from cython cimport floating
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport parallel, prange, threadid
 
 from conv3d_cpu._isa cimport active_kernels, c3_idx, c3_kernels, tile_kernel
-from conv3d_cpu._openmp_helpers cimport effective_threads
+from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, c3_range, c3_ranges_init,
+                                         c3_ranges_next, effective_threads)
 
 # Tiles per block: at least 12 (a multiple of the wide micro-kernels' 6 or 12 positions) and
 # a whole narrow micro-kernel call (up to 16), keeping V and M in cache.
@@ -204,15 +206,23 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
                                             np.arange(cpg, dtype=np.intp) * ocb])
     cdef c3_idx item, blk, g
     cdef floating* vbuf
-    with nogil:
-        for item in prange(groups * nblocks, num_threads=nt, schedule="static"):
+    cdef int tid, nr = min(nt, C3_MAX_RANGES)
+    cdef c3_range ranges[C3_MAX_RANGES]
+    # Static ranges with stealing (_schedule.h): cache affinity across calls, and help for a
+    # thread that falls behind.
+    c3_ranges_init(ranges, nr, groups * nblocks)
+    with nogil, parallel(num_threads=nt):
+        tid = threadid()
+        vbuf = &scratch[0] + tid * per_thread
+        item = c3_ranges_next(ranges, nr, tid)
+        while item >= 0:
             g = item // nblocks
             blk = item % nblocks
-            vbuf = &scratch[0] + threadid() * per_thread
             _block(K, &x[0, 0, 0, 0, 0], &U[0], &bias[0], &out[0, 0, 0, 0, 0], vbuf,
                    vbuf + vsize, &offs[0], &offs[cpg], tb, vstride, mstride, blk * tb,
                    min(tb, ntiles - blk * tb), g, C, D, H, W, O,
                    groups, oD, oH, oW, pD, pH, pW, m, ocb, wide, nxmax)
+            item = c3_ranges_next(ranges, nr, tid)
 
 
 def all_finite(a, int num_threads):
