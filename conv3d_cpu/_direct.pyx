@@ -24,6 +24,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
 
+from conv3d_cpu._openmp_helpers import thread_buffers
 from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, c3_range, c3_ranges_init,
                                          c3_ranges_next, conv3d_cpu_barrier,
                                          effective_threads)
@@ -132,7 +133,7 @@ cdef void _tiles(const c3_kernels* K, bint wide, const floating* rows, const c3_
 
 cdef void _blocked(const floating* x, const floating* w, floating* wp, const floating* bias,
                    floating* out, floating* scratch, c3_idx* offs_all, c3_idx per_thread,
-                   c3_idx max_rows, c3_idx N, c3_idx C, c3_idx D, c3_idx H, c3_idx W,
+                   c3_idx offs_stride, c3_idx max_rows, c3_idx N, c3_idx C, c3_idx D, c3_idx H, c3_idx W,
                    c3_idx O, c3_idx groups, c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oD,
                    c3_idx oH, c3_idx oW, c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD,
                    c3_idx pH, c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, c3_idx yb,
@@ -155,17 +156,17 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
     cdef c3_idx item, n, z, y0, g, blk
     cdef floating* slab
     cdef c3_idx* offs
-    cdef int tid, nr = min(nt, C3_MAX_RANGES)
+    cdef int tid, nr
     cdef c3_range ranges[C3_MAX_RANGES]
     # Static ranges with stealing (_schedule.h): a thread works on the same input and output
     # planes in every call, which stay in its own cache (with OpenMP's dynamic schedule they
     # move between cores: gathering got 3x slower at 2 threads on a 16^3 grouped layer),
     # and a thread slowed by another process still gets help.
-    c3_ranges_init(ranges, nr, N * oD * nyb * groups)
+    nr = c3_ranges_init(ranges, nt, N * oD * nyb * groups)
     with parallel(num_threads=nt):
         tid = threadid()
         slab = scratch + tid * per_thread
-        offs = offs_all + tid * (2 * max_rows + 2 * cpg * kD)
+        offs = offs_all + tid * offs_stride
         # Gathered row slots rely on their W padding columns staying zero.
         memset(slab, 0, per_thread * sizeof(floating))
         for blk in prange(groups * nob, schedule="static"):
@@ -224,9 +225,9 @@ cdef void _pointwise(const floating* x, const floating* w, floating* wp,
     cdef c3_idx wblock = cpg * ocb
     cdef c3_idx nchunks = (P + chunk - 1) // chunk
     cdef c3_idx item, n, p0, g, blk
-    cdef int tid, nr = min(nt, C3_MAX_RANGES)
+    cdef int tid, nr
     cdef c3_range ranges[C3_MAX_RANGES]
-    c3_ranges_init(ranges, nr, N * nchunks)
+    nr = c3_ranges_init(ranges, nt, N * nchunks)
     with parallel(num_threads=nt):
         tid = threadid()
         for blk in prange(groups * nob, schedule="static"):
@@ -269,7 +270,8 @@ cdef c3_idx _gather_planes(const floating* x, floating* planes, c3_idx* plane_sr
 
 
 cdef void _rows(const floating* x, const floating* w, const floating* bias, floating* out,
-                floating* scratch, c3_idx* offs_all, c3_idx per_thread, c3_idx max_rows,
+                floating* scratch, c3_idx* offs_all, c3_idx per_thread, c3_idx offs_stride,
+                c3_idx max_rows,
                 c3_idx N, c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
                 c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oD, c3_idx oH, c3_idx oW,
                 c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH, c3_idx pW,
@@ -285,13 +287,13 @@ cdef void _rows(const floating* x, const floating* w, const floating* bias, floa
     cdef c3_idx* r_off
     cdef c3_idx* w_off
     cdef c3_idx* plane_src
-    cdef int tid, nr = min(nt, C3_MAX_RANGES)
+    cdef int tid, nr
     cdef c3_range ranges[C3_MAX_RANGES]
-    c3_ranges_init(ranges, nr, N * groups * oD)
+    nr = c3_ranges_init(ranges, nt, N * groups * oD)
     with parallel(num_threads=nt):
         tid = threadid()
         planes = scratch + tid * per_thread
-        r_off = offs_all + tid * 3 * max_rows
+        r_off = offs_all + tid * offs_stride
         w_off = r_off + max_rows
         plane_src = w_off + max_rows
         item = c3_ranges_next(ranges, nr, tid)
@@ -393,20 +395,23 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         per_thread = cpg * kD * ((yb - 1) * sH + (kH - 1) * dH + 1) * Wp + nxmax * ocb
     # Not zeroed here: the rows path clears each plane it gathers, the blocked path its
     # slabs, on the threads that use them.
-    cdef floating[::1] scratch = np.empty(nt * per_thread, dtype=dtype)
+    cdef floating[::1] scratch
+    scratch, per_thread = thread_buffers(nt, per_thread, dtype)
     cdef c3_idx[::1] offs
+    cdef c3_idx offs_stride = 0
     if use_rows:
-        offs = np.empty(nt * 3 * max_rows, dtype=np.intp)
+        offs, offs_stride = thread_buffers(nt, 3 * max_rows, np.intp)
     elif pointwise:
         offs = np.concatenate([np.arange(cpg, dtype=np.intp) * (D * H * W),
                                np.arange(cpg, dtype=np.intp) * ocb])
     else:
-        offs = np.empty(nt * (2 * max_rows + 2 * cpg * kD), dtype=np.intp)
+        offs, offs_stride = thread_buffers(nt, 2 * max_rows + 2 * cpg * kD, np.intp)
     if use_rows:
         with nogil:
             _rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &bias[0], &out[0, 0, 0, 0, 0],
-                  &scratch[0], &offs[0], per_thread, max_rows, N, C, D, H, W, O, groups,
-                  kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Hp, Wp, nt, K)
+                  &scratch[0], &offs[0], per_thread, offs_stride, max_rows, N, C, D, H, W, O,
+                  groups, kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Hp, Wp,
+                  nt, K)
         return
     if pointwise:
         with nogil:
@@ -418,7 +423,8 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         with nogil:
             _blocked(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &wp[0], &bias[0],
                      &out[0, 0, 0, 0, 0],
-                     &scratch[0], &offs[0], per_thread, max_rows, N, C, D, H, W, O, groups,
+                     &scratch[0], &offs[0], per_thread, offs_stride, max_rows, N, C, D, H, W,
+                     O, groups,
                      kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, yb,
                      ocb, wide, nxmax, nt, K)
 

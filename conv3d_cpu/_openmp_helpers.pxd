@@ -24,5 +24,5 @@ cdef extern from "_schedule.h" nogil:
     ctypedef struct c3_range:
         pass
     enum: C3_MAX_RANGES
-    void c3_ranges_init(c3_range* r, int nranges, Py_ssize_t total)
+    int c3_ranges_init(c3_range* r, int nthreads, Py_ssize_t total)
     Py_ssize_t c3_ranges_next(c3_range* r, int nranges, int tid)

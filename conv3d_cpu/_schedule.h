@@ -2,9 +2,10 @@
  *
  * The items 0 .. total-1 are split into one contiguous range per thread, as OpenMP's static
  * schedule does, so a thread works on the same part of the input and output in every call
- * and finds it in its own cache. A thread that finishes its range takes the remaining items
- * of the others', one at a time from the front, so a core slowed by another process (or a
- * range of costlier items) does not leave the rest idle. Which thread computes an item never
+ * and finds it in its own cache. The owner takes its items from the front of its range; a
+ * thread that has finished its own takes the others' remaining items from the back, so a
+ * core slowed by another process (or a range of costlier items) does not leave the rest
+ * idle, and only the end of a range changes hands. Which thread computes an item never
  * changes what it computes, so results stay bitwise reproducible.
  *
  * Works with any team size: ranges of threads that never start are taken by the others. */
@@ -12,28 +13,48 @@
 #define CONV3D_CPU_SCHEDULE_H
 #include <stddef.h>
 
-/* One cache line per range: threads bump their own counter without sharing a line. */
+/* A range [lo, hi): the owner claims lo++, a thief hi--, under the range's own spin lock
+ * (held for a few instructions; contended only while a thief works on the range). One cache
+ * line per range: owners update their own without sharing a line. */
 typedef struct {
-    ptrdiff_t next, end;
+    ptrdiff_t lo, hi;
+    char lock;
 } __attribute__((aligned(64))) c3_range;
 
-/* Ranges a caller keeps (on its stack); teams larger than this share them. */
+/* Ranges a caller keeps (on its stack); larger teams share them. */
 #define C3_MAX_RANGES 64
 
-static inline void c3_ranges_init(c3_range *r, int nranges, ptrdiff_t total) {
-    for (int t = 0; t < nranges; t++) {
-        r[t].next = total * t / nranges;
-        r[t].end = total * (t + 1) / nranges;
+/* Split `total` items into one range per thread (at most C3_MAX_RANGES); returns how many. */
+static inline int c3_ranges_init(c3_range *r, int nthreads, ptrdiff_t total) {
+    int n = nthreads < 1 ? 1 : nthreads > C3_MAX_RANGES ? C3_MAX_RANGES : nthreads;
+    for (int t = 0; t < n; t++) {
+        /* total * t / n without overflow for any total */
+        r[t].lo = total / n * t + total % n * t / n;
+        r[t].hi = total / n * (t + 1) + total % n * (t + 1) / n;
+        r[t].lock = 0;
     }
+    return n;
 }
 
-/* The next item for thread `tid`, or -1 when none is left. */
+/* Claim one item of range r: from the front (owner) or the back (thief); -1 when empty. */
+static inline ptrdiff_t c3_range_take(c3_range *r, int from_back) {
+    ptrdiff_t i = -1;
+    while (__atomic_test_and_set(&r->lock, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&r->lock, __ATOMIC_RELAXED)) {}
+    if (r->lo < r->hi) i = from_back ? --r->hi : r->lo++;
+    __atomic_clear(&r->lock, __ATOMIC_RELEASE);
+    return i;
+}
+
+/* The next item for thread `tid` of a team using `nranges` ranges, or -1 when none is left:
+ * its own range first (threads beyond nranges share range tid % nranges), then the others'. */
 static inline ptrdiff_t c3_ranges_next(c3_range *r, int nranges, int tid) {
-    for (int k = 0; k < nranges; k++) {
-        c3_range *own = r + (tid + k) % nranges;
-        if (__atomic_load_n(&own->next, __ATOMIC_RELAXED) >= own->end) continue;
-        ptrdiff_t i = __atomic_fetch_add(&own->next, 1, __ATOMIC_RELAXED);
-        if (i < own->end) return i;
+    int own = tid % nranges;
+    ptrdiff_t i = c3_range_take(r + own, 0);
+    if (i >= 0) return i;
+    for (int k = 1; k < nranges; k++) {
+        i = c3_range_take(r + (own + k) % nranges, 1);
+        if (i >= 0) return i;
     }
     return -1;
 }

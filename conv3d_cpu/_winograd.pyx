@@ -22,6 +22,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 
 from conv3d_cpu._isa cimport active_kernels, c3_idx, c3_kernels, tile_kernel
+from conv3d_cpu._openmp_helpers import thread_buffers
 from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, c3_range, c3_ranges_init,
                                          c3_ranges_next, effective_threads)
 
@@ -201,16 +202,17 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     dtype = np.float32 if floating is float else np.float64
     if U.shape[0] != groups * a3 * nob * cpg * ocb:
         raise ValueError("transformed weights do not match this layer")
-    cdef floating[::1] scratch = np.empty(nt * per_thread, dtype=dtype)
+    cdef floating[::1] scratch
+    scratch, per_thread = thread_buffers(nt, per_thread, dtype)
     cdef c3_idx[::1] offs = np.concatenate([np.arange(cpg, dtype=np.intp),
                                             np.arange(cpg, dtype=np.intp) * ocb])
     cdef c3_idx item, blk, g
     cdef floating* vbuf
-    cdef int tid, nr = min(nt, C3_MAX_RANGES)
+    cdef int tid, nr
     cdef c3_range ranges[C3_MAX_RANGES]
     # Static ranges with stealing (_schedule.h): cache affinity across calls, and help for a
     # thread that falls behind.
-    c3_ranges_init(ranges, nr, groups * nblocks)
+    nr = c3_ranges_init(ranges, nt, groups * nblocks)
     with nogil, parallel(num_threads=nt):
         tid = threadid()
         vbuf = &scratch[0] + tid * per_thread
