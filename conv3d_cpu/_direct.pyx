@@ -94,15 +94,14 @@ cdef inline void _row(const c3_kernels* K, const floating* rows, const c3_idx* r
         K.row_f64(rows, r_off, n_rows, w, w_off, kW, dW, sW, out, oW, bias)
 
 
-cdef void _store_tile(const floating* tile, const floating* bias, floating* obase,
-                      c3_idx plane, c3_idx nvalid, int ocb, int nx) noexcept nogil:
+cdef inline void _store_tile(const c3_kernels* K, const floating* tile, int ocb, int nx,
+                             floating* out, c3_idx plane, const floating* bias,
+                             int nvalid) noexcept nogil:
     """Add bias and write a [nx positions][ocb channels] tile to NCDHW output rows."""
-    cdef c3_idx k, j
-    cdef floating bk
-    for k in range(nvalid):
-        bk = bias[k]
-        for j in range(nx):
-            obase[k * plane + j] = tile[j * ocb + k] + bk
+    if floating is float:
+        K.store_f32(tile, ocb, nx, out, plane, bias, nvalid)
+    else:
+        K.store_f64(tile, ocb, nx, out, plane, bias, nvalid)
 
 
 cdef void _tiles(const c3_kernels* K, bint wide, const floating* rows, const c3_idx* r_off,
@@ -122,12 +121,12 @@ cdef void _tiles(const c3_kernels* K, bint wide, const floating* rows, const c3_
         for t in range(ntiles):
             nx = <int>(n_pos // ntiles + (t < n_pos % ntiles))
             if nr > 0:
-                tile_kernel(K, wide, rows + x0 * sW, r_off, nr, wg + ob * wblock, w_off, kW, dW, sW,
-                      tile, nx)
-            else:
+                tile_kernel(K, wide, rows + x0 * sW, r_off, nr, wg + ob * wblock, w_off, kW,
+                            dW, sW, tile, nx)
+            else:  # every tap in the padding: bias only
                 memset(tile, 0, nx * ocb * sizeof(floating))
-            _store_tile(tile, bias + ob * ocb, orow + ob * ocb * plane + x0, plane,
-                        min(ocb, opg - ob * ocb), ocb, nx)
+            _store_tile(K, tile, ocb, nx, orow + ob * ocb * plane + x0, plane, bias + ob * ocb,
+                        <int>min(ocb, opg - ob * ocb))
             x0 += nx
 
 

@@ -9,6 +9,10 @@ cdef extern from "_kernels.h" nogil:
     ctypedef void (*c3_tile_f64)(const double*, const c3_idx*, c3_idx, const double*,
                                  const c3_idx*, c3_idx, c3_idx, c3_idx, double*,
                                  int) noexcept nogil
+    ctypedef void (*c3_store_f32)(const float*, int, int, float*, c3_idx, const float*,
+                                  int) noexcept nogil
+    ctypedef void (*c3_store_f64)(const double*, int, int, double*, c3_idx, const double*,
+                                  int) noexcept nogil
     ctypedef void (*c3_row_f32)(const float*, const c3_idx*, c3_idx, const float*,
                                 const c3_idx*, c3_idx, c3_idx, c3_idx, float*, c3_idx,
                                 float) noexcept nogil
@@ -31,6 +35,8 @@ cdef extern from "_kernels.h" nogil:
         c3_tile_f32 tile_narrow_f32
         c3_tile_f64 tile_wide_f64
         c3_tile_f64 tile_narrow_f64
+        c3_store_f32 store_f32
+        c3_store_f64 store_f64
         c3_row_f32 row_f32
         c3_row_f64 row_f64
         c3_wino_in_f32 wino_in_f32

@@ -20,6 +20,12 @@ typedef void (*c3_tile_f32)(const float *rows, const c3_idx *r_off, c3_idx n_row
 typedef void (*c3_tile_f64)(const double *rows, const c3_idx *r_off, c3_idx n_rows,
                             const double *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
                             c3_idx sW, double *tile, int nx);
+/* out[k * plane + j] = tile[j * ocb + k] + bias[k] for j < nx, k < nvalid (ocb a multiple of
+ * the vector length): a tile stored as output rows. */
+typedef void (*c3_store_f32)(const float *tile, int ocb, int nx, float *out, c3_idx plane,
+                             const float *bias, int nvalid);
+typedef void (*c3_store_f64)(const double *tile, int ocb, int nx, double *out, c3_idx plane,
+                             const double *bias, int nvalid);
 /* out[x] = bias + sum_i sum_e w[w_off[i] + e] * rows[r_off[i] + x * sW + e * dW], x < oW.
  * With sW == 1 rows are read in whole vectors past oW (see _kernels_tmpl.h). */
 typedef void (*c3_row_f32)(const float *rows, const c3_idx *r_off, c3_idx n_rows,
@@ -53,6 +59,8 @@ typedef struct {
     int nx_wide, nx_narrow;
     c3_tile_f32 tile_wide_f32, tile_narrow_f32;
     c3_tile_f64 tile_wide_f64, tile_narrow_f64;
+    c3_store_f32 store_f32;
+    c3_store_f64 store_f64;
     c3_row_f32 row_f32;
     c3_row_f64 row_f64;
     c3_wino_in_f32 wino_in_f32;

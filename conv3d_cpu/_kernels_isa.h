@@ -20,7 +20,8 @@
 static const c3_kernels C3_FN(c3_table) = {
     C3_ISA_LABEL, 2 * C3_LF, C3_LF, 2 * C3_LD, C3_LD, NXW, NXN,
     C3_FN(c3_f32_tile_wide), C3_FN(c3_f32_tile_narrow), C3_FN(c3_f64_tile_wide),
-    C3_FN(c3_f64_tile_narrow), C3_FN(c3_f32_row), C3_FN(c3_f64_row),
+    C3_FN(c3_f64_tile_narrow), C3_FN(c3_f32_store_tile), C3_FN(c3_f64_store_tile),
+    C3_FN(c3_f32_row), C3_FN(c3_f64_row),
     C3_FN(c3_f32_wino_input), C3_FN(c3_f64_wino_input), C3_FN(c3_f32_wino_output),
     C3_FN(c3_f64_wino_output),
 };
