@@ -152,10 +152,11 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
     cdef c3_idx hs = (yb - 1) * sH + (kH - 1) * dH + 1
     # Rows already as wide as the padded row are read in place: nothing to copy.
     cdef bint copy = Wp != W
-    cdef c3_idx item, n, z, y0, g, blk
-    cdef floating* slab
-    cdef c3_idx* offs
-    cdef int tid, nr
+    # (Initialized: Cython makes a parallel block's variables firstprivate.)
+    cdef c3_idx item = 0, n = 0, z = 0, y0 = 0, g = 0, blk = 0
+    cdef floating* slab = NULL
+    cdef c3_idx* offs = NULL
+    cdef int tid = 0, nr
     cdef c3_range ranges[C3_MAX_RANGES]
     # Static ranges with stealing (_schedule.h): a thread works on the same input and output
     # planes in every call, which stay in its own cache (with OpenMP's dynamic schedule they
@@ -223,8 +224,8 @@ cdef void _pointwise(const floating* x, const floating* w, floating* wp,
     cdef c3_idx nob = (opg + ocb - 1) // ocb
     cdef c3_idx wblock = cpg * ocb
     cdef c3_idx nchunks = (P + chunk - 1) // chunk
-    cdef c3_idx item, n, p0, g, blk
-    cdef int tid, nr
+    cdef c3_idx item = 0, n = 0, p0 = 0, g = 0, blk = 0
+    cdef int tid = 0, nr
     cdef c3_range ranges[C3_MAX_RANGES]
     nr = c3_ranges_init(ranges, nt, N * nchunks)
     with parallel(num_threads=nt):
@@ -281,12 +282,12 @@ cdef void _rows(const floating* x, const floating* w, const floating* bias, floa
     The group's input planes are gathered once, padded in H and W, and shared by its output
     channels and rows."""
     cdef c3_idx cpg = C // groups, opg = O // groups
-    cdef c3_idx item, n, g, z, nplanes
-    cdef floating* planes
-    cdef c3_idx* r_off
-    cdef c3_idx* w_off
-    cdef c3_idx* plane_src
-    cdef int tid, nr
+    cdef c3_idx item = 0, n = 0, g = 0, z = 0, nplanes = 0
+    cdef floating* planes = NULL
+    cdef c3_idx* r_off = NULL
+    cdef c3_idx* w_off = NULL
+    cdef c3_idx* plane_src = NULL
+    cdef int tid = 0, nr
     cdef c3_range ranges[C3_MAX_RANGES]
     nr = c3_ranges_init(ranges, nt, N * groups * oD)
     with parallel(num_threads=nt):

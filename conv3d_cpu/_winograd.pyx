@@ -206,9 +206,9 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     scratch, per_thread = thread_buffers(nt, per_thread, dtype)
     cdef c3_idx[::1] offs = np.concatenate([np.arange(cpg, dtype=np.intp),
                                             np.arange(cpg, dtype=np.intp) * ocb])
-    cdef c3_idx item, blk, g
-    cdef floating* vbuf
-    cdef int tid, nr
+    cdef c3_idx item = 0, blk = 0, g = 0
+    cdef floating* vbuf = NULL
+    cdef int tid = 0, nr
     cdef c3_range ranges[C3_MAX_RANGES]
     # Static ranges with stealing (_schedule.h): cache affinity across calls, and help for a
     # thread that falls behind.
