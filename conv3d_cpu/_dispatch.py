@@ -147,10 +147,10 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
         num_threads = 1
     if m is not None:
         transformed = (cache or _functional_cache).get(weight, groups, m)
-        _winograd.winograd(x, transformed, bias, out, front, m, groups, num_threads)
+        finite = _winograd.winograd(x, transformed, bias, out, front, m, groups, num_threads)
         # Winograd mixes a tile's inputs, so one NaN/Inf would spread to outputs that direct
         # convolution leaves finite: 'auto' recomputes such results directly.
-        if algorithm != "auto" or _winograd.all_finite(out, num_threads):
+        if algorithm != "auto" or finite:
             return out
     _direct.direct(x, weight, bias, out, stride, front, dilation, groups, num_threads)
     return out

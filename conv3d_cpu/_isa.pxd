@@ -23,10 +23,10 @@ cdef extern from "_kernels.h" nogil:
                                     c3_idx, c3_idx, c3_idx, float*, c3_idx) noexcept nogil
     ctypedef void (*c3_wino_in_f64)(int, const double*, c3_idx, int, c3_idx, c3_idx, c3_idx,
                                     c3_idx, c3_idx, c3_idx, double*, c3_idx) noexcept nogil
-    ctypedef void (*c3_wino_out_f32)(int, const float*, c3_idx, int, const float*, float*,
-                                     c3_idx, c3_idx, c3_idx, int, int, int) noexcept nogil
-    ctypedef void (*c3_wino_out_f64)(int, const double*, c3_idx, int, const double*, double*,
-                                     c3_idx, c3_idx, c3_idx, int, int, int) noexcept nogil
+    ctypedef int (*c3_wino_out_f32)(int, const float*, c3_idx, int, const float*, float*,
+                                    c3_idx, c3_idx, c3_idx, int, int, int) noexcept nogil
+    ctypedef int (*c3_wino_out_f64)(int, const double*, c3_idx, int, const double*, double*,
+                                    c3_idx, c3_idx, c3_idx, int, int, int) noexcept nogil
     ctypedef struct c3_kernels:
         const char* isa
         int ocb_wide_f32, ocb_narrow_f32, ocb_wide_f64, ocb_narrow_f64

@@ -45,12 +45,13 @@ typedef void (*c3_wino_in_f32)(int m, const float *x, c3_idx cstride, int nc, c3
 typedef void (*c3_wino_in_f64)(int m, const double *x, c3_idx cstride, int nc, c3_idx D,
                                c3_idx H, c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0, double *v,
                                c3_idx v_stride);
-typedef void (*c3_wino_out_f32)(int m, const float *m_in, c3_idx m_stride, int nc,
-                                const float *bias, float *out, c3_idx ostride, c3_idx oH,
-                                c3_idx oW, int mz, int my, int mx);
-typedef void (*c3_wino_out_f64)(int m, const double *m_in, c3_idx m_stride, int nc,
-                                const double *bias, double *out, c3_idx ostride, c3_idx oH,
-                                c3_idx oW, int mz, int my, int mx);
+/* The output transforms return nonzero when the tile holds a NaN or an infinity. */
+typedef int (*c3_wino_out_f32)(int m, const float *m_in, c3_idx m_stride, int nc,
+                               const float *bias, float *out, c3_idx ostride, c3_idx oH,
+                               c3_idx oW, int mz, int my, int mx);
+typedef int (*c3_wino_out_f64)(int m, const double *m_in, c3_idx m_stride, int nc,
+                               const double *bias, double *out, c3_idx ostride, c3_idx oH,
+                               c3_idx oW, int mz, int my, int mx);
 
 typedef struct {
     const char *isa;

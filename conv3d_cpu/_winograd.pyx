@@ -19,7 +19,7 @@ by the shapes, so results are bitwise identical for any thread count.
 import numpy as np
 
 from cython cimport floating
-from cython.parallel cimport parallel, prange, threadid
+from cython.parallel cimport parallel, threadid
 
 from conv3d_cpu._isa cimport active_kernels, c3_idx, c3_kernels, tile_kernel
 from conv3d_cpu._openmp_helpers import thread_buffers
@@ -76,7 +76,7 @@ def transform_weights(w, groups, m):
     return np.ascontiguousarray(packed, dtype=w.dtype).reshape(-1)
 
 
-cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
+cdef int _block(const c3_kernels* K, const floating* x, const floating* U,
                  const floating* bias, floating* out, floating* vbuf, floating* mbuf,
                  const c3_idx* r_off, const c3_idx* w_off, c3_idx tb, c3_idx vstride,
                  c3_idx mstride, c3_idx t0, c3_idx ntb, c3_idx g,
@@ -85,7 +85,9 @@ cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
                  int ocb, bint wide, int nxmax) noexcept nogil:
     """All three stages for tiles t0 .. t0 + ntb - 1 (ntb <= tb, the block size) of group g.
 
-    V[xi] starts at vbuf + xi * vstride, M[xi] at mbuf + xi * mstride (see _odd_lines)."""
+    V[xi] starts at vbuf + xi * vstride, M[xi] at mbuf + xi * mstride (see _odd_lines).
+    Returns nonzero when an output of these tiles is NaN or +-inf."""
+    cdef int nonfinite = 0
     cdef int a3 = (m + 2) * (m + 2) * (m + 2)
     cdef int lanes = K.ocb_narrow_f32 if floating is float else K.ocb_narrow_f64
     cdef c3_idx cpg = C // groups, opg = O // groups
@@ -124,11 +126,12 @@ cdef void _block(const c3_kernels* K, const floating* x, const floating* U,
             while c < min(ocb, opg - ob * ocb):
                 nc = <int>min(lanes, opg - ob * ocb - c)
                 o = g * opg + ob * ocb + c
-                _wino_output(K, m, mbuf + (ob * tb + t) * ocb + c, mstride, nc, bias + o,
+                nonfinite |= _wino_output(K, m, mbuf + (ob * tb + t) * ocb + c, mstride, nc, bias + o,
                              out + ((n * O + o) * oD + tz) * oH * oW + ty * oW + tx, plane,
                              oH, oW, <int>min(m, oD - tz), <int>min(m, oH - ty),
                              <int>min(m, oW - tx))
                 c += nc
+    return nonfinite
 
 
 cdef inline c3_idx _tile_origin(c3_idx tile, int m, c3_idx ntz, c3_idx nty, c3_idx ntx,
@@ -149,14 +152,14 @@ cdef inline void _wino_input(const c3_kernels* K, int m, const floating* x, c3_i
         K.wino_in_f64(m, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
 
 
-cdef inline void _wino_output(const c3_kernels* K, int m, const floating* m_in,
-                              c3_idx m_stride, int nc, const floating* bias, floating* out,
-                              c3_idx ostride, c3_idx oH, c3_idx oW, int mz, int my,
-                              int mx) noexcept nogil:
+cdef inline int _wino_output(const c3_kernels* K, int m, const floating* m_in,
+                             c3_idx m_stride, int nc, const floating* bias, floating* out,
+                             c3_idx ostride, c3_idx oH, c3_idx oW, int mz, int my,
+                             int mx) noexcept nogil:
     if floating is float:
-        K.wino_out_f32(m, m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx)
+        return K.wino_out_f32(m, m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx)
     else:
-        K.wino_out_f64(m, m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx)
+        return K.wino_out_f64(m, m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx)
 
 
 cdef c3_idx _odd_lines(c3_idx n, c3_idx itemsize):
@@ -175,7 +178,7 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     """Write the 3x3x3 convolution of ``x`` into ``out`` using U = transform_weights(w, groups, m).
 
     ``padding`` is the front zero padding per axis; ``num_threads`` <= 0 means the OpenMP
-    default.
+    default. Returns True when every output is finite (checked as it is stored).
     """
     cdef const c3_kernels* K = active_kernels()
     cdef c3_idx N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
@@ -204,6 +207,11 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
         raise ValueError("transformed weights do not match this layer")
     cdef floating[::1] scratch
     scratch, per_thread = thread_buffers(nt, per_thread, dtype)
+    # One flag per thread, each on its own line.
+    cdef int[::1] flags
+    cdef c3_idx flag_stride
+    flags, flag_stride = thread_buffers(nt, 1, np.intc)
+    flags[:] = 0
     cdef c3_idx[::1] offs = np.concatenate([np.arange(cpg, dtype=np.intp),
                                             np.arange(cpg, dtype=np.intp) * ocb])
     cdef c3_idx item = 0, blk = 0, g = 0
@@ -220,38 +228,11 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
         while item >= 0:
             g = item // nblocks
             blk = item % nblocks
-            _block(K, &x[0, 0, 0, 0, 0], &U[0], &bias[0], &out[0, 0, 0, 0, 0], vbuf,
-                   vbuf + vsize, &offs[0], &offs[cpg], tb, vstride, mstride, blk * tb,
-                   min(tb, ntiles - blk * tb), g, C, D, H, W, O,
-                   groups, oD, oH, oW, pD, pH, pW, m, ocb, wide, nxmax)
+            flags[tid * flag_stride] |= _block(
+                K, &x[0, 0, 0, 0, 0], &U[0], &bias[0], &out[0, 0, 0, 0, 0], vbuf, vbuf + vsize,
+                &offs[0], &offs[cpg], tb, vstride, mstride, blk * tb,
+                min(tb, ntiles - blk * tb), g, C, D, H, W, O, groups, oD, oH, oW, pD, pH, pW, m,
+                ocb, wide, nxmax)
             item = c3_ranges_next(ranges, nr, tid)
+    return not np.any(flags)
 
-
-def all_finite(a, int num_threads):
-    """True when no element of the C-contiguous float32/float64 array ``a`` is NaN or +-inf.
-
-    Tests the exponent bits as integers, so the loop vectorizes (a floating-point sum would be
-    one serial dependency chain), and runs on the call's threads."""
-    if a.dtype == np.float32:
-        return _count_nonfinite32(a.reshape(-1).view(np.uint32), num_threads) == 0
-    return _count_nonfinite64(a.reshape(-1).view(np.uint64), num_threads) == 0
-
-
-cdef c3_idx _count_nonfinite32(const unsigned int[::1] bits, int num_threads):
-    cdef c3_idx i, bad = 0
-    cdef unsigned int exponent = 0x7f800000u
-    with nogil:
-        for i in prange(bits.shape[0], num_threads=effective_threads(num_threads),
-                        schedule="static"):
-            bad += (bits[i] & exponent) == exponent
-    return bad
-
-
-cdef c3_idx _count_nonfinite64(const unsigned long long[::1] bits, int num_threads):
-    cdef c3_idx i, bad = 0
-    cdef unsigned long long exponent = 0x7ff0000000000000ull
-    with nogil:
-        for i in prange(bits.shape[0], num_threads=effective_threads(num_threads),
-                        schedule="static"):
-            bad += (bits[i] & exponent) == exponent
-    return bad

@@ -116,8 +116,10 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
 
 /* y = A^T M A + bias for one tile and nc <= V output channels: M[xi] is the vector at
  * m_in + xi * m_stride; output (z, y, x) of lane l goes to
- * out[l * ostride + (z * oH + y) * oW + x] for z < mz, y < my, x < mx (edge tiles are cut). */
-static inline __attribute__((always_inline)) void KN(wino_output_body)(
+ * out[l * ostride + (z * oH + y) * oW + x] for z < mz, y < my, x < mx (edge tiles are cut).
+ * Returns nonzero when a value of the tile (stored or not) is NaN or +-inf, so that 'auto'
+ * needs no second pass over the output to decide whether to recompute it directly. */
+static inline __attribute__((always_inline)) int KN(wino_output_body)(
     const T *m_in, c3_idx m_stride, int nc, const T *bias, T *out, c3_idx ostride, c3_idx oH,
     c3_idx oW, int mz, int my, int mx, const int A, const int m) {
     VT p[6 * 6 * 6], q[6 * 6 * 6];
@@ -129,6 +131,14 @@ static inline __attribute__((always_inline)) void KN(wino_output_body)(
         for (int c = 0; c < A; c++) KN(at)(A, q + z * A * A + c, A, p + z * A * A + c, A);
     for (int z = 0; z < m; z++)                                             /* W: m x m x m */
         for (int y = 0; y < m; y++) KN(at)(A, p + (z * A + y) * A, 1, q + (z * m + y) * m, 1);
+    /* y - y is 0 for finite y and NaN otherwise (NaN != 0 holds): one check per vector. */
+    IDX bad = (IDX){0};
+    for (int i = 0; i < m * m * m; i++) {
+        VT y = q[i] + b;
+        bad |= (IDX)((y - y) != (VT){0});
+    }
+    int nonfinite = 0;
+    for (int l = 0; l < V; l++) nonfinite |= bad[l] != 0;
     /* V channels: transpose each output row so a channel's mx outputs are one short
      * contiguous store. */
     if (nc == V && m <= V) {
@@ -147,7 +157,7 @@ static inline __attribute__((always_inline)) void KN(wino_output_body)(
                         for (int k = 0; k < mx; k++)
                             out[l * ostride + (z * oH + y) * oW + k] = r[l][k];
             }
-        return;
+        return nonfinite;
     }
     for (int z = 0; z < mz; z++)
         for (int y = 0; y < my; y++)
@@ -156,6 +166,7 @@ static inline __attribute__((always_inline)) void KN(wino_output_body)(
                 T *dst = out + (z * oH + y) * oW + xx;
                 for (int l = 0; l < nc; l++) dst[l * ostride] = r[l];
             }
+    return nonfinite;
 }
 
 static void KN(wino_input)(int m, const T *x, c3_idx cstride, int nc, c3_idx D, c3_idx H,
@@ -166,11 +177,12 @@ static void KN(wino_input)(int m, const T *x, c3_idx cstride, int nc, c3_idx D, 
         KN(wino_input_body)(x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride, 6);
 }
 
-static void KN(wino_output)(int m, const T *m_in, c3_idx m_stride, int nc, const T *bias,
-                            T *out, c3_idx ostride, c3_idx oH, c3_idx oW, int mz, int my,
-                            int mx) {
+static int KN(wino_output)(int m, const T *m_in, c3_idx m_stride, int nc, const T *bias,
+                           T *out, c3_idx ostride, c3_idx oH, c3_idx oW, int mz, int my,
+                           int mx) {
     if (m == 2)
-        KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx, 4, 2);
-    else
-        KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx, 6, 4);
+        return KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx,
+                                    4, 2);
+    return KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx, 6,
+                                4);
 }
