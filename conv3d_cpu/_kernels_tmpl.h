@@ -56,7 +56,9 @@ static inline VT KN(gather)(const T *p, c3_idx st) { return GATHER(p, st); }
                     wv[v] = KN(loadu)(wr + (e * NV + v) * V);                                 \
                 const T *p = r + e * dW;                                                      \
                 _Pragma("GCC unroll 16") for (int j = 0; j < NX; j++) {                      \
-                    VT b = BCAST(p[j * (SW)]);                                                \
+                    /* A runtime SW: walk one pointer (NX pointers would spill). */           \
+                    VT b = BCAST(*p);                                                         \
+                    p += (SW);                                                                \
                     _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                     \
                         acc[j][v] += b * wv[v];                                               \
                 }                                                                             \
