@@ -15,7 +15,9 @@ from hardening import bits, budget, run_python
 
 ALGORITHMS = ["direct", "winograd", "winograd_f2", "winograd_f4", "auto"]
 DTYPES = [np.float32, np.float64]
-THREADS = [1, 2, 3, 4, 5, None]
+# 70: more threads than the work-stealing ranges (C3_MAX_RANGES = 64 in _schedule.h), so
+# several threads share a range.
+THREADS = [1, 2, 3, 4, 5, 70, None]
 
 # (input shape, weight shape, kwargs): the kernel paths (blocked wide/narrow, rows for
 # depthwise-like layers, pointwise, Winograd with partial edge tiles), groups, padding.
