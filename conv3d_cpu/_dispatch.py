@@ -1,14 +1,16 @@
 """Choose an algorithm for a validated convolution and run it.
 
-Algorithms: 'direct' (any layer) and Winograd F(m^3, 3^3) for 3x3x3 kernels with stride 1 and
-dilation 1: 'winograd_f2' (m = 2), 'winograd_f4' (m = 4), 'winograd' (the tile size the cost
-model prefers). 'auto' picks by the cost model below and never lets Winograd change where
+Algorithms: 'direct' (any layer) and Winograd for 3x3x3, (1,3,3) and (3,1,1) kernels with
+stride 1 and dilation 1: F(m, 3) along each axis where the kernel is 3 (identity where it is
+1), 'winograd_f2' (m = 2), 'winograd_f4' (m = 4), 'winograd' (the tile size the cost model
+prefers). 'auto' picks by the cost model below and never lets Winograd change where
 NaN/Inf appear: if a Winograd result is not all finite, the layer is recomputed directly.
 
 Cost model (``estimate_seconds``): time = FLOPs / sustained rate per stage, with rates measured
 by the benchmark suite (bench/run.py) on an AVX-512 machine, one thread. Direct: 2 N O P (C/g)
-k^3 FLOPs. Winograd: the element-wise GEMM does 2 N T a^3 (C/g) (O/g) g FLOPs for T tiles of
-a^3 = (m+2)^3 positions; the transforms cost per tile and channel. Ratios, not absolute rates,
+kD kH kW FLOPs. Winograd: the element-wise GEMM does 2 N T A (C/g) (O/g) g FLOPs for T tiles of
+A transformed positions (A = (m+2)^3 for 3x3x3 kernels, (m+2)^2 for (1,3,3), m+2 for (3,1,1));
+the transforms cost per tile and channel, in proportion to A. Ratios, not absolute rates,
 decide, so the choice holds on other machines as long as the stages scale alike.
 """
 import collections
@@ -44,46 +46,67 @@ def check_algorithm(algorithm):
     return algorithm
 
 
+# Kernel shapes the Winograd transforms are compiled for (_winograd_tmpl.h).
+WINOGRAD_KERNELS = ((3, 3, 3), (1, 3, 3), (3, 1, 1))
+
+
 def winograd_ineligible(kernel_size, stride, dilation):
     """Why Winograd cannot compute this layer, or None when it can."""
     reasons = []
-    if tuple(kernel_size) != (3, 3, 3):
-        reasons.append(f"kernel_size {tuple(kernel_size)} (needs (3, 3, 3))")
+    if tuple(kernel_size) not in WINOGRAD_KERNELS:
+        reasons.append(f"kernel_size {tuple(kernel_size)} (needs "
+                       f"{', '.join(map(str, WINOGRAD_KERNELS[:-1]))} or {WINOGRAD_KERNELS[-1]})")
     if tuple(stride) != (1, 1, 1):
         reasons.append(f"stride {tuple(stride)} (needs (1, 1, 1))")
-    if tuple(dilation) != (1, 1, 1):
-        reasons.append(f"dilation {tuple(dilation)} (needs (1, 1, 1))")
+    # Dilation along an axis where the kernel is 1 changes nothing.
+    if any(d != 1 and k != 1 for d, k in zip(dilation, kernel_size)):
+        reasons.append(f"dilation {tuple(dilation)} (needs 1 where the kernel is larger than 1)")
     return ", ".join(reasons) or None
 
 
-def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial):
-    """Cost-model time of one float32 call: direct when m is None, else Winograd F(m^3, 3^3)."""
+def tile_shape(m, kernel_size):
+    """Per-axis Winograd tile: m where the kernel is 3, 1 where it is 1."""
+    return tuple(m if k == 3 else 1 for k in kernel_size)
+
+
+def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial,
+                     kernel_size=(3, 3, 3)):
+    """Cost-model time of one float32 call: direct when m is None, else Winograd F(m, 3) along
+    the kernel's axes of size 3."""
     cpg, opg = in_channels // groups, out_channels // groups
     if m is None:
         points = n * math.prod(out_spatial)
-        return 2.0 * points * out_channels * cpg * 27 / _DIRECT_FLOPS
-    tiles = n * math.prod(-(-s // m) for s in out_spatial)
-    gemm = 2.0 * tiles * (m + 2) ** 3 * cpg * opg * groups / _GEMM_FLOPS
-    return gemm + tiles * (in_channels * _TRANSFORM_IN[m] + out_channels * _TRANSFORM_OUT[m])
+        return 2.0 * points * out_channels * cpg * math.prod(kernel_size) / _DIRECT_FLOPS
+    ms = tile_shape(m, kernel_size)
+    tiles = n * math.prod(-(-s // md) for s, md in zip(out_spatial, ms))
+    positions = math.prod(_winograd.alphas(ms))
+    gemm = 2.0 * tiles * positions * cpg * opg * groups / _GEMM_FLOPS
+    # The transform rates were measured on 3-D tiles; scaled by their share of the positions.
+    share = positions / (m + 2) ** 3
+    return gemm + share * tiles * (in_channels * _TRANSFORM_IN[m]
+                                   + out_channels * _TRANSFORM_OUT[m])
 
 
 def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spatial):
-    """The tile size m to run with Winograd, or None for direct."""
+    """The per-axis Winograd tile (mz, my, mx) to run with, or None for direct."""
     if algorithm == "direct":
         return None
-    reason = winograd_ineligible(weight_shape[2:], stride, dilation)
+    kernel = tuple(weight_shape[2:])
+    reason = winograd_ineligible(kernel, stride, dilation)
     if algorithm != "auto":
         if reason:
             raise ValueError(f"algorithm={algorithm!r} cannot compute this layer: {reason}")
         if algorithm in _TILE:
-            return _TILE[algorithm]
+            return tile_shape(_TILE[algorithm], kernel)
     elif reason:
         return None
     n, cin, cout = x_shape[0], x_shape[1], weight_shape[0]
-    costs = {m: estimate_seconds(m, n, cin, cout, groups, out_spatial) for m in (None, 2, 4)}
+    costs = {m: estimate_seconds(m, n, cin, cout, groups, out_spatial, kernel)
+             for m in (None, 2, 4)}
     if algorithm == "winograd":
         costs.pop(None)
-    return min(costs, key=costs.get)
+    m = min(costs, key=costs.get)
+    return None if m is None else tile_shape(m, kernel)
 
 
 class TransformCache:

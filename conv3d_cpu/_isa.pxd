@@ -19,14 +19,18 @@ cdef extern from "_kernels.h" nogil:
     ctypedef void (*c3_row_f64)(const double*, const c3_idx*, c3_idx, const double*,
                                 const c3_idx*, c3_idx, c3_idx, c3_idx, double*, c3_idx,
                                 double) noexcept nogil
-    ctypedef void (*c3_wino_in_f32)(int, const float*, c3_idx, int, c3_idx, c3_idx, c3_idx,
-                                    c3_idx, c3_idx, c3_idx, float*, c3_idx) noexcept nogil
-    ctypedef void (*c3_wino_in_f64)(int, const double*, c3_idx, int, c3_idx, c3_idx, c3_idx,
-                                    c3_idx, c3_idx, c3_idx, double*, c3_idx) noexcept nogil
-    ctypedef int (*c3_wino_out_f32)(int, const float*, c3_idx, int, const float*, float*,
-                                    c3_idx, c3_idx, c3_idx, int, int, int) noexcept nogil
-    ctypedef int (*c3_wino_out_f64)(int, const double*, c3_idx, int, const double*, double*,
-                                    c3_idx, c3_idx, c3_idx, int, int, int) noexcept nogil
+    ctypedef void (*c3_wino_in_f32)(int, int, int, const float*, c3_idx, int, c3_idx, c3_idx,
+                                    c3_idx, c3_idx, c3_idx, c3_idx, float*,
+                                    c3_idx) noexcept nogil
+    ctypedef void (*c3_wino_in_f64)(int, int, int, const double*, c3_idx, int, c3_idx, c3_idx,
+                                    c3_idx, c3_idx, c3_idx, c3_idx, double*,
+                                    c3_idx) noexcept nogil
+    ctypedef int (*c3_wino_out_f32)(int, int, int, const float*, c3_idx, int, const float*,
+                                    float*, c3_idx, c3_idx, c3_idx, int, int,
+                                    int) noexcept nogil
+    ctypedef int (*c3_wino_out_f64)(int, int, int, const double*, c3_idx, int, const double*,
+                                    double*, c3_idx, c3_idx, c3_idx, int, int,
+                                    int) noexcept nogil
     ctypedef struct c3_kernels:
         const char* isa
         int ocb_wide_f32, ocb_narrow_f32, ocb_wide_f64, ocb_narrow_f64

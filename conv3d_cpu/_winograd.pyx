@@ -1,7 +1,11 @@
-"""Winograd F(m^3, 3^3) convolution, m = 2 (4^3 input tiles) or 4 (6^3 tiles).
+"""Winograd convolution for kernels of 3 (or 1) per axis, stride 1, dilation 1.
 
-For 3x3x3 kernels, stride 1, dilation 1, any groups and zero padding (implicit: tile reads
-outside the input are zero). Stages, per block of TB output tiles of one group:
+Per axis F(m, 3) with alpha = m + 2 points where the kernel is 3 (m = 2: F2, alpha 4; m = 4:
+F4, alpha 6) and the identity where it is 1 (m = 1, alpha 1): F(m^3, 3^3) for 3x3x3 kernels,
+F(1 x m^2, 1 x 3^2) for (1,3,3) ones, F(m x 1^2, 3 x 1^2) for (3,1,1) ones. ``m`` is the
+per-axis tuple (mz, my, mx); A = az * ay * ax transformed positions per tile. Any groups and
+zero padding (implicit: tile reads outside the input are zero). Stages, per block of TB output
+tiles of one group:
 
 1. input transform  V[xi][t][c] = (B^T d_{t,c} B)[xi]           (vector code over channels)
 2. element-wise     M[xi][t][o] = sum_c V[xi][t][c] * U[xi][c][o]  (one GEMM per xi, with the
@@ -10,11 +14,11 @@ outside the input are zero). Stages, per block of TB output tiles of one group:
 
 U (the transformed weights) is computed by ``transform_weights`` in float64 and cached by the
 caller. OpenMP threads take (group, tile block) items (static ranges with stealing,
-_schedule.h); each thread owns one V and one M block, so
-the workspace is  threads * alpha^3 * TB * (C/groups + O/groups rounded up to the channel
-block)  elements, whatever the volume; TB (<= 12) is lowered where needed to keep that within
-the size of input + output plus 2^20 elements. Each output is computed by one thread in an order fixed
-by the shapes, so results are bitwise identical for any thread count.
+_schedule.h); each thread owns one V and one M block, so the workspace is
+threads * A * TB * (C/groups + O/groups rounded up to the channel block) elements, whatever
+the volume; TB (<= 16) is lowered where needed to keep that within the size of input + output
+plus 2^20 elements. Each output is computed by one thread in an order fixed by the shapes, so
+results are bitwise identical for any thread count.
 """
 import numpy as np
 
@@ -52,14 +56,20 @@ def channel_block(dtype, opg):
     return (wide, True) if opg > narrow else (narrow, False)
 
 
-def transform_weights(w, groups, m):
-    """U = G g G^T along the three axes, packed as (groups, alpha^3, blocks, C/groups, ocb).
+def alphas(m):
+    """Transformed points per axis of a tile with per-axis output sizes m."""
+    return tuple(1 if md == 1 else md + 2 for md in m)
 
-    Computed in float64 and rounded once to ``w``'s dtype. Output channels are padded with
-    zeros to whole blocks of ``channel_block``.
+
+def transform_weights(w, groups, m):
+    """U = G g G^T along the three axes, packed as (groups, A, blocks, C/groups, ocb).
+
+    ``m`` is the per-axis tile (see the module docstring). Computed in float64 and rounded
+    once to ``w``'s dtype. Output channels are padded with zeros to whole blocks of
+    ``channel_block``.
     """
-    G = _G[m]
-    a = m + 2
+    Gz, Gy, Gx = (_G[md] if md > 1 else np.ones((1, 1)) for md in m)
+    a3 = int(np.prod(alphas(m)))
     O, cpg = w.shape[:2]
     opg = O // groups
     ocb, _ = channel_block(w.dtype, opg)
@@ -67,12 +77,12 @@ def transform_weights(w, groups, m):
     # One axis at a time with einsum's own loops: a BLAS call here would wake OpenBLAS's
     # threads, which spin for a while afterwards and steal cores from our OpenMP team.
     u = w.astype(np.float64, copy=False)
-    u = np.einsum("ia,onabc->ionbc", G, u, optimize=False)
-    u = np.einsum("jb,ionbc->ijonc", G, u, optimize=False)
-    u = np.einsum("kc,ijonc->ijkon", G, u, optimize=False).reshape(a ** 3, groups, opg, cpg)
-    packed = np.zeros((a ** 3, groups, nob * ocb, cpg))
+    u = np.einsum("ia,onabc->ionbc", Gz, u, optimize=False)
+    u = np.einsum("jb,ionbc->ijonc", Gy, u, optimize=False)
+    u = np.einsum("kc,ijonc->ijkon", Gx, u, optimize=False).reshape(a3, groups, opg, cpg)
+    packed = np.zeros((a3, groups, nob * ocb, cpg))
     packed[:, :, :opg] = u
-    packed = packed.reshape(a ** 3, groups, nob, ocb, cpg).transpose(1, 0, 2, 4, 3)
+    packed = packed.reshape(a3, groups, nob, ocb, cpg).transpose(1, 0, 2, 4, 3)
     return np.ascontiguousarray(packed, dtype=w.dtype).reshape(-1)
 
 
@@ -81,30 +91,29 @@ cdef int _block(const c3_kernels* K, const floating* x, const floating* U,
                  const c3_idx* r_off, const c3_idx* w_off, c3_idx tb, c3_idx vstride,
                  c3_idx mstride, c3_idx t0, c3_idx ntb, c3_idx g,
                  c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
-                 c3_idx oD, c3_idx oH, c3_idx oW, c3_idx pD, c3_idx pH, c3_idx pW, int m,
-                 int ocb, bint wide, int nxmax) noexcept nogil:
+                 c3_idx oD, c3_idx oH, c3_idx oW, c3_idx pD, c3_idx pH, c3_idx pW, int mz,
+                 int my, int mx, int a3, int ocb, bint wide, int nxmax) noexcept nogil:
     """All three stages for tiles t0 .. t0 + ntb - 1 (ntb <= tb, the block size) of group g.
 
     V[xi] starts at vbuf + xi * vstride, M[xi] at mbuf + xi * mstride (see _odd_lines).
     Returns nonzero when an output of these tiles is NaN or +-inf."""
     cdef int nonfinite = 0
-    cdef int a3 = (m + 2) * (m + 2) * (m + 2)
     cdef int lanes = K.ocb_narrow_f32 if floating is float else K.ocb_narrow_f64
     cdef c3_idx cpg = C // groups, opg = O // groups
     cdef c3_idx nob = (opg + ocb - 1) // ocb
-    cdef c3_idx ntz = (oD + m - 1) // m, nty = (oH + m - 1) // m, ntx = (oW + m - 1) // m
+    cdef c3_idx ntz = (oD + mz - 1) // mz, nty = (oH + my - 1) // my, ntx = (oW + mx - 1) // mx
     cdef c3_idx dhw = D * H * W, plane = oD * oH * oW
     cdef c3_idx t, n, tz, ty, tx, c0, xi, ob, j0, k, o, ntiles, c
     cdef int nc, nx
     cdef const floating* xg
     # 1. input transform
     for t in range(ntb):
-        n = _tile_origin(t0 + t, m, ntz, nty, ntx, &tz, &ty, &tx)
+        n = _tile_origin(t0 + t, mz, my, mx, ntz, nty, ntx, &tz, &ty, &tx)
         xg = x + (n * C + g * cpg) * dhw
         c0 = 0
         while c0 < cpg:
             nc = <int>min(lanes, cpg - c0)
-            _wino_input(K, m, xg + c0 * dhw, dhw, nc, D, H, W, tz - pD, ty - pH, tx - pW,
+            _wino_input(K, mz, my, mx, xg + c0 * dhw, dhw, nc, D, H, W, tz - pD, ty - pH, tx - pW,
                         vbuf + t * cpg + c0, vstride)
             c0 += nc
     # 2. one GEMM per transformed position, in equal chunks of at most nxmax tiles
@@ -120,46 +129,48 @@ cdef int _block(const c3_kernels* K, const floating* x, const floating* U,
                 j0 += nx
     # 3. output transform, `lanes` output channels at a time
     for t in range(ntb):
-        n = _tile_origin(t0 + t, m, ntz, nty, ntx, &tz, &ty, &tx)
+        n = _tile_origin(t0 + t, mz, my, mx, ntz, nty, ntx, &tz, &ty, &tx)
         for ob in range(nob):
             c = 0
             while c < min(ocb, opg - ob * ocb):
                 nc = <int>min(lanes, opg - ob * ocb - c)
                 o = g * opg + ob * ocb + c
-                nonfinite |= _wino_output(K, m, mbuf + (ob * tb + t) * ocb + c, mstride, nc, bias + o,
-                             out + ((n * O + o) * oD + tz) * oH * oW + ty * oW + tx, plane,
-                             oH, oW, <int>min(m, oD - tz), <int>min(m, oH - ty),
-                             <int>min(m, oW - tx))
+                nonfinite |= _wino_output(
+                    K, mz, my, mx, mbuf + (ob * tb + t) * ocb + c, mstride, nc, bias + o,
+                    out + ((n * O + o) * oD + tz) * oH * oW + ty * oW + tx, plane, oH, oW,
+                    <int>min(mz, oD - tz), <int>min(my, oH - ty), <int>min(mx, oW - tx))
                 c += nc
     return nonfinite
 
 
-cdef inline c3_idx _tile_origin(c3_idx tile, int m, c3_idx ntz, c3_idx nty, c3_idx ntx,
-                                c3_idx* z, c3_idx* y, c3_idx* x) noexcept nogil:
+cdef inline c3_idx _tile_origin(c3_idx tile, int mz, int my, int mx, c3_idx ntz, c3_idx nty,
+                                c3_idx ntx, c3_idx* z, c3_idx* y, c3_idx* x) noexcept nogil:
     """Batch index of ``tile`` (tiles run over n, then z, y, x); its first output in z, y, x."""
-    z[0] = (tile // (nty * ntx)) % ntz * m
-    y[0] = (tile // ntx) % nty * m
-    x[0] = tile % ntx * m
+    z[0] = (tile // (nty * ntx)) % ntz * mz
+    y[0] = (tile // ntx) % nty * my
+    x[0] = tile % ntx * mx
     return tile // (ntz * nty * ntx)
 
 
-cdef inline void _wino_input(const c3_kernels* K, int m, const floating* x, c3_idx cstride,
-                             int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0,
-                             c3_idx x0, floating* v, c3_idx v_stride) noexcept nogil:
+cdef inline void _wino_input(const c3_kernels* K, int mz, int my, int mx, const floating* x,
+                             c3_idx cstride, int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0,
+                             c3_idx y0, c3_idx x0, floating* v, c3_idx v_stride) noexcept nogil:
     if floating is float:
-        K.wino_in_f32(m, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
+        K.wino_in_f32(mz, my, mx, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
     else:
-        K.wino_in_f64(m, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
+        K.wino_in_f64(mz, my, mx, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
 
 
-cdef inline int _wino_output(const c3_kernels* K, int m, const floating* m_in,
-                             c3_idx m_stride, int nc, const floating* bias, floating* out,
-                             c3_idx ostride, c3_idx oH, c3_idx oW, int mz, int my,
-                             int mx) noexcept nogil:
+cdef inline int _wino_output(const c3_kernels* K, int mz, int my, int mx,
+                             const floating* m_in, c3_idx m_stride, int nc,
+                             const floating* bias, floating* out, c3_idx ostride, c3_idx oH,
+                             c3_idx oW, int ez, int ey, int ex) noexcept nogil:
     if floating is float:
-        return K.wino_out_f32(m, m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx)
+        return K.wino_out_f32(mz, my, mx, m_in, m_stride, nc, bias, out, ostride, oH, oW, ez,
+                              ey, ex)
     else:
-        return K.wino_out_f64(m, m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx)
+        return K.wino_out_f64(mz, my, mx, m_in, m_stride, nc, bias, out, ostride, oH, oW, ez,
+                              ey, ex)
 
 
 cdef c3_idx _balanced_block(c3_idx ntiles, c3_idx groups, int nt, c3_idx tbmax):
@@ -180,17 +191,18 @@ cdef c3_idx _odd_lines(c3_idx n, c3_idx itemsize):
     """n elements rounded up to an odd number of 64-byte lines.
 
     V and M hold one block per transformed position; with a power-of-two block stride the
-    (m+2)^3 blocks a tile writes would share a few cache sets and evict each other."""
+    A blocks a tile writes would share a few cache sets and evict each other."""
     cdef c3_idx per_line = 64 // itemsize
     cdef c3_idx lines = (n + per_line - 1) // per_line
     return (lines | 1) * per_line
 
 
 def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
-             const floating[::1] bias, floating[:, :, :, :, ::1] out, padding, int m,
+             const floating[::1] bias, floating[:, :, :, :, ::1] out, padding, m,
              Py_ssize_t groups, int num_threads):
-    """Write the 3x3x3 convolution of ``x`` into ``out`` using U = transform_weights(w, groups, m).
+    """Write the convolution of ``x`` into ``out`` using U = transform_weights(w, groups, m).
 
+    ``m`` is the per-axis tile (mz, my, mx): 2 or 4 where the kernel is 3, 1 where it is 1.
     ``padding`` is the front zero padding per axis; ``num_threads`` <= 0 means the OpenMP
     default. Returns True when every output is finite (checked as it is stored).
     """
@@ -205,8 +217,10 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     ocb, wide = channel_block(np.float32 if floating is float else np.float64, opg)
     nxmax = K.nx_wide if wide else K.nx_narrow
     cdef c3_idx nob = (opg + ocb - 1) // ocb
-    cdef c3_idx a3 = (m + 2) ** 3
-    cdef c3_idx ntiles = N * ((oD + m - 1) // m) * ((oH + m - 1) // m) * ((oW + m - 1) // m)
+    cdef int mz = m[0], my = m[1], mx = m[2]
+    az, ay, ax = alphas(m)
+    cdef int a3 = az * ay * ax
+    cdef c3_idx ntiles = N * ((oD + mz - 1) // mz) * ((oH + my - 1) // my) * ((oW + mx - 1) // mx)
     # Workspace bound: nt * a3 * tb * (cpg + nob * ocb) elements stays within the size of
     # input + output (plus WORKSPACE_SLACK); tiny volumes with many channels get smaller blocks.
     cdef c3_idx budget = x.size + out.size + WORKSPACE_SLACK
@@ -246,8 +260,8 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
             flags[tid * flag_stride] |= _block(
                 K, &x[0, 0, 0, 0, 0], &U[0], &bias[0], &out[0, 0, 0, 0, 0], vbuf, vbuf + vsize,
                 &offs[0], &offs[cpg], tb, vstride, mstride, blk * tb,
-                min(tb, ntiles - blk * tb), g, C, D, H, W, O, groups, oD, oH, oW, pD, pH, pW, m,
-                ocb, wide, nxmax)
+                min(tb, ntiles - blk * tb), g, C, D, H, W, O, groups, oD, oH, oW, pD, pH, pW, mz,
+                my, mx, a3, ocb, wide, nxmax)
             item = c3_ranges_next(ranges, nr, tid)
     return not np.any(flags)
 

@@ -1,7 +1,11 @@
-/* Winograd F(m^3, 3^3) input and output transforms for one type and ISA; included by
- * _kernels.c after _kernels_tmpl.h (same T, VT, V, BCAST, KN). Each call transforms one tile
- * for up to V channels at once, one channel per vector lane, so the arithmetic is vector code
- * whatever the memory layout. A = m + 2 is 4 (F2) or 6 (F4).
+/* Winograd input and output transforms for one type and ISA; included by _kernels.c after
+ * _kernels_tmpl.h (same T, VT, V, BCAST, KN). Each call transforms one tile for up to V
+ * channels at once, one channel per vector lane, so the arithmetic is vector code whatever
+ * the memory layout.
+ *
+ * Per axis, F(m, 3) with A = m + 2 points (m = 2: F2, A = 4; m = 4: F4, A = 6) for a kernel
+ * of 3 along it, or the identity (m = 1, A = 1) for a kernel of 1: 3x3x3 kernels use
+ * F(m^3, 3^3), (1,3,3) kernels F(1 x m^2, 1 x 3^2) and (3,1,1) kernels F(m x 1^2, 3 x 1^2).
  *
  * Toom-Cook matrices, y = A^T [(G g) * (B^T d)] (G lives in _winograd.pyx). F2 uses the points
  * 0, +-1, inf; F4 uses 0, +-1, +-1/2, inf, better conditioned than +-2. B^T rows are scaled
@@ -15,7 +19,9 @@
  * the strides (in vectors) of the 4 or 6 inputs and the outputs. */
 static inline __attribute__((always_inline)) void KN(bt)(const int A, const VT *d, int s,
                                                          VT *r, int so) {
-    if (A == 4) {
+    if (A == 1) {
+        r[0] = d[0];
+    } else if (A == 4) {
         VT d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s];
         r[0] = d0 - d2;
         r[so] = d1 + d2;
@@ -37,7 +43,9 @@ static inline __attribute__((always_inline)) void KN(bt)(const int A, const VT *
 
 static inline __attribute__((always_inline)) void KN(at)(const int A, const VT *m, int s,
                                                          VT *y, int so) {
-    if (A == 4) {
+    if (A == 1) {
+        y[0] = m[0];
+    } else if (A == 4) {
         VT m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s];
         y[0] = m0 + m1 + m2;
         y[so] = m1 - m2 + m3;
@@ -54,43 +62,44 @@ static inline __attribute__((always_inline)) void KN(at)(const int A, const VT *
 /* v limited to [0, hi]. */
 static inline int KN(clamp)(c3_idx v, int hi) { return v < 0 ? 0 : v > hi ? hi : (int)v; }
 
-/* V[xi * v_stride + lane] = (B^T d B)[xi] for the input patch whose first element is at
- * (z0, y0, x0) of channels x, x + cstride, ... (nc <= V of them); outside the input is 0. */
+/* V[xi * v_stride + lane] = (B^T d B)[xi] for the AZ x AY x AX input patch whose first element
+ * is at (z0, y0, x0) of channels x, x + cstride, ... (nc <= V of them); outside the input is 0. */
 static inline __attribute__((always_inline)) void KN(wino_input_body)(
     const T *x, c3_idx cstride, int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0,
-    c3_idx x0, T *v, c3_idx v_stride, const int A) {
+    c3_idx x0, T *v, c3_idx v_stride, const int AZ, const int AY, const int AX) {
     VT p[6 * 6 * 6], q[6 * 6 * 6];
+    const int A3 = AZ * AY * AX, AYX = AY * AX;
     /* The in-range part of the patch: [a0, a1) x [b0, b1) x [c0, c1); the rest is zero.
      * Clamped to [0, A] in c3_idx first: an origin far outside the input (huge padding) must
      * not wrap when narrowed to int. */
-    int a0 = KN(clamp)(-z0, A), a1 = KN(clamp)(D - z0, A);
-    int b0 = KN(clamp)(-y0, A), b1 = KN(clamp)(H - y0, A);
-    int c0 = KN(clamp)(-x0, A), c1 = KN(clamp)(W - x0, A);
-    if (a0 > 0 || b0 > 0 || c0 > 0 || a1 < A || b1 < A || c1 < A)
-        for (int i = 0; i < A * A * A; i++) p[i] = (VT){0};
+    int a0 = KN(clamp)(-z0, AZ), a1 = KN(clamp)(D - z0, AZ);
+    int b0 = KN(clamp)(-y0, AY), b1 = KN(clamp)(H - y0, AY);
+    int c0 = KN(clamp)(-x0, AX), c1 = KN(clamp)(W - x0, AX);
+    if (a0 > 0 || b0 > 0 || c0 > 0 || a1 < AZ || b1 < AY || c1 < AX)
+        for (int i = 0; i < A3; i++) p[i] = (VT){0};
     /* V channels and a row at least NCOLV vectors wide: per patch row, V contiguous loads (one
      * per channel) from a window of the row that holds the patch's in-range columns, and a
      * register transpose, instead of V scalar loads per element. */
-    const int NCOLV = (A + V - 1) / V;
-    if (nc == V && W >= NCOLV * V) {
+    const int NCOLV = (AX + V - 1) / V;
+    if (AX > 1 && nc == V && W >= NCOLV * V) {
         c3_idx xs = x0 < 0 ? 0 : (x0 + NCOLV * V > W ? W - NCOLV * V : x0);
         int shift = (int)(x0 - xs); /* patch column c is window column c + shift */
         for (int a = a0; a < a1; a++)
             for (int b = b0; b < b1; b++) {
                 const T *src = x + ((z0 + a) * H + y0 + b) * W + xs;
-                VT win[3 * V]; /* NCOLV <= 3: A <= 6, V >= 2 */
+                VT win[3 * V]; /* NCOLV <= 3: AX <= 6, V >= 2 */
                 for (int h = 0; h < NCOLV; h++) {
                     for (int l = 0; l < V; l++) win[h * V + l] = KN(loadu)(src + l * cstride + h * V);
                     KN(transpose)(win + h * V);
                 }
-                for (int c = c0; c < c1; c++) p[(a * A + b) * A + c] = win[c + shift];
+                for (int c = c0; c < c1; c++) p[(a * AY + b) * AX + c] = win[c + shift];
             }
         a1 = 0; /* done: skip the general gather below */
     }
     for (int a = a0; a < a1; a++)
         for (int b = b0; b < b1; b++) {
             const T *src = x + ((z0 + a) * H + y0 + b) * W + x0;
-            VT *dst = p + (a * A + b) * A;
+            VT *dst = p + (a * AY + b) * AX;
             if (nc == V) {
                 for (int c = c0; c < c1; c++) dst[c] = KN(gather)(src + c, cstride);
             } else {
@@ -101,11 +110,11 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
                 }
             }
         }
-    for (int i = 0; i < A * A; i++) KN(bt)(A, p + i, A * A, q + i, A * A);   /* along D */
-    for (int a = 0; a < A; a++)                                              /* along H */
-        for (int c = 0; c < A; c++) KN(bt)(A, q + a * A * A + c, A, p + a * A * A + c, A);
-    for (int i = 0; i < A * A; i++) KN(bt)(A, p + i * A, 1, q + i * A, 1);   /* along W */
-    for (int xi = 0; xi < A * A * A; xi++) {
+    for (int i = 0; i < AYX; i++) KN(bt)(AZ, p + i, AYX, q + i, AYX);           /* along D */
+    for (int a = 0; a < AZ; a++)                                                /* along H */
+        for (int c = 0; c < AX; c++) KN(bt)(AY, q + a * AYX + c, AX, p + a * AYX + c, AX);
+    for (int i = 0; i < AZ * AY; i++) KN(bt)(AX, p + i * AX, 1, q + i * AX, 1); /* along W */
+    for (int xi = 0; xi < A3; xi++) {
         if (nc == V) {
             KN(storeu)(v + xi * v_stride, q[xi]);
         } else {
@@ -121,19 +130,22 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
  * needs no second pass over the output to decide whether to recompute it directly. */
 static inline __attribute__((always_inline)) int KN(wino_output_body)(
     const T *m_in, c3_idx m_stride, int nc, const T *bias, T *out, c3_idx ostride, c3_idx oH,
-    c3_idx oW, int mz, int my, int mx, const int A, const int m) {
+    c3_idx oW, int mz, int my, int mx, const int AZ, const int AY, const int AX, const int MZ,
+    const int MY, const int MX) {
     VT p[6 * 6 * 6], q[6 * 6 * 6];
+    const int AYX = AY * AX;
     VT b = (VT){0};
     for (int l = 0; l < nc; l++) b[l] = bias[l];
-    for (int xi = 0; xi < A * A * A; xi++) p[xi] = KN(loadu)(m_in + xi * m_stride);
-    for (int i = 0; i < A * A; i++) KN(at)(A, p + i, A * A, q + i, A * A);  /* D: m x A x A */
-    for (int z = 0; z < m; z++)                                             /* H: m x m x A */
-        for (int c = 0; c < A; c++) KN(at)(A, q + z * A * A + c, A, p + z * A * A + c, A);
-    for (int z = 0; z < m; z++)                                             /* W: m x m x m */
-        for (int y = 0; y < m; y++) KN(at)(A, p + (z * A + y) * A, 1, q + (z * m + y) * m, 1);
+    for (int xi = 0; xi < AZ * AYX; xi++) p[xi] = KN(loadu)(m_in + xi * m_stride);
+    for (int i = 0; i < AYX; i++) KN(at)(AZ, p + i, AYX, q + i, AYX);      /* D: MZ x AY x AX */
+    for (int z = 0; z < MZ; z++)                                           /* H: MZ x MY x AX */
+        for (int c = 0; c < AX; c++) KN(at)(AY, q + z * AYX + c, AX, p + z * AYX + c, AX);
+    for (int z = 0; z < MZ; z++)                                           /* W: MZ x MY x MX */
+        for (int y = 0; y < MY; y++)
+            KN(at)(AX, p + (z * AY + y) * AX, 1, q + (z * MY + y) * MX, 1);
     /* y - y is 0 for finite y and NaN otherwise (NaN != 0 holds): one check per vector. */
     IDX bad = (IDX){0};
-    for (int i = 0; i < m * m * m; i++) {
+    for (int i = 0; i < MZ * MY * MX; i++) {
         VT y = q[i] + b;
         bad |= (IDX)((y - y) != (VT){0});
     }
@@ -141,17 +153,17 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
     for (int l = 0; l < V; l++) nonfinite |= bad[l] != 0;
     /* V channels: transpose each output row so a channel's mx outputs are one short
      * contiguous store. */
-    if (nc == V && m <= V) {
+    if (nc == V && MX > 1 && MX <= V) {
         for (int z = 0; z < mz; z++)
             for (int y = 0; y < my; y++) {
                 VT r[V];
-                for (int k = 0; k < V; k++) r[k] = k < m ? q[(z * m + y) * m + k] + b : (VT){0};
+                for (int k = 0; k < V; k++) r[k] = k < MX ? q[(z * MY + y) * MX + k] + b : (VT){0};
                 KN(transpose)(r);
                 /* A constant size for whole tiles: the copy becomes one short store rather
                  * than a call into libc per channel and row. */
-                if (mx == m)
+                if (mx == MX)
                     for (int l = 0; l < V; l++)
-                        memcpy(out + l * ostride + (z * oH + y) * oW, &r[l], m * sizeof(T));
+                        memcpy(out + l * ostride + (z * oH + y) * oW, &r[l], MX * sizeof(T));
                 else
                     for (int l = 0; l < V; l++)
                         for (int k = 0; k < mx; k++)
@@ -162,27 +174,40 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
     for (int z = 0; z < mz; z++)
         for (int y = 0; y < my; y++)
             for (int xx = 0; xx < mx; xx++) {
-                VT r = q[(z * m + y) * m + xx] + b;
+                VT r = q[(z * MY + y) * MX + xx] + b;
                 T *dst = out + (z * oH + y) * oW + xx;
                 for (int l = 0; l < nc; l++) dst[l * ostride] = r[l];
             }
     return nonfinite;
 }
 
-static void KN(wino_input)(int m, const T *x, c3_idx cstride, int nc, c3_idx D, c3_idx H,
-                           c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0, T *v, c3_idx v_stride) {
-    if (m == 2)
-        KN(wino_input_body)(x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride, 4);
-    else
-        KN(wino_input_body)(x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride, 6);
+/* The tile shapes compiled: per axis the output tile m (1 along kernel axes of size 1) and A
+ * points. Any other (mz, my, mx) is a caller bug; it computes nothing. */
+#define C3_WINO_SHAPES(X)                                                                     \
+    X(2, 2, 2, 4, 4, 4) X(4, 4, 4, 6, 6, 6) X(1, 2, 2, 1, 4, 4) X(1, 4, 4, 1, 6, 6)              \
+    X(2, 1, 1, 4, 1, 1) X(4, 1, 1, 6, 1, 1)
+
+static void KN(wino_input)(int mz, int my, int mx, const T *x, c3_idx cstride, int nc,
+                           c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0, T *v,
+                           c3_idx v_stride) {
+#define C3_IN_CASE(MZ, MY, MX, AZ, AY, AX)                                                    \
+    if (mz == MZ && my == MY && mx == MX) {                                                   \
+        KN(wino_input_body)(x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride, AZ, AY, AX);    \
+        return;                                                                               \
+    }
+    C3_WINO_SHAPES(C3_IN_CASE)
+#undef C3_IN_CASE
 }
 
-static int KN(wino_output)(int m, const T *m_in, c3_idx m_stride, int nc, const T *bias,
-                           T *out, c3_idx ostride, c3_idx oH, c3_idx oW, int mz, int my,
-                           int mx) {
-    if (m == 2)
-        return KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx,
-                                    4, 2);
-    return KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, mz, my, mx, 6,
-                                4);
+static int KN(wino_output)(int mz, int my, int mx, const T *m_in, c3_idx m_stride, int nc,
+                           const T *bias, T *out, c3_idx ostride, c3_idx oH, c3_idx oW,
+                           int ez, int ey, int ex) {
+#define C3_OUT_CASE(MZ, MY, MX, AZ, AY, AX)                                                   \
+    if (mz == MZ && my == MY && mx == MX)                                                     \
+        return KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, ez, ey,   \
+                                    ex, AZ, AY, AX, MZ, MY, MX);
+    C3_WINO_SHAPES(C3_OUT_CASE)
+#undef C3_OUT_CASE
+    return 0;
 }
+#undef C3_WINO_SHAPES

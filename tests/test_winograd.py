@@ -1,8 +1,8 @@
 """Winograd algorithms ('winograd', 'winograd_f2', 'winograd_f4') and what 'auto' does with them.
 
-Documented contract (conv3d docstring): Winograd needs a 3x3x3 kernel, stride 1 and dilation 1
-(else ValueError); 'auto' chooses per layer by a cost model and gives the same NaN/Inf
-positions as direct convolution.
+Documented contract (conv3d docstring): Winograd needs a 3x3x3, (1,3,3) or (3,1,1) kernel,
+stride 1 and dilation 1 along the kernel's axes of size 3 (else ValueError); 'auto' chooses per
+layer by a cost model and gives the same NaN/Inf positions as direct convolution.
 """
 import numpy as np
 import pytest
@@ -15,6 +15,7 @@ from reference import check_conv, conv3d_module_ref
 
 DTYPES = [np.float32, np.float64]
 WINOGRAD = ["winograd", "winograd_f2", "winograd_f4"]
+KERNELS = [(3, 3, 3), (1, 3, 3), (3, 1, 1)]
 
 # Winograd mixes the inputs of a whole tile through its transforms, so its rounding error
 # scales with the tile's magnitudes rather than with each output's own sum|w*x|.  We bound it
@@ -63,13 +64,15 @@ WINOGRAD_LAYERS = [
 ]
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("algorithm", WINOGRAD)
 @pytest.mark.parametrize("xshape, cout, groups, padding, bias", WINOGRAD_LAYERS)
-def test_winograd_matches_reference(xshape, cout, groups, padding, bias, algorithm, dtype):
+def test_winograd_matches_reference(xshape, cout, groups, padding, bias, algorithm, dtype,
+                                    kernel):
     rng = np.random.default_rng(sum(xshape) + cout)
     cin = xshape[-4]
-    x, w, b = data(rng, xshape, (cout, cin // groups, 3, 3, 3), dtype, bias)
+    x, w, b = data(rng, xshape, (cout, cin // groups) + kernel, dtype, bias)
     y = conv3d(x, w, b, padding=padding, groups=groups, algorithm=algorithm)
     assert y.dtype == dtype and y.flags.c_contiguous
     check_winograd(y, x, w, b, padding, groups, algorithm)
@@ -79,11 +82,12 @@ def test_winograd_matches_reference(xshape, cout, groups, padding, bias, algorit
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("algorithm", ["winograd_f2", "winograd_f4"])
-def test_winograd_under_each_isa(algorithm, dtype, isa):
+def test_winograd_under_each_isa(algorithm, dtype, kernel, isa):
     rng = np.random.default_rng(5)
-    x, w, b = data(rng, (2, 5, 7, 9, 10), (17, 5, 3, 3, 3), dtype)
+    x, w, b = data(rng, (2, 5, 7, 9, 10), (17, 5) + kernel, dtype)
     with isa_selected(isa):
         y = conv3d(x, w, b, padding=(1, 0, 2), algorithm=algorithm)
     check_winograd(y, x, w, b, (1, 0, 2), 1, algorithm)
@@ -94,8 +98,12 @@ def test_winograd_under_each_isa(algorithm, dtype, isa):
     "wshape, kwargs",
     [
         ((2, 2, 3, 3, 2), {}),
-        ((2, 2, 1, 3, 3), {}),
+        ((2, 2, 3, 3, 1), {}),
+        ((2, 2, 1, 1, 3), {}),
+        ((2, 2, 1, 1, 1), {}),
         ((2, 2, 5, 5, 5), {}),
+        ((2, 2, 1, 3, 3), dict(stride=(2, 1, 1))),
+        ((2, 2, 3, 1, 1), dict(dilation=(2, 1, 1), padding="same")),
         ((2, 2, 3, 3, 3), dict(stride=2)),
         ((2, 2, 3, 3, 3), dict(stride=(1, 1, 2))),
         ((2, 2, 3, 3, 3), dict(dilation=2)),
@@ -197,6 +205,19 @@ PYTORCH_ACCURACY_LAYERS = [
 
 
 # The accuracy contract (Conv3d / conv3d docstrings, README): 'direct' and 'winograd_f2' meet
+@pytest.mark.parametrize("algorithm", WINOGRAD)
+@pytest.mark.parametrize("wshape, dilation", [((3, 2, 1, 3, 3), (3, 1, 1)),
+                                              ((3, 2, 3, 1, 1), (1, 2, 5))])
+def test_winograd_ignores_dilation_along_kernel_axes_of_size_1(wshape, dilation, algorithm):
+    # A kernel of 1 along an axis reads one input position there whatever the dilation.
+    rng = np.random.default_rng(3)
+    x, w, b = data(rng, (1, 2, 6, 7, 8), wshape, np.float64)
+    y = conv3d(x, w, b, padding=1, dilation=dilation, algorithm=algorithm)
+    check_winograd(y, x, w, b, 1, 1, algorithm)
+    np.testing.assert_allclose(y, conv3d(x, w, b, padding=1, algorithm=algorithm), rtol=0,
+                               atol=0)
+
+
 # PyTorch's own float32 criterion against a float64 reference (reference doc 5.1: rtol 1.3e-6,
 # atol 1e-5); 'auto' may use F(4^3, 3^3), held to the project's Winograd target instead:
 # max error <= 1e-4 * max|y|.
@@ -226,7 +247,8 @@ def winograd_configs(draw):
         (padding,) * 3 if isinstance(padding, int) else padding)
     size = tuple(max(1, 3 - 2 * pi) + draw(st.integers(0, 9)) for pi in p)
     n = draw(st.integers(0, 2))
-    return dict(x=(n, cg * groups) + size, w=(og * groups, cg, 3, 3, 3), groups=groups,
+    kernel = draw(st.sampled_from(KERNELS))
+    return dict(x=(n, cg * groups) + size, w=(og * groups, cg) + kernel, groups=groups,
                 padding=padding, algorithm=draw(st.sampled_from(WINOGRAD)),
                 dtype=draw(st.sampled_from(DTYPES)), bias=draw(st.booleans()),
                 num_threads=draw(st.sampled_from([None, 1, 2])),
