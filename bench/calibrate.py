@@ -7,6 +7,8 @@ shared machine), then fits, by least squares over the layers:
     Winograd: t = gemm_flops / R_gemm + tiles * (C * a_in + O * a_out)   (per tile size m)
 
 and prints the constants with the model's choice next to the measured best for each layer.
+Fitted on 3x3x3 layers; for (1,3,3) and (3,1,1) kernels the model scales the transform costs
+by the tile's share of the 3-D tile's positions.
 
     .venv/bin/python bench/calibrate.py [--reps 5]
 """
@@ -72,7 +74,7 @@ def main():
               f"_TRANSFORM_OUT {t_out:.3g} s")
     print("\nlayer -> model's choice vs measured best (with the constants in _dispatch.py now)")
     hits = 0
-    names = {None: "direct", 2: "winograd_f2", 4: "winograd_f4"}
+    names = {None: "direct", (2, 2, 2): "winograd_f2", (4, 4, 4): "winograd_f4"}
     for (n, c, o, g, sp), t in rows:
         chosen = names[_dispatch.choose("auto", (n, c) + sp, (o, c // g, 3, 3, 3), (1, 1, 1),
                                         (1, 1, 1), g, sp)]
