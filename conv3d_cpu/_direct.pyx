@@ -1,6 +1,7 @@
 """Direct 3D convolution (cross-correlation), float32/float64, OpenMP over output rows.
 
-Threads take work items from static ranges with stealing (_schedule.h).
+Threads take work items from static ranges with stealing (_schedule.h), pack the weights
+together first, and keep their scratch on their own cache lines (thread_buffers).
 
 Inputs are validated, C-contiguous arrays (the Python layer guarantees it). Zero padding is
 implicit: for each output row (n, z, y), the input rows its taps touch are gathered into a
@@ -28,8 +29,6 @@ from conv3d_cpu._openmp_helpers import thread_buffers
 from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, c3_range, c3_ranges_init,
                                          c3_ranges_next, conv3d_cpu_barrier,
                                          effective_threads)
-
-
 from conv3d_cpu._isa cimport (C3_ROW_STEP_F32, C3_ROW_STEP_F64, active_kernels, c3_idx,
                               c3_kernels, tile_kernel)
 

@@ -14,6 +14,7 @@ the transforms cost per tile and channel, in proportion to A. Ratios, not absolu
 decide, so the choice holds on other machines as long as the stages scale alike.
 """
 import collections
+import functools
 import math
 import threading
 
@@ -87,8 +88,11 @@ def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial,
                                    + out_channels * _TRANSFORM_OUT[m])
 
 
+@functools.lru_cache(maxsize=256)
 def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spatial):
-    """The per-axis Winograd tile (mz, my, mx) to run with, or None for direct."""
+    """The per-axis Winograd tile (mz, my, mx) to run with, or None for direct.
+
+    (Cached: a network calls each layer with the same shapes, and the model costs ~6 us.)"""
     if algorithm == "direct":
         return None
     kernel = tuple(weight_shape[2:])

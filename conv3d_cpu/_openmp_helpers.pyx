@@ -39,5 +39,5 @@ def thread_buffers(nthreads, per_thread, dtype):
     per_line = _THREAD_ALIGN // dtype.itemsize
     stride = -(-per_thread // per_line) * per_line
     raw = np.empty(nthreads * stride + per_line, dtype)
-    skip = (-raw.ctypes.data) % _THREAD_ALIGN // dtype.itemsize
+    skip = (-raw.__array_interface__["data"][0]) % _THREAD_ALIGN // dtype.itemsize
     return raw[skip:skip + nthreads * stride], stride
