@@ -154,3 +154,33 @@ def test_omp_num_threads_in_fresh_processes():
     here = {a: hashlib.sha256(conv3d(x, w, padding=1, algorithm=a).tobytes()).hexdigest()
             for a in digests[0]}
     assert here == digests[0]
+
+
+def test_teams_smaller_than_requested_still_compute_every_item():
+    # OpenMP may start fewer threads than num_threads asks for (OMP_THREAD_LIMIT here, or
+    # OMP_DYNAMIC, or nested regions). Work items are split into one range per requested
+    # thread (_schedule.h); the ranges of threads that never start must be taken by the
+    # others. Same bytes as a 1-thread run, for every kernel path.
+    code = """
+    import hashlib, json
+    import numpy as np
+    from conv3d_cpu import conv3d
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16, 9, 10, 11)).astype(np.float32)
+    cases = {
+        "blocked": ((24, 16, 3, 3, 3), dict(padding=1, algorithm="direct")),
+        "pointwise": ((24, 16, 1, 1, 1), dict(algorithm="direct")),
+        "rows": ((16, 1, 3, 3, 3), dict(padding=1, groups=16, algorithm="direct")),
+        "winograd": ((24, 16, 3, 3, 3), dict(padding=1, algorithm="winograd_f4")),
+    }
+    out = {}
+    for name, (wshape, kw) in cases.items():
+        w = (rng.standard_normal(wshape) * 0.2).astype(np.float32)
+        out[name] = [hashlib.sha256(conv3d(x, w, num_threads=nt, **kw).tobytes()).hexdigest()
+                     for nt in (1, 8)]
+    print(json.dumps(out))
+    """
+    proc = run_python(code, env={"OMP_THREAD_LIMIT": "2"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name, (one, eight) in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+        assert one == eight, name
