@@ -61,12 +61,17 @@ def alphas(m):
     return tuple(1 if md == 1 else md + 2 for md in m)
 
 
+# Float64 elements of transform temporaries at a time: the first call's memory peak is then
+# the packed result plus a few MiB, not several float64 copies of it (C3D: 31 MiB -> ~9).
+_TRANSFORM_CHUNK = 1 << 18
+
+
 def transform_weights(w, groups, m):
     """U = G g G^T along the three axes, packed as (groups, A, blocks, C/groups, ocb).
 
     ``m`` is the per-axis tile (see the module docstring). Computed in float64 and rounded
-    once to ``w``'s dtype. Output channels are padded with zeros to whole blocks of
-    ``channel_block``.
+    once to ``w``'s dtype, a few channel blocks at a time. Output channels are padded with
+    zeros to whole blocks of ``channel_block``.
     """
     Gz, Gy, Gx = (_G[md] if md > 1 else np.ones((1, 1)) for md in m)
     a3 = int(np.prod(alphas(m)))
@@ -74,16 +79,23 @@ def transform_weights(w, groups, m):
     opg = O // groups
     ocb, _ = channel_block(w.dtype, opg)
     nob = -(-opg // ocb)
-    # One axis at a time with einsum's own loops: a BLAS call here would wake OpenBLAS's
-    # threads, which spin for a while afterwards and steal cores from our OpenMP team.
-    u = w.astype(np.float64, copy=False)
-    u = np.einsum("ia,onabc->ionbc", Gz, u, optimize=False)
-    u = np.einsum("jb,ionbc->ijonc", Gy, u, optimize=False)
-    u = np.einsum("kc,ijonc->ijkon", Gx, u, optimize=False).reshape(a3, groups, opg, cpg)
-    packed = np.zeros((a3, groups, nob * ocb, cpg))
-    packed[:, :, :opg] = u
-    packed = packed.reshape(a3, groups, nob, ocb, cpg).transpose(1, 0, 2, 4, 3)
-    return np.ascontiguousarray(packed, dtype=w.dtype).reshape(-1)
+    # Output channels padded to whole blocks; block b = g * nob + ob.
+    blocks = np.zeros((groups, nob * ocb) + w.shape[1:])
+    blocks[:, :opg] = w.reshape((groups, opg) + w.shape[1:])
+    blocks = blocks.reshape((groups * nob, ocb) + w.shape[1:])
+    packed = np.empty((groups, a3, nob, cpg, ocb), dtype=w.dtype)
+    step = max(1, _TRANSFORM_CHUNK // (a3 * ocb * cpg))
+    for b0 in range(0, groups * nob, step):
+        # One axis at a time with einsum's own loops: a BLAS call here would wake OpenBLAS's
+        # threads, which spin for a while afterwards and steal cores from our OpenMP team.
+        chunk = blocks[b0:b0 + step].reshape((-1,) + w.shape[1:])   # (blocks * ocb, cpg, k)
+        u = np.einsum("ia,onabc->ionbc", Gz, chunk, optimize=False)
+        u = np.einsum("jb,ionbc->ijonc", Gy, u, optimize=False)
+        u = np.einsum("kc,ijonc->ijkon", Gx, u, optimize=False).reshape(a3, -1, ocb, cpg)
+        for i in range(u.shape[1]):
+            g, ob = divmod(b0 + i, nob)
+            packed[g, :, ob] = u[:, i].transpose(0, 2, 1)
+    return packed.reshape(-1)
 
 
 cdef int _block(const c3_kernels* K, const floating* x, const floating* U,
