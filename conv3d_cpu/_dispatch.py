@@ -1,16 +1,16 @@
 """Choose an algorithm for a validated convolution and run it.
 
-Algorithms: 'direct' (any layer) and Winograd for 3x3x3, (1,3,3) and (3,1,1) kernels with
-stride 1 and dilation 1: F(m, 3) along each axis where the kernel is 3 (identity where it is
-1), 'winograd_f2' (m = 2), 'winograd_f4' (m = 4), 'winograd' (the tile size the cost model
-prefers). 'auto' picks by the cost model below and never lets Winograd change where
+Algorithms: 'direct' (any layer) and Winograd for 3x3x3, (1,3,3), (3,1,1) and 5x5x5 kernels
+with stride 1 and dilation 1: F(m, 3) along each axis where the kernel is 3, F(2, 5) where it is
+5 (identity where it is 1); 'winograd_f2' (m = 2), 'winograd_f4' (m = 4; kernels of 3 only),
+'winograd' (the tile size the cost model prefers). 'auto' picks by the cost model below and never lets Winograd change where
 NaN/Inf appear: if a Winograd result is not all finite, the layer is recomputed directly.
 
 Cost model (``estimate_seconds``): time = FLOPs / sustained rate per stage, with rates measured
 by the benchmark suite (bench/run.py) on an AVX-512 machine, one thread. Direct: 2 N O P (C/g)
 kD kH kW FLOPs. Winograd: the element-wise GEMM does 2 N T A (C/g) (O/g) g FLOPs for T tiles of
-A transformed positions (A = (m+2)^3 for 3x3x3 kernels, (m+2)^2 for (1,3,3), m+2 for (3,1,1));
-the transforms cost per tile and channel, in proportion to A. Ratios, not absolute rates,
+A transformed positions (A = (m+2)^3 for 3x3x3 kernels, (m+2)^2 for (1,3,3), m+2 for (3,1,1),
+6^3 for 5x5x5); the transforms cost per tile and channel, in proportion to A. Ratios, not absolute rates,
 decide, so the choice holds on other machines as long as the stages scale alike.
 """
 import collections
@@ -47,16 +47,18 @@ def check_algorithm(algorithm):
     return algorithm
 
 
-# Kernel shapes the Winograd transforms are compiled for (_winograd_tmpl.h).
-WINOGRAD_KERNELS = ((3, 3, 3), (1, 3, 3), (3, 1, 1))
+# Kernel shapes the Winograd transforms are compiled for (_winograd_tmpl.h), and the tile
+# sizes m each has.
+WINOGRAD_KERNELS = {(3, 3, 3): (2, 4), (1, 3, 3): (2, 4), (3, 1, 1): (2, 4), (5, 5, 5): (2,)}
 
 
 def winograd_ineligible(kernel_size, stride, dilation):
     """Why Winograd cannot compute this layer, or None when it can."""
     reasons = []
     if tuple(kernel_size) not in WINOGRAD_KERNELS:
+        shapes = list(map(str, WINOGRAD_KERNELS))
         reasons.append(f"kernel_size {tuple(kernel_size)} (needs "
-                       f"{', '.join(map(str, WINOGRAD_KERNELS[:-1]))} or {WINOGRAD_KERNELS[-1]})")
+                       f"{', '.join(shapes[:-1])} or {shapes[-1]})")
     if tuple(stride) != (1, 1, 1):
         reasons.append(f"stride {tuple(stride)} (needs (1, 1, 1))")
     # Dilation along an axis where the kernel is 1 changes nothing.
@@ -66,21 +68,21 @@ def winograd_ineligible(kernel_size, stride, dilation):
 
 
 def tile_shape(m, kernel_size):
-    """Per-axis Winograd tile: m where the kernel is 3, 1 where it is 1."""
-    return tuple(m if k == 3 else 1 for k in kernel_size)
+    """Per-axis Winograd tile: m where the kernel is larger than 1, 1 where it is 1."""
+    return tuple(m if k > 1 else 1 for k in kernel_size)
 
 
 def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial,
                      kernel_size=(3, 3, 3)):
-    """Cost-model time of one float32 call: direct when m is None, else Winograd F(m, 3) along
-    the kernel's axes of size 3."""
+    """Cost-model time of one float32 call: direct when m is None, else Winograd F(m, r) along
+    the kernel's axes of size r > 1."""
     cpg, opg = in_channels // groups, out_channels // groups
     if m is None:
         points = n * math.prod(out_spatial)
         return 2.0 * points * out_channels * cpg * math.prod(kernel_size) / _DIRECT_FLOPS
     ms = tile_shape(m, kernel_size)
     tiles = n * math.prod(-(-s // md) for s, md in zip(out_spatial, ms))
-    positions = math.prod(_winograd.alphas(ms))
+    positions = math.prod(_winograd.alphas(ms, kernel_size))
     gemm = 2.0 * tiles * positions * cpg * opg * groups / _GEMM_FLOPS
     # The transform rates were measured on 3-D tiles; scaled by their share of the positions.
     share = positions / (m + 2) ** 3
@@ -101,12 +103,17 @@ def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spati
         if reason:
             raise ValueError(f"algorithm={algorithm!r} cannot compute this layer: {reason}")
         if algorithm in _TILE:
+            if _TILE[algorithm] not in WINOGRAD_KERNELS[kernel]:
+                raise ValueError(
+                    f"algorithm={algorithm!r} cannot compute this layer: kernel_size {kernel} "
+                    f"has F({', '.join(map(str, WINOGRAD_KERNELS[kernel]))}, "
+                    f"{max(kernel)}) only (use 'winograd_f2' or 'winograd')")
             return tile_shape(_TILE[algorithm], kernel)
     elif reason:
         return None
     n, cin, cout = x_shape[0], x_shape[1], weight_shape[0]
     costs = {m: estimate_seconds(m, n, cin, cout, groups, out_spatial, kernel)
-             for m in (None, 2, 4)}
+             for m in (None,) + WINOGRAD_KERNELS[kernel]}
     if algorithm == "winograd":
         costs.pop(None)
     m = min(costs, key=costs.get)
@@ -174,7 +181,8 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
         num_threads = 1
     if m is not None:
         transformed = (cache or _functional_cache).get(weight, groups, m)
-        finite = _winograd.winograd(x, transformed, bias, out, front, m, groups, num_threads)
+        finite = _winograd.winograd(x, transformed, bias, out, front, m, weight.shape[2:], groups,
+                                    num_threads)
         # Winograd mixes a tile's inputs, so one NaN/Inf would spread to outputs that direct
         # convolution leaves finite: 'auto' recomputes such results directly.
         if algorithm != "auto" or finite:

@@ -25,11 +25,11 @@ cdef extern from "_kernels.h" nogil:
     ctypedef void (*c3_wino_in_f64)(int, int, int, const double*, c3_idx, int, c3_idx, c3_idx,
                                     c3_idx, c3_idx, c3_idx, c3_idx, double*,
                                     c3_idx) noexcept nogil
-    ctypedef int (*c3_wino_out_f32)(int, int, int, const float*, c3_idx, int, const float*,
-                                    float*, c3_idx, c3_idx, c3_idx, int, int,
+    ctypedef int (*c3_wino_out_f32)(int, int, int, int, int, int, const float*, c3_idx, int,
+                                    const float*, float*, c3_idx, c3_idx, c3_idx, int, int,
                                     int) noexcept nogil
-    ctypedef int (*c3_wino_out_f64)(int, int, int, const double*, c3_idx, int, const double*,
-                                    double*, c3_idx, c3_idx, c3_idx, int, int,
+    ctypedef int (*c3_wino_out_f64)(int, int, int, int, int, int, const double*, c3_idx, int,
+                                    const double*, double*, c3_idx, c3_idx, c3_idx, int, int,
                                     int) noexcept nogil
     ctypedef struct c3_kernels:
         const char* isa

@@ -38,22 +38,24 @@ typedef void (*c3_row_f64)(const double *rows, const c3_idx *r_off, c3_idx n_row
 #define C3_ROW_STEP_F32 32
 #define C3_ROW_STEP_F64 16
 
-/* Winograd transforms of one tile whose output is mz x my x mx (each 2 or 4 along axes where
- * the kernel is 3, 1 where it is 1): see _winograd_tmpl.h. */
-typedef void (*c3_wino_in_f32)(int mz, int my, int mx, const float *x, c3_idx cstride, int nc,
+/* Winograd transforms of one tile with az x ay x ax transformed points and mz x my x mx
+ * outputs (see _winograd_tmpl.h for the shapes compiled). */
+typedef void (*c3_wino_in_f32)(int az, int ay, int ax, const float *x, c3_idx cstride, int nc,
                                c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0,
                                float *v, c3_idx v_stride);
-typedef void (*c3_wino_in_f64)(int mz, int my, int mx, const double *x, c3_idx cstride, int nc,
+typedef void (*c3_wino_in_f64)(int az, int ay, int ax, const double *x, c3_idx cstride, int nc,
                                c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0,
                                double *v, c3_idx v_stride);
 /* The output transforms store ez x ey x ex outputs (edge tiles are cut) and return nonzero
  * when the tile holds a NaN or an infinity. */
-typedef int (*c3_wino_out_f32)(int mz, int my, int mx, const float *m_in, c3_idx m_stride,
-                               int nc, const float *bias, float *out, c3_idx ostride,
-                               c3_idx oH, c3_idx oW, int ez, int ey, int ex);
-typedef int (*c3_wino_out_f64)(int mz, int my, int mx, const double *m_in, c3_idx m_stride,
-                               int nc, const double *bias, double *out, c3_idx ostride,
-                               c3_idx oH, c3_idx oW, int ez, int ey, int ex);
+typedef int (*c3_wino_out_f32)(int mz, int my, int mx, int az, int ay, int ax,
+                               const float *m_in, c3_idx m_stride, int nc, const float *bias,
+                               float *out, c3_idx ostride, c3_idx oH, c3_idx oW, int ez,
+                               int ey, int ex);
+typedef int (*c3_wino_out_f64)(int mz, int my, int mx, int az, int ay, int ax,
+                               const double *m_in, c3_idx m_stride, int nc, const double *bias,
+                               double *out, c3_idx ostride, c3_idx oH, c3_idx oW, int ez,
+                               int ey, int ex);
 
 typedef struct {
     const char *isa;

@@ -1,9 +1,10 @@
-"""Winograd convolution for kernels of 3 (or 1) per axis, stride 1, dilation 1.
+"""Winograd convolution for 3x3x3, (1,3,3), (3,1,1) and 5x5x5 kernels, stride 1, dilation 1.
 
-Per axis F(m, 3) with alpha = m + 2 points where the kernel is 3 (m = 2: F2, alpha 4; m = 4:
-F4, alpha 6) and the identity where it is 1 (m = 1, alpha 1): F(m^3, 3^3) for 3x3x3 kernels,
-F(1 x m^2, 1 x 3^2) for (1,3,3) ones, F(m x 1^2, 3 x 1^2) for (3,1,1) ones. ``m`` is the
-per-axis tuple (mz, my, mx); A = az * ay * ax transformed positions per tile. Any groups and
+Per axis F(m, r) with alpha = m + r - 1 points for a kernel of r along it (r = 3: m = 2, F2,
+alpha 4, or m = 4, F4, alpha 6; r = 5: m = 2, alpha 6) and the identity where the kernel is 1
+(m = 1, alpha 1): F(m^3, 3^3) for 3x3x3 kernels, F(1 x m^2, 1 x 3^2) for (1,3,3) ones,
+F(m x 1^2, 3 x 1^2) for (3,1,1) ones, F(2^3, 5^3) for 5x5x5 ones. ``m`` is the per-axis tuple
+(mz, my, mx); A = az * ay * ax transformed positions per tile. Any groups and
 zero padding (implicit: tile reads outside the input are zero). Stages, per block of TB output
 tiles of one group:
 
@@ -36,13 +37,18 @@ MIN_TILE_BLOCK = 12
 # Workspace allowed beyond input + output (elements): small layers keep full blocks.
 WORKSPACE_SLACK = 1 << 20
 
-# G for F(2,3) and F(4,3) (points 0, +-1 [, +-1/2], inf), matching the B^T and A^T in
-# _kernels.c: y = A^T [(G g) * (B^T d)]. (Written as integer ratios divided in numpy: with
+# G for F(m, r) keyed (m, r): F(2,3) (points 0, +-1, inf), F(4,3) and F(2,5) (0, +-1, +-1/2,
+# inf), matching the B^T and A^T in _winograd_tmpl.h: y = A^T [(G g) * (B^T d)]. Row i is
+# s_i * (1, p_i, p_i^2, ...) at point p_i (the leading coefficient at inf), s_i compensating
+# the integer scaling of B^T's rows. (Written as integer ratios divided in numpy: with
 # cdivision on, Cython folds a literal 1 / 6 to C integer division.)
 _G = {
-    2: np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.float64) / 2.0,
-    4: np.array([[24, 0, 0], [4, 4, 4], [4, -4, 4], [-32, -16, -8], [-32, 16, -8], [0, 0, 6]],
-                dtype=np.float64) / 24.0,
+    (2, 3): np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.float64) / 2.0,
+    (4, 3): np.array([[24, 0, 0], [4, 4, 4], [4, -4, 4], [-32, -16, -8], [-32, 16, -8],
+                      [0, 0, 6]], dtype=np.float64) / 24.0,
+    (2, 5): np.array([[96, 0, 0, 0, 0], [16, 16, 16, 16, 16], [16, -16, 16, -16, 16],
+                      [-128, -64, -32, -16, -8], [-128, 64, -32, 16, -8], [0, 0, 0, 0, 24]],
+                     dtype=np.float64) / 96.0,
 }
 
 
@@ -56,9 +62,9 @@ def channel_block(dtype, opg):
     return (wide, True) if opg > narrow else (narrow, False)
 
 
-def alphas(m):
-    """Transformed points per axis of a tile with per-axis output sizes m."""
-    return tuple(1 if md == 1 else md + 2 for md in m)
+def alphas(m, kernel):
+    """Transformed points per axis of a tile with per-axis outputs m for this kernel size."""
+    return tuple(md + k - 1 for md, k in zip(m, kernel))
 
 
 # Float64 elements of transform temporaries at a time: the first call's memory peak is then
@@ -73,8 +79,9 @@ def transform_weights(w, groups, m):
     once to ``w``'s dtype, a few channel blocks at a time. Output channels are padded with
     zeros to whole blocks of ``channel_block``.
     """
-    Gz, Gy, Gx = (_G[md] if md > 1 else np.ones((1, 1)) for md in m)
-    a3 = int(np.prod(alphas(m)))
+    kernel = w.shape[2:]
+    Gz, Gy, Gx = (_G[md, k] if k > 1 else np.ones((1, 1)) for md, k in zip(m, kernel))
+    a3 = int(np.prod(alphas(m, kernel)))
     O, cpg = w.shape[:2]
     opg = O // groups
     ocb, _ = channel_block(w.dtype, opg)
@@ -104,12 +111,14 @@ cdef int _block(const c3_kernels* K, const floating* x, const floating* U,
                  c3_idx mstride, c3_idx t0, c3_idx ntb, c3_idx g,
                  c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
                  c3_idx oD, c3_idx oH, c3_idx oW, c3_idx pD, c3_idx pH, c3_idx pW, int mz,
-                 int my, int mx, int a3, int ocb, bint wide, int nxmax) noexcept nogil:
+                 int my, int mx, int az, int ay, int ax, int ocb, bint wide,
+                 int nxmax) noexcept nogil:
     """All three stages for tiles t0 .. t0 + ntb - 1 (ntb <= tb, the block size) of group g.
 
     V[xi] starts at vbuf + xi * vstride, M[xi] at mbuf + xi * mstride (see _odd_lines).
     Returns nonzero when an output of these tiles is NaN or +-inf."""
     cdef int nonfinite = 0
+    cdef int a3 = az * ay * ax
     cdef int lanes = K.ocb_narrow_f32 if floating is float else K.ocb_narrow_f64
     cdef c3_idx cpg = C // groups, opg = O // groups
     cdef c3_idx nob = (opg + ocb - 1) // ocb
@@ -125,7 +134,7 @@ cdef int _block(const c3_kernels* K, const floating* x, const floating* U,
         c0 = 0
         while c0 < cpg:
             nc = <int>min(lanes, cpg - c0)
-            _wino_input(K, mz, my, mx, xg + c0 * dhw, dhw, nc, D, H, W, tz - pD, ty - pH, tx - pW,
+            _wino_input(K, az, ay, ax, xg + c0 * dhw, dhw, nc, D, H, W, tz - pD, ty - pH, tx - pW,
                         vbuf + t * cpg + c0, vstride)
             c0 += nc
     # 2. one GEMM per transformed position, in equal chunks of at most nxmax tiles
@@ -148,7 +157,8 @@ cdef int _block(const c3_kernels* K, const floating* x, const floating* U,
                 nc = <int>min(lanes, opg - ob * ocb - c)
                 o = g * opg + ob * ocb + c
                 nonfinite |= _wino_output(
-                    K, mz, my, mx, mbuf + (ob * tb + t) * ocb + c, mstride, nc, bias + o,
+                    K, mz, my, mx, az, ay, ax, mbuf + (ob * tb + t) * ocb + c, mstride, nc,
+                    bias + o,
                     out + ((n * O + o) * oD + tz) * oH * oW + ty * oW + tx, plane, oH, oW,
                     <int>min(mz, oD - tz), <int>min(my, oH - ty), <int>min(mx, oW - tx))
                 c += nc
@@ -164,25 +174,25 @@ cdef inline c3_idx _tile_origin(c3_idx tile, int mz, int my, int mx, c3_idx ntz,
     return tile // (ntz * nty * ntx)
 
 
-cdef inline void _wino_input(const c3_kernels* K, int mz, int my, int mx, const floating* x,
+cdef inline void _wino_input(const c3_kernels* K, int az, int ay, int ax, const floating* x,
                              c3_idx cstride, int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0,
                              c3_idx y0, c3_idx x0, floating* v, c3_idx v_stride) noexcept nogil:
     if floating is float:
-        K.wino_in_f32(mz, my, mx, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
+        K.wino_in_f32(az, ay, ax, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
     else:
-        K.wino_in_f64(mz, my, mx, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
+        K.wino_in_f64(az, ay, ax, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
 
 
-cdef inline int _wino_output(const c3_kernels* K, int mz, int my, int mx,
-                             const floating* m_in, c3_idx m_stride, int nc,
+cdef inline int _wino_output(const c3_kernels* K, int mz, int my, int mx, int az, int ay,
+                             int ax, const floating* m_in, c3_idx m_stride, int nc,
                              const floating* bias, floating* out, c3_idx ostride, c3_idx oH,
                              c3_idx oW, int ez, int ey, int ex) noexcept nogil:
     if floating is float:
-        return K.wino_out_f32(mz, my, mx, m_in, m_stride, nc, bias, out, ostride, oH, oW, ez,
-                              ey, ex)
+        return K.wino_out_f32(mz, my, mx, az, ay, ax, m_in, m_stride, nc, bias, out, ostride,
+                              oH, oW, ez, ey, ex)
     else:
-        return K.wino_out_f64(mz, my, mx, m_in, m_stride, nc, bias, out, ostride, oH, oW, ez,
-                              ey, ex)
+        return K.wino_out_f64(mz, my, mx, az, ay, ax, m_in, m_stride, nc, bias, out, ostride,
+                              oH, oW, ez, ey, ex)
 
 
 cdef c3_idx _balanced_block(c3_idx ntiles, c3_idx groups, int nt, c3_idx tbmax):
@@ -210,11 +220,12 @@ cdef c3_idx _odd_lines(c3_idx n, c3_idx itemsize):
 
 
 def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
-             const floating[::1] bias, floating[:, :, :, :, ::1] out, padding, m,
+             const floating[::1] bias, floating[:, :, :, :, ::1] out, padding, m, kernel,
              Py_ssize_t groups, int num_threads):
     """Write the convolution of ``x`` into ``out`` using U = transform_weights(w, groups, m).
 
-    ``m`` is the per-axis tile (mz, my, mx): 2 or 4 where the kernel is 3, 1 where it is 1.
+    ``m`` is the per-axis tile (mz, my, mx) for the kernel size ``kernel`` (kD, kH, kW): 2 or 4
+    where the kernel is 3, 2 where it is 5, 1 where it is 1.
     ``padding`` is the front zero padding per axis; ``num_threads`` <= 0 means the OpenMP
     default. Returns True when every output is finite (checked as it is stored).
     """
@@ -230,7 +241,8 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     nxmax = K.nx_wide if wide else K.nx_narrow
     cdef c3_idx nob = (opg + ocb - 1) // ocb
     cdef int mz = m[0], my = m[1], mx = m[2]
-    az, ay, ax = alphas(m)
+    cdef int az, ay, ax
+    az, ay, ax = alphas(m, kernel)
     cdef int a3 = az * ay * ax
     cdef c3_idx ntiles = N * ((oD + mz - 1) // mz) * ((oH + my - 1) // my) * ((oW + mx - 1) // mx)
     # Workspace bound: nt * a3 * tb * (cpg + nob * ocb) elements stays within the size of
@@ -273,7 +285,7 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
                 K, &x[0, 0, 0, 0, 0], &U[0], &bias[0], &out[0, 0, 0, 0, 0], vbuf, vbuf + vsize,
                 &offs[0], &offs[cpg], tb, vstride, mstride, blk * tb,
                 min(tb, ntiles - blk * tb), g, C, D, H, W, O, groups, oD, oH, oW, pD, pH, pW, mz,
-                my, mx, a3, ocb, wide, nxmax)
+                my, mx, az, ay, ax, ocb, wide, nxmax)
             item = c3_ranges_next(ranges, nr, tid)
     return not np.any(flags)
 

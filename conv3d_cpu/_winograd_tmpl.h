@@ -4,8 +4,11 @@
  * the memory layout.
  *
  * Per axis, F(m, 3) with A = m + 2 points (m = 2: F2, A = 4; m = 4: F4, A = 6) for a kernel
- * of 3 along it, or the identity (m = 1, A = 1) for a kernel of 1: 3x3x3 kernels use
- * F(m^3, 3^3), (1,3,3) kernels F(1 x m^2, 1 x 3^2) and (3,1,1) kernels F(m x 1^2, 3 x 1^2).
+ * of 3 along it, F(2, 5) with A = 6 for a kernel of 5, or the identity (m = 1, A = 1) for a
+ * kernel of 1: 3x3x3 kernels use F(m^3, 3^3), (1,3,3) kernels F(1 x m^2, 1 x 3^2), (3,1,1)
+ * kernels F(m x 1^2, 3 x 1^2) and 5x5x5 kernels F(2^3, 5^3). The input transform B^T depends
+ * only on the points, so F(2, 5) shares F(4, 3)'s; its A^T is F(4, 3)'s first row and a
+ * second row ending in the point at infinity.
  *
  * Toom-Cook matrices, y = A^T [(G g) * (B^T d)] (G lives in _winograd.pyx). F2 uses the points
  * 0, +-1, inf; F4 uses 0, +-1, +-1/2, inf, better conditioned than +-2. B^T rows are scaled
@@ -13,7 +16,8 @@
  *   F2: B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 -1 0 1],  A^T = [1 1 1 0; 0 1 -1 1]
  *   F4: B^T = [1 0 -5 0 4 0; 0 -1 -1 4 4 0; 0 1 -1 -4 4 0; 0 -1 -2 1 2 0; 0 1 -2 -1 2 0;
  *              0 1 0 -5 0 4],
- *       A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 0; 0 1 1 1/4 1/4 0; 0 1 -1 1/8 -1/8 1] */
+ *       A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 0; 0 1 1 1/4 1/4 0; 0 1 -1 1/8 -1/8 1]
+ *   F(2, 5): the F4 B^T, A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 1] */
 
 /* 1-D transforms, written out so no zero coefficient costs an instruction. `s` and `so` are
  * the strides (in vectors) of the 4 or 6 inputs and the outputs. */
@@ -41,10 +45,14 @@ static inline __attribute__((always_inline)) void KN(bt)(const int A, const VT *
     }
 }
 
-static inline __attribute__((always_inline)) void KN(at)(const int A, const VT *m, int s,
-                                                         VT *y, int so) {
+static inline __attribute__((always_inline)) void KN(at)(const int A, const int M,
+                                                         const VT *m, int s, VT *y, int so) {
     if (A == 1) {
         y[0] = m[0];
+    } else if (A == 6 && M == 2) { /* F(2, 5): A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 1] */
+        VT m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s], m4 = m[4 * s], m5 = m[5 * s];
+        y[0] = m0 + (m1 + m2) + (m3 + m4);
+        y[so] = (m1 - m2) + BCAST((T)0.5) * (m3 - m4) + m5;
     } else if (A == 4) {
         VT m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s];
         y[0] = m0 + m1 + m2;
@@ -137,12 +145,13 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
     VT b = (VT){0};
     for (int l = 0; l < nc; l++) b[l] = bias[l];
     for (int xi = 0; xi < AZ * AYX; xi++) p[xi] = KN(loadu)(m_in + xi * m_stride);
-    for (int i = 0; i < AYX; i++) KN(at)(AZ, p + i, AYX, q + i, AYX);      /* D: MZ x AY x AX */
+    for (int i = 0; i < AYX; i++) KN(at)(AZ, MZ, p + i, AYX, q + i, AYX);  /* D: MZ x AY x AX */
     for (int z = 0; z < MZ; z++)                                           /* H: MZ x MY x AX */
-        for (int c = 0; c < AX; c++) KN(at)(AY, q + z * AYX + c, AX, p + z * AYX + c, AX);
+        for (int c = 0; c < AX; c++)
+            KN(at)(AY, MY, q + z * AYX + c, AX, p + z * AYX + c, AX);
     for (int z = 0; z < MZ; z++)                                           /* W: MZ x MY x MX */
         for (int y = 0; y < MY; y++)
-            KN(at)(AX, p + (z * AY + y) * AX, 1, q + (z * MY + y) * MX, 1);
+            KN(at)(AX, MX, p + (z * AY + y) * AX, 1, q + (z * MY + y) * MX, 1);
     /* y - y is 0 for finite y and NaN otherwise (NaN != 0 holds): one check per vector. */
     IDX bad = (IDX){0};
     for (int i = 0; i < MZ * MY * MX; i++) {
@@ -181,33 +190,36 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
     return nonfinite;
 }
 
-/* The tile shapes compiled: per axis the output tile m (1 along kernel axes of size 1) and A
- * points. Any other (mz, my, mx) is a caller bug; it computes nothing. */
-#define C3_WINO_SHAPES(X)                                                                     \
+/* The tiles compiled: per axis the transformed points A (input transform) and the outputs m
+ * (output transform; 1 along kernel axes of size 1). Any other combination is a caller bug;
+ * it computes nothing. */
+#define C3_WINO_INPUTS(X) X(4, 4, 4) X(6, 6, 6) X(1, 4, 4) X(1, 6, 6) X(4, 1, 1) X(6, 1, 1)
+#define C3_WINO_OUTPUTS(X)                                                                    \
     X(2, 2, 2, 4, 4, 4) X(4, 4, 4, 6, 6, 6) X(1, 2, 2, 1, 4, 4) X(1, 4, 4, 1, 6, 6)              \
-    X(2, 1, 1, 4, 1, 1) X(4, 1, 1, 6, 1, 1)
+    X(2, 1, 1, 4, 1, 1) X(4, 1, 1, 6, 1, 1) X(2, 2, 2, 6, 6, 6)
 
-static void KN(wino_input)(int mz, int my, int mx, const T *x, c3_idx cstride, int nc,
+static void KN(wino_input)(int az, int ay, int ax, const T *x, c3_idx cstride, int nc,
                            c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0, T *v,
                            c3_idx v_stride) {
-#define C3_IN_CASE(MZ, MY, MX, AZ, AY, AX)                                                    \
-    if (mz == MZ && my == MY && mx == MX) {                                                   \
+#define C3_IN_CASE(AZ, AY, AX)                                                                \
+    if (az == AZ && ay == AY && ax == AX) {                                                   \
         KN(wino_input_body)(x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride, AZ, AY, AX);    \
         return;                                                                               \
     }
-    C3_WINO_SHAPES(C3_IN_CASE)
+    C3_WINO_INPUTS(C3_IN_CASE)
 #undef C3_IN_CASE
 }
 
-static int KN(wino_output)(int mz, int my, int mx, const T *m_in, c3_idx m_stride, int nc,
-                           const T *bias, T *out, c3_idx ostride, c3_idx oH, c3_idx oW,
-                           int ez, int ey, int ex) {
+static int KN(wino_output)(int mz, int my, int mx, int az, int ay, int ax, const T *m_in,
+                           c3_idx m_stride, int nc, const T *bias, T *out, c3_idx ostride,
+                           c3_idx oH, c3_idx oW, int ez, int ey, int ex) {
 #define C3_OUT_CASE(MZ, MY, MX, AZ, AY, AX)                                                   \
-    if (mz == MZ && my == MY && mx == MX)                                                     \
+    if (mz == MZ && my == MY && mx == MX && az == AZ && ay == AY && ax == AX)                 \
         return KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, ez, ey,   \
                                     ex, AZ, AY, AX, MZ, MY, MX);
-    C3_WINO_SHAPES(C3_OUT_CASE)
+    C3_WINO_OUTPUTS(C3_OUT_CASE)
 #undef C3_OUT_CASE
     return 0;
 }
-#undef C3_WINO_SHAPES
+#undef C3_WINO_INPUTS
+#undef C3_WINO_OUTPUTS

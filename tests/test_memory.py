@@ -300,7 +300,8 @@ def test_winograd_tile_origin_beyond_int_range():
     x = np.ones((1, 1, 1, 1, 1), np.float32)
     U = _winograd.transform_weights(np.ones((1, 1, 3, 3, 3), np.float32), 1, (2, 2, 2))
     out = np.full((1, 1, 4, 1, 1), np.nan, np.float32)
-    _winograd.winograd(x, U, np.zeros(1, np.float32), out, (2**31 + 2, 1, 1), (2, 2, 2), 1, 1)
+    _winograd.winograd(x, U, np.zeros(1, np.float32), out, (2**31 + 2, 1, 1), (2, 2, 2),
+                       (3, 3, 3), 1, 1)
     print(out.ravel().tolist())
     """)
     assert proc.returncode == 0, f"the process died (rc {proc.returncode})"

@@ -1,8 +1,9 @@
 """Winograd algorithms ('winograd', 'winograd_f2', 'winograd_f4') and what 'auto' does with them.
 
-Documented contract (conv3d docstring): Winograd needs a 3x3x3, (1,3,3) or (3,1,1) kernel,
-stride 1 and dilation 1 along the kernel's axes of size 3 (else ValueError); 'auto' chooses per
-layer by a cost model and gives the same NaN/Inf positions as direct convolution.
+Documented contract (conv3d docstring): Winograd needs a 3x3x3, (1,3,3), (3,1,1) or 5x5x5
+kernel (5x5x5: F(2, 5) only, so not 'winograd_f4'), stride 1 and dilation 1 along the kernel's
+axes larger than 1 (else ValueError); 'auto' chooses per layer by a cost model and gives the
+same NaN/Inf positions as direct convolution.
 """
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ KERNELS = [(3, 3, 3), (1, 3, 3), (3, 1, 1)]
 K_AMPLIFICATION = {"winograd_f2": 4.0, "winograd_f4": 64.0, "winograd": 64.0}
 
 
-def check_winograd(y, x, w, b, padding, groups, algorithm):
+def check_winograd(y, x, w, b, padding, groups, algorithm, k_amplification=None):
     dtype = y.dtype
     expected = conv3d_module_ref(x, w, b, 1, padding, 1, groups)
     abs_b = None if b is None else np.abs(b.astype(np.float64))
@@ -36,7 +37,8 @@ def check_winograd(y, x, w, b, padding, groups, algorithm):
         return
     n = int(np.prod(w.shape[1:])) + 3
     u = np.finfo(dtype).eps / 2
-    tol = K_AMPLIFICATION[algorithm] * n * u / (1 - n * u) * bound.max()
+    k = k_amplification or K_AMPLIFICATION[algorithm]
+    tol = k * n * u / (1 - n * u) * bound.max()
     err = np.abs(y.astype(np.float64) - expected)
     assert err.max() <= tol, f"max err {err.max():.3e} > tol {tol:.3e} ({algorithm}, {dtype})"
 
@@ -101,7 +103,8 @@ def test_winograd_under_each_isa(algorithm, dtype, kernel, isa):
         ((2, 2, 3, 3, 1), {}),
         ((2, 2, 1, 1, 3), {}),
         ((2, 2, 1, 1, 1), {}),
-        ((2, 2, 5, 5, 5), {}),
+        ((2, 2, 5, 5, 3), {}),
+        ((2, 2, 5, 5, 5), dict(dilation=(1, 1, 2), padding="same")),
         ((2, 2, 1, 3, 3), dict(stride=(2, 1, 1))),
         ((2, 2, 3, 1, 1), dict(dilation=(2, 1, 1), padding="same")),
         ((2, 2, 3, 3, 3), dict(stride=2)),
@@ -205,6 +208,33 @@ PYTORCH_ACCURACY_LAYERS = [
 
 
 # The accuracy contract (Conv3d / conv3d docstrings, README): 'direct' and 'winograd_f2' meet
+# F(2^3, 5^3) shares F(4, 3)'s six points (0, +-1, +-1/2, inf), so its transforms amplify
+# rounding like F4's.
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd_f2", "auto"])
+@pytest.mark.parametrize("xshape, cout, groups, padding, bias", [
+    ((1, 1, 5, 5, 5), 1, 1, 0, True),          # a single output
+    ((2, 3, 7, 6, 9), 5, 1, (2, 1, 0), True),
+    ((1, 4, 6, 6, 6), 4, 4, 2, False),         # depthwise
+    ((1, 6, 9, 10, 11), 9, 3, "same", True),
+    ((5, 5, 5, 5), 6, 1, 2, True),             # unbatched
+    ((1, 16, 12, 13, 14), 16, 1, 2, True),
+])
+def test_winograd_5x5x5_matches_reference(xshape, cout, groups, padding, bias, algorithm,
+                                          dtype):
+    rng = np.random.default_rng(sum(xshape) + cout)
+    x, w, b = data(rng, xshape, (cout, xshape[-4] // groups, 5, 5, 5), dtype, bias)
+    y = conv3d(x, w, b, padding=padding, groups=groups, algorithm=algorithm)
+    check_winograd(y, x, w, b, padding, groups, "winograd_f4")
+
+
+def test_winograd_f4_rejects_5x5x5_kernels():
+    x = np.ones((1, 2, 7, 7, 7), np.float32)
+    w = np.ones((2, 2, 5, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="winograd_f4.*F\\(2, 5\\) only"):
+        conv3d(x, w, algorithm="winograd_f4")
+
+
 @pytest.mark.parametrize("algorithm", WINOGRAD)
 @pytest.mark.parametrize("wshape, dilation", [((3, 2, 1, 3, 3), (3, 1, 1)),
                                               ((3, 2, 3, 1, 1), (1, 2, 5))])
