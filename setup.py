@@ -9,6 +9,7 @@ The compiler and flags used are written to conv3d_cpu/_build_info.py (generated,
 for conv3d_cpu.show_config().
 """
 import ast
+import glob
 import os
 import platform
 import pprint
@@ -161,10 +162,16 @@ def _write_build_info(path, info):
         f.write("BUILD_INFO = " + pprint.pformat(info, width=99, sort_dicts=True) + "\n")
 
 
+# Every extension includes some of these (kernels, transforms, OpenMP and scheduling helpers):
+# listed as dependencies so that editing one rebuilds what compiles it.
+_HEADERS = sorted(glob.glob("conv3d_cpu/*.h"))
+
+
 def _extension(name, c_sources=()):
     return Extension(
         f"conv3d_cpu.{name}",
         [f"conv3d_cpu/{name}.pyx", *(f"conv3d_cpu/{c}" for c in c_sources)],
+        depends=_HEADERS,
         include_dirs=[np.get_include(), "conv3d_cpu"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
