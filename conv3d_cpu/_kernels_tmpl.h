@@ -40,8 +40,8 @@ static inline __attribute__((always_inline)) void KN(transpose)(VT *r) {
 /* p[0], p[st], ..., one element per lane. */
 static inline VT KN(gather)(const T *p, c3_idx st) { return GATHER(p, st); }
 
-/* SW is the column stride: the literal 1 in the common case, so broadcasts address memory
- * directly instead of through computed offsets. */
+/* SW is the column stride: the literal 1 in the common case and 2 for strided layers, so
+ * broadcasts address memory directly instead of through computed offsets. */
 #define C3_TILE_BODY(NV, NX, SW)                                                              \
     do {                                                                                      \
         VT acc[NX][NV];                                                                       \
@@ -78,7 +78,9 @@ static void KN(tile_wide)(C3_TILE_ARGS) {
     switch (nx) {
 #define C3_CASE(n)                                                                            \
     case n:                                                                                   \
-        if (sW == 1) C3_TILE_BODY(C3_NV, n, 1); else C3_TILE_BODY(C3_NV, n, sW);              \
+        if (sW == 1) C3_TILE_BODY(C3_NV, n, 1);                                               \
+        else if (sW == 2) C3_TILE_BODY(C3_NV, n, 2);                                          \
+        else C3_TILE_BODY(C3_NV, n, sW);                                                      \
         break;
 #define C3_NV 2
     C3_CASE(1) C3_CASE(2) C3_CASE(3) C3_CASE(4) C3_CASE(5) C3_CASE(6)
