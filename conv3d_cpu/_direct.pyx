@@ -449,13 +449,12 @@ cdef void _pack_block(const floating* w, floating* wp, c3_idx blk, c3_idx nob, c
     cdef c3_idx g = blk // nob, ob = blk % nob
     cdef c3_idx nvalid = min(ocb, opg - ob * ocb)
     cdef floating* dst = wp + blk * k * ocb
-    cdef const floating* src
+    cdef const floating* src = w + (g * opg + ob * ocb) * k
     cdef c3_idx c, i
-    for c in range(ocb):
-        if c < nvalid:
-            src = w + (g * opg + ob * ocb + c) * k
-            for i in range(k):
-                dst[i * ocb + c] = src[i]
-        else:
-            for i in range(k):
-                dst[i * ocb + c] = 0
+    # Tap-major: each output line is written whole, from ocb input rows read in step (one
+    # line each, reused over 16 taps); channel-major order rewrote every line ocb times.
+    for i in range(k):
+        for c in range(nvalid):
+            dst[i * ocb + c] = src[c * k + i]
+        for c in range(nvalid, ocb):
+            dst[i * ocb + c] = 0
