@@ -10,9 +10,10 @@ system and thread count alike, and each burst starts with an untimed settle run 
 system is timed while the previous one's thread pool winds down.
 
 Timing: one warm-up call per system (its output gives the error against PyTorch), then
-rounds of ``--burst`` timed runs until each system has ``--reps`` runs or, adaptively, at least ``--min-reps`` runs and
-``--target-time`` seconds, or ``--max-reps`` runs, or 3 runs and ``--max-time`` seconds (a cap
-for slow kernels). The median is reported, with the number of runs.
+rounds of ``--burst`` timed runs until each system has ``--reps`` runs or, adaptively, at least
+``--min-reps`` runs and ``--target-time`` seconds, or ``--max-reps`` runs, or 3 runs and
+``--max-time`` seconds (a cap for slow kernels). The median is reported, with the number of
+runs.
 
 Reported: median time, GFLOP/s (FLOPs = 2*N*Cout*oD*oH*oW*(Cin/groups)*kD*kH*kW), fraction of
 the machine's peak (threads x per-core peak; see ``--peak-gflops-per-core``), our time over
@@ -611,7 +612,7 @@ def parse_args(argv=None):
                    "(default: adaptive, see --min-reps/--max-reps/--target-time/--max-time)")
     g.add_argument("--burst", type=int, default=3, metavar="K",
                    help="timed runs per system per round, each burst after one untimed "
-                   "settle run (default %(default)s; 1 = strict alternation)")
+                   "settle run (default %(default)s)")
     g.add_argument("--min-reps", type=int, help="adaptive: at least this many runs "
                    "(default 5; quick 3)")
     g.add_argument("--max-reps", type=int, help="adaptive: at most this many runs "

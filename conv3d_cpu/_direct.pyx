@@ -131,11 +131,12 @@ cdef void _tiles(const c3_kernels* K, bint wide, const floating* rows, const c3_
 
 cdef void _blocked(const floating* x, const floating* w, floating* wp, const floating* bias,
                    floating* out, floating* scratch, c3_idx* offs_all, c3_idx per_thread,
-                   c3_idx offs_stride, c3_idx max_rows, c3_idx N, c3_idx C, c3_idx D, c3_idx H, c3_idx W,
-                   c3_idx O, c3_idx groups, c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oD,
-                   c3_idx oH, c3_idx oW, c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD,
-                   c3_idx pH, c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, c3_idx yb,
-                   int ocb, bint wide, int nxmax, int nt, const c3_kernels* K) noexcept nogil:
+                   c3_idx offs_stride, c3_idx max_rows, c3_idx N, c3_idx C, c3_idx D,
+                   c3_idx H, c3_idx W, c3_idx O, c3_idx groups, c3_idx kD, c3_idx kH,
+                   c3_idx kW, c3_idx oD, c3_idx oH, c3_idx oW, c3_idx sD, c3_idx sH, c3_idx sW,
+                   c3_idx pD, c3_idx pH, c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp,
+                   c3_idx yb, int ocb, bint wide, int nxmax, int nt,
+                   const c3_kernels* K) noexcept nogil:
     """Work item: ``yb`` output rows of one output plane (n, z) and one group, all its
     channel blocks.
 
@@ -387,7 +388,6 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         per_thread = cpg * kD * Hp * Wp
     elif pointwise:
         per_thread = nxmax * ocb
-        max_rows = cpg
     else:
         yb = _rows_per_item(N * oD * groups, oH, nt, cpg * kD * Wp * sizeof(floating), sH,
                             (kH - 1) * dH + 1)

@@ -3,15 +3,17 @@
 Algorithms: 'direct' (any layer) and Winograd for 3x3x3, (1,3,3), (3,1,1) and 5x5x5 kernels
 with stride 1 and dilation 1: F(m, 3) along each axis where the kernel is 3, F(2, 5) where it is
 5 (identity where it is 1); 'winograd_f2' (m = 2), 'winograd_f4' (m = 4; kernels of 3 only),
-'winograd' (the tile size the cost model prefers). 'auto' picks by the cost model below and never lets Winograd change where
-NaN/Inf appear: if a Winograd result is not all finite, the layer is recomputed directly.
+'winograd' (the tile size the cost model prefers). 'auto' picks by the cost model below and
+never lets Winograd change where NaN/Inf appear: if a Winograd result is not all finite, the
+layer is recomputed directly.
 
 Cost model (``estimate_seconds``): time = FLOPs / sustained rate per stage, with rates measured
 by the benchmark suite (bench/run.py) on an AVX-512 machine, one thread. Direct: 2 N O P (C/g)
 kD kH kW FLOPs. Winograd: the element-wise GEMM does 2 N T A (C/g) (O/g) g FLOPs for T tiles of
 A transformed positions (A = (m+2)^3 for 3x3x3 kernels, (m+2)^2 for (1,3,3), m+2 for (3,1,1),
-6^3 for 5x5x5); the transforms cost per tile and channel, in proportion to A. Ratios, not absolute rates,
-decide, so the choice holds on other machines as long as the stages scale alike.
+6^3 for 5x5x5); the transforms cost per tile and channel, in proportion to A. Ratios, not
+absolute rates, decide, so the choice holds on other machines as long as the stages scale
+alike.
 """
 import collections
 import functools
@@ -72,8 +74,7 @@ def tile_shape(m, kernel_size):
     return tuple(m if k > 1 else 1 for k in kernel_size)
 
 
-def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial,
-                     kernel_size=(3, 3, 3)):
+def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial, kernel_size):
     """Cost-model time of one float32 call: direct when m is None, else Winograd F(m, r) along
     the kernel's axes of size r > 1."""
     cpg, opg = in_channels // groups, out_channels // groups
