@@ -27,7 +27,8 @@ from libc.string cimport memcpy, memset
 
 from conv3d_cpu._openmp_helpers import thread_buffers
 from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, c3_range, c3_ranges_init,
-                                         c3_ranges_next, conv3d_cpu_barrier,
+                                         c3_ranges_next, c3_touch_share,
+                                         conv3d_cpu_barrier,
                                          effective_threads)
 from conv3d_cpu._isa cimport (C3_ROW_STEP_F32, C3_ROW_STEP_F64, active_kernels, c3_idx,
                               c3_kernels, tile_kernel)
@@ -171,7 +172,8 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
         memset(slab, 0, per_thread * sizeof(floating))
         for blk in prange(groups * nob, schedule="static"):
             _pack_block(w, wp, blk, nob, opg, cpg * kD * kH * kW, ocb)
-        conv3d_cpu_barrier()  # every block packed before any item reads it
+        c3_touch_share(out, N * O * plane * sizeof(floating), tid, nt)
+        conv3d_cpu_barrier()  # every block packed (and page touched) before any item
         item = c3_ranges_next(ranges, nr, tid)
         while item >= 0:
             g = item % groups
@@ -232,7 +234,8 @@ cdef void _pointwise(const floating* x, const floating* w, floating* wp,
         tid = threadid()
         for blk in prange(groups * nob, schedule="static"):
             _pack_block(w, wp, blk, nob, opg, cpg, ocb)
-        conv3d_cpu_barrier()  # every block packed before any item reads it
+        c3_touch_share(out, N * O * P * sizeof(floating), tid, nt)
+        conv3d_cpu_barrier()  # every block packed (and page touched) before any item
         item = c3_ranges_next(ranges, nr, tid)
         while item >= 0:
             n = item // nchunks

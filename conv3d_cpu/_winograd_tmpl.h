@@ -71,20 +71,27 @@ static inline __attribute__((always_inline)) void KN(at)(const int A, const int 
 static inline int KN(clamp)(c3_idx v, int hi) { return v < 0 ? 0 : v > hi ? hi : (int)v; }
 
 /* V[xi * v_stride + lane] = (B^T d B)[xi] for the AZ x AY x AX input patch whose first element
- * is at (z0, y0, x0) of channels x, x + cstride, ... (nc <= V of them); outside the input is 0. */
+ * is at (z0, y0, x0) of channels x, x + cstride, ... (nc <= V of them); outside the input is 0.
+ * The pass along W is applied to each patch row as it is loaded, and the pass along D as the
+ * result is stored: two trips through the stack arrays fewer than three separate passes. */
 static inline __attribute__((always_inline)) void KN(wino_input_body)(
     const T *x, c3_idx cstride, int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0,
     c3_idx x0, T *v, c3_idx v_stride, const int AZ, const int AY, const int AX) {
     VT p[6 * 6 * 6], q[6 * 6 * 6];
-    const int A3 = AZ * AY * AX, AYX = AY * AX;
+    const int AYX = AY * AX;
     /* The in-range part of the patch: [a0, a1) x [b0, b1) x [c0, c1); the rest is zero.
      * Clamped to [0, A] in c3_idx first: an origin far outside the input (huge padding) must
      * not wrap when narrowed to int. */
     int a0 = KN(clamp)(-z0, AZ), a1 = KN(clamp)(D - z0, AZ);
     int b0 = KN(clamp)(-y0, AY), b1 = KN(clamp)(H - y0, AY);
     int c0 = KN(clamp)(-x0, AX), c1 = KN(clamp)(W - x0, AX);
-    if (a0 > 0 || b0 > 0 || c0 > 0 || a1 < AZ || b1 < AY || c1 < AX)
-        for (int i = 0; i < A3; i++) p[i] = (VT){0};
+    /* Rows outside the input transform to zero along W (only those: most tiles of a small
+     * volume touch an edge, and clearing the whole patch cost 7% of the transform). */
+    if (a0 > 0 || b0 > 0 || a1 < AZ || b1 < AY)
+        for (int a = 0; a < AZ; a++)
+            for (int b = 0; b < AY; b++)
+                if (a < a0 || a >= a1 || b < b0 || b >= b1)
+                    for (int c = 0; c < AX; c++) p[(a * AY + b) * AX + c] = (VT){0};
     /* V channels and a row at least NCOLV vectors wide: per patch row, V contiguous loads (one
      * per channel) from a window of the row that holds the patch's in-range columns, and a
      * register transpose, instead of V scalar loads per element. */
@@ -100,33 +107,44 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
                     for (int l = 0; l < V; l++) win[h * V + l] = KN(loadu)(src + l * cstride + h * V);
                     KN(transpose)(win + h * V);
                 }
-                for (int c = c0; c < c1; c++) p[(a * AY + b) * AX + c] = win[c + shift];
-            }
-        a1 = 0; /* done: skip the general gather below */
-    }
-    for (int a = a0; a < a1; a++)
-        for (int b = b0; b < b1; b++) {
-            const T *src = x + ((z0 + a) * H + y0 + b) * W + x0;
-            VT *dst = p + (a * AY + b) * AX;
-            if (nc == V) {
-                for (int c = c0; c < c1; c++) dst[c] = KN(gather)(src + c, cstride);
-            } else {
-                for (int c = c0; c < c1; c++) {
-                    VT e = (VT){0};
-                    for (int l = 0; l < nc; l++) e[l] = src[c + l * cstride];
-                    dst[c] = e;
+                VT row[6];
+                if (c0 == 0 && c1 == AX) {
+                    for (int c = 0; c < AX; c++) row[c] = win[c + shift];
+                } else {
+                    for (int c = 0; c < AX; c++)
+                        row[c] = c >= c0 && c < c1 ? win[c + shift] : (VT){0};
                 }
+                KN(bt)(AX, row, 1, p + (a * AY + b) * AX, 1);
             }
-        }
-    for (int i = 0; i < AYX; i++) KN(bt)(AZ, p + i, AYX, q + i, AYX);           /* along D */
+    } else {
+        for (int a = a0; a < a1; a++)
+            for (int b = b0; b < b1; b++) {
+                const T *src = x + ((z0 + a) * H + y0 + b) * W + x0;
+                VT row[6];
+                for (int c = 0; c < AX; c++) {
+                    row[c] = (VT){0};
+                    if (c < c0 || c >= c1) continue;
+                    if (nc == V) {
+                        row[c] = KN(gather)(src + c, cstride);
+                    } else {
+                        for (int l = 0; l < nc; l++) row[c][l] = src[c + l * cstride];
+                    }
+                }
+                KN(bt)(AX, row, 1, p + (a * AY + b) * AX, 1);
+            }
+    }
     for (int a = 0; a < AZ; a++)                                                /* along H */
-        for (int c = 0; c < AX; c++) KN(bt)(AY, q + a * AYX + c, AX, p + a * AYX + c, AX);
-    for (int i = 0; i < AZ * AY; i++) KN(bt)(AX, p + i * AX, 1, q + i * AX, 1); /* along W */
-    for (int xi = 0; xi < A3; xi++) {
-        if (nc == V) {
-            KN(storeu)(v + xi * v_stride, q[xi]);
-        } else {
-            for (int l = 0; l < nc; l++) v[xi * v_stride + l] = q[xi][l];
+        for (int c = 0; c < AX; c++) KN(bt)(AY, p + a * AYX + c, AX, q + a * AYX + c, AX);
+    for (int i = 0; i < AYX; i++) {                                             /* along D */
+        VT r[6];
+        KN(bt)(AZ, q + i, AYX, r, 1);
+        for (int k = 0; k < AZ; k++) {
+            T *dst = v + (c3_idx)(k * AYX + i) * v_stride;
+            if (nc == V) {
+                KN(storeu)(dst, r[k]);
+            } else {
+                for (int l = 0; l < nc; l++) dst[l] = r[k][l];
+            }
         }
     }
 }
@@ -144,8 +162,11 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
     const int AYX = AY * AX;
     VT b = (VT){0};
     for (int l = 0; l < nc; l++) b[l] = bias[l];
-    for (int xi = 0; xi < AZ * AYX; xi++) p[xi] = KN(loadu)(m_in + xi * m_stride);
-    for (int i = 0; i < AYX; i++) KN(at)(AZ, MZ, p + i, AYX, q + i, AYX);  /* D: MZ x AY x AX */
+    for (int i = 0; i < AYX; i++) {                  /* D: MZ x AY x AX, as M is loaded */
+        VT col[6];
+        for (int k = 0; k < AZ; k++) col[k] = KN(loadu)(m_in + (c3_idx)(k * AYX + i) * m_stride);
+        KN(at)(AZ, MZ, col, 1, q + i, AYX);
+    }
     for (int z = 0; z < MZ; z++)                                           /* H: MZ x MY x AX */
         for (int c = 0; c < AX; c++)
             KN(at)(AY, MY, q + z * AYX + c, AX, p + z * AYX + c, AX);

@@ -32,6 +32,10 @@ LAYERS = [
     ((2, 12, 5, 6, 7), (20, 12, 1, 1, 1), dict()),                       # pointwise
     ((1, 4, 9, 9, 9), (8, 4, 2, 3, 2), dict(stride=(2, 1, 3), dilation=(1, 2, 1), padding=2)),
     ((2, 3, 8, 8, 40), (2, 3, 3, 3, 3), dict(stride=(1, 1, 1), padding=(1, 1, 0))),  # rows
+    # outputs of 2 MiB and more: the blocked and pointwise paths first touch the output's
+    # pages, each thread its own share, before any thread stores a result (_schedule.h)
+    ((1, 1, 16, 32, 32), (32, 1, 3, 3, 3), dict(padding=1)),
+    ((1, 4, 8, 32, 32), (64, 4, 1, 1, 1), dict()),
 ]
 
 
