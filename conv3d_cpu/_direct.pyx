@@ -136,8 +136,8 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
                    c3_idx H, c3_idx W, c3_idx O, c3_idx groups, c3_idx kD, c3_idx kH,
                    c3_idx kW, c3_idx oD, c3_idx oH, c3_idx oW, c3_idx sD, c3_idx sH, c3_idx sW,
                    c3_idx pD, c3_idx pH, c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp,
-                   c3_idx yb, int ocb, bint wide, int nxmax, int nt,
-                   const c3_kernels* K) noexcept nogil:
+                   c3_idx yb, int ocb, bint wide, int nxmax, int nt, int* flags,
+                   c3_idx flag_stride, const c3_kernels* K) noexcept nogil:
     """Work item: ``yb`` output rows of one output plane (n, z) and one group, all its
     channel blocks.
 
@@ -171,7 +171,8 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
         # Gathered row slots rely on their W padding columns staying zero.
         memset(slab, 0, per_thread * sizeof(floating))
         for blk in prange(groups * nob, schedule="static"):
-            _pack_block(w, wp, blk, nob, opg, cpg * kD * kH * kW, ocb)
+            flags[tid * flag_stride] |= _pack_block(w, wp, blk, nob, opg, cpg * kD * kH * kW,
+                                                    ocb)
         c3_touch_share(out, N * O * plane * sizeof(floating), tid, nt)
         conv3d_cpu_barrier()  # every block packed (and page touched) before any item
         item = c3_ranges_next(ranges, nr, tid)
@@ -215,8 +216,8 @@ cdef void _slab_rows(const c3_kernels* K, const floating* xg, const floating* wg
 cdef void _pointwise(const floating* x, const floating* w, floating* wp,
                      const floating* bias, floating* out, floating* scratch, const c3_idx* offs,
                      c3_idx per_thread, c3_idx N, c3_idx C, c3_idx O, c3_idx groups, c3_idx P,
-                     c3_idx chunk, int ocb, bint wide, int nxmax, int nt,
-                     const c3_kernels* K) noexcept nogil:
+                     c3_idx chunk, int ocb, bint wide, int nxmax, int nt, int* flags,
+                     c3_idx flag_stride, const c3_kernels* K) noexcept nogil:
     """1x1x1, stride 1, no padding: input channels are rows of length P = D*H*W read in place.
 
     ``offs`` holds the row offsets (c * P) then the weight offsets (c * ocb) of one group.
@@ -233,7 +234,7 @@ cdef void _pointwise(const floating* x, const floating* w, floating* wp,
     with parallel(num_threads=nt):
         tid = threadid()
         for blk in prange(groups * nob, schedule="static"):
-            _pack_block(w, wp, blk, nob, opg, cpg, ocb)
+            flags[tid * flag_stride] |= _pack_block(w, wp, blk, nob, opg, cpg, ocb)
         c3_touch_share(out, N * O * P * sizeof(floating), tid, nt)
         conv3d_cpu_barrier()  # every block packed (and page touched) before any item
         item = c3_ranges_next(ranges, nr, tid)
@@ -334,20 +335,24 @@ cdef void _rows_plane(const c3_kernels* K, const floating* planes, c3_idx nplane
 
 
 def direct(x, w, bias, out, stride, padding, dilation, Py_ssize_t groups, int num_threads):
-    """Write conv3d(x, w) + bias into ``out`` (N, O, oD, oH, oW).
+    """Write conv3d(x, w) + bias into ``out`` (N, O, oD, oH, oW); return whether every
+    weight is finite.
 
     C-contiguous arrays of one dtype (float32 or float64). ``padding`` is the front padding
     per axis; the far side is implied by ``out``'s shape. ``num_threads`` <= 0 means the
-    OpenMP default, read now.
+    OpenMP default, read now. Taps that fall in the padding are skipped, so with a NaN or an
+    infinite weight the result differs from PyTorch's (0 * NaN is NaN): the caller then
+    recomputes with the padding made explicit. (Found while the weights are packed, which
+    reads them anyway: a separate np.isfinite pass cost 22 us a call on a 64 -> 128 layer.)
     """
     # Explicit dispatch: a fused def function would inspect every argument's buffer first.
     if x.dtype == np.float32:
-        _run[float](x, w, bias, out, stride, padding, dilation, groups, num_threads)
+        return _run[float](x, w, bias, out, stride, padding, dilation, groups, num_threads)
     else:
-        _run[double](x, w, bias, out, stride, padding, dilation, groups, num_threads)
+        return _run[double](x, w, bias, out, stride, padding, dilation, groups, num_threads)
 
 
-cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
+cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
           const floating[::1] bias, floating[:, :, :, :, ::1] out,
           stride, padding, dilation, Py_ssize_t groups, int num_threads):
     cdef const c3_kernels* K = active_kernels()
@@ -414,13 +419,18 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
                   &scratch[0], &offs[0], per_thread, offs_stride, max_rows, N, C, D, H, W, O,
                   groups, kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Hp, Wp,
                   nt, K)
-        return
+            return _all_finite(&w[0, 0, 0, 0, 0], w.shape[0] * cpg * kD * kH * kW)
+    # One flag per thread, each on its own line: a weight seen non-finite while packing.
+    cdef int[::1] flags
+    cdef c3_idx flag_stride
+    flags, flag_stride = thread_buffers(nt, 1, np.intc)
+    flags[:] = 0
     if pointwise:
         with nogil:
             _pointwise(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &wp[0], &bias[0],
                        &out[0, 0, 0, 0, 0],
                        &scratch[0], &offs[0], per_thread, N, C, O, groups, D * H * W,
-                       16 * nxmax, ocb, wide, nxmax, nt, K)
+                       16 * nxmax, ocb, wide, nxmax, nt, &flags[0], flag_stride, K)
     else:
         with nogil:
             _blocked(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &wp[0], &bias[0],
@@ -428,7 +438,20 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
                      &scratch[0], &offs[0], per_thread, offs_stride, max_rows, N, C, D, H, W,
                      O, groups,
                      kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, yb,
-                     ocb, wide, nxmax, nt, K)
+                     ocb, wide, nxmax, nt, &flags[0], flag_stride, K)
+    cdef int t
+    for t in range(nt):
+        if flags[t * flag_stride]:
+            return False
+    return True
+
+
+cdef bint _all_finite(const floating* w, c3_idx n) noexcept nogil:
+    cdef c3_idx i
+    cdef int bad = 0
+    for i in range(n):
+        bad |= (w[i] - w[i]) != 0  # NaN for NaN and +-inf (NaN != 0 holds)
+    return not bad
 
 
 cdef c3_idx _rows_per_item(c3_idx planes, c3_idx oH, int nt, c3_idx row_bytes, c3_idx sH,
@@ -444,20 +467,25 @@ cdef c3_idx _rows_per_item(c3_idx planes, c3_idx oH, int nt, c3_idx row_bytes, c
     return yb
 
 
-cdef void _pack_block(const floating* w, floating* wp, c3_idx blk, c3_idx nob, c3_idx opg,
-                      c3_idx k, int ocb) noexcept nogil:
+cdef int _pack_block(const floating* w, floating* wp, c3_idx blk, c3_idx nob, c3_idx opg,
+                     c3_idx k, int ocb) noexcept nogil:
     """Block ``blk`` = g * nob + ob of the packed weights: (O, k) -> (groups, nob, k, ocb),
     the block's ocb output channels contiguous per tap; channels past the group's last (a
-    partial block) are zero."""
+    partial block) are zero. Returns nonzero when one of its weights is NaN or +-inf."""
     cdef c3_idx g = blk // nob, ob = blk % nob
     cdef c3_idx nvalid = min(ocb, opg - ob * ocb)
     cdef floating* dst = wp + blk * k * ocb
     cdef const floating* src = w + (g * opg + ob * ocb) * k
     cdef c3_idx c, i
+    cdef floating v
+    cdef int bad = 0
     # Tap-major: each output line is written whole, from ocb input rows read in step (one
     # line each, reused over 16 taps); channel-major order rewrote every line ocb times.
     for i in range(k):
         for c in range(nvalid):
-            dst[i * ocb + c] = src[c * k + i]
+            v = src[c * k + i]
+            dst[i * ocb + c] = v
+            bad |= (v - v) != 0
         for c in range(nvalid, ocb):
             dst[i * ocb + c] = 0
+    return bad

@@ -23,7 +23,7 @@ import threading
 import numpy as np
 
 from conv3d_cpu import _direct, _winograd
-from conv3d_cpu._padding import zero_pad_for_nonfinite_weights
+from conv3d_cpu._padding import zero_pad
 from conv3d_cpu._validation import check_workspace, output_shape
 
 ALGORITHMS = ("auto", "direct", "winograd", "winograd_f2", "winograd_f4")
@@ -168,7 +168,6 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
     else a small shared one). Returns a new C-contiguous (N, O, oD, oH, oW) array.
     """
     check_workspace(x.shape, weight.shape, pads, groups)
-    x, pads = zero_pad_for_nonfinite_weights(x, weight, pads)
     spatial = output_shape(x.shape[2:], weight.shape[2:], stride, pads, dilation)
     m = choose(algorithm, x.shape, weight.shape, stride, dilation, groups, spatial)
     out = np.empty((x.shape[0], weight.shape[0]) + spatial, dtype=x.dtype)
@@ -188,5 +187,10 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
         # convolution leaves finite: 'auto' recomputes such results directly.
         if algorithm != "auto" or finite:
             return out
-    _direct.direct(x, weight, bias, out, stride, front, dilation, groups, num_threads)
+    finite = _direct.direct(x, weight, bias, out, stride, front, dilation, groups, num_threads)
+    if not finite and any(lo or hi for lo, hi in pads):
+        # The direct kernel skips taps in implicit padding; PyTorch multiplies them, and with
+        # a NaN or infinite weight 0 * w is NaN: recompute with the zeros made explicit.
+        _direct.direct(zero_pad(x, pads), weight, bias, out, stride, (0, 0, 0), dilation,
+                       groups, num_threads)
     return out

@@ -31,13 +31,11 @@ def pad_input(x, mode, pads):
     return np.pad(x, ((0, 0), (0, 0)) + tuple(pads), mode=_NUMPY_MODE[mode])
 
 
-def zero_pad_for_nonfinite_weights(x, weight, pads):
-    """``(x, pads)``, zero padding made explicit when ``weight`` holds a NaN or an infinity.
+def zero_pad(x, pads):
+    """A zero-padded copy of a 5-D array: the direct kernel's implicit padding made explicit.
 
     The direct kernel skips the taps that fall in implicit zero padding, but PyTorch multiplies
     them: 0 * NaN and 0 * inf are NaN. Only non-finite weights can tell the two apart, so only
-    then is a zero-padded copy made and convolved without padding.
+    then (the kernel reports it) is the layer recomputed on this copy without padding.
     """
-    if not any(lo or hi for lo, hi in pads) or np.isfinite(weight).all():
-        return x, pads
-    return np.pad(x, ((0, 0), (0, 0)) + tuple(pads)), ((0, 0),) * 3
+    return np.pad(x, ((0, 0), (0, 0)) + tuple(pads))
