@@ -77,7 +77,7 @@ static inline int KN(clamp)(c3_idx v, int hi) { return v < 0 ? 0 : v > hi ? hi :
 static inline __attribute__((always_inline)) void KN(wino_input_body)(
     const T *x, c3_idx cstride, int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0,
     c3_idx x0, T *v, c3_idx v_stride, const int AZ, const int AY, const int AX) {
-    VT p[6 * 6 * 6], q[6 * 6 * 6];
+    VT p[6 * 6 * 6];
     const int AYX = AY * AX;
     /* The in-range part of the patch: [a0, a1) x [b0, b1) x [c0, c1); the rest is zero.
      * Clamped to [0, A] in c3_idx first: an origin far outside the input (huge padding) must
@@ -133,17 +133,21 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
                 KN(bt)(AX, row, 1, p + (a * AY + b) * AX, 1);
             }
     }
-    for (int a = 0; a < AZ; a++)                                                /* along H */
-        for (int c = 0; c < AX; c++) KN(bt)(AY, p + a * AYX + c, AX, q + a * AYX + c, AX);
-    for (int i = 0; i < AYX; i++) {                                             /* along D */
-        VT r[6];
-        KN(bt)(AZ, q + i, AYX, r, 1);
-        for (int k = 0; k < AZ; k++) {
-            T *dst = v + (c3_idx)(k * AYX + i) * v_stride;
-            if (nc == V) {
-                KN(storeu)(dst, r[k]);
-            } else {
-                for (int l = 0; l < nc; l++) dst[l] = r[k][l];
+    /* Along H then D, one patch column at a time: its AZ x AY values stay in registers
+     * between the two passes instead of a round trip through a second stack array. */
+    for (int c = 0; c < AX; c++) {
+        VT t[6 * 6];
+        for (int a = 0; a < AZ; a++) KN(bt)(AY, p + a * AYX + c, AX, t + a * AY, 1);
+        for (int b = 0; b < AY; b++) {
+            VT r[6];
+            KN(bt)(AZ, t + b, AY, r, 1);
+            for (int k = 0; k < AZ; k++) {
+                T *dst = v + (c3_idx)((k * AY + b) * AX + c) * v_stride;
+                if (nc == V) {
+                    KN(storeu)(dst, r[k]);
+                } else {
+                    for (int l = 0; l < nc; l++) dst[l] = r[k][l];
+                }
             }
         }
     }
