@@ -201,6 +201,13 @@ class Policy:
                 f"median reported")
 
 
+def _our_isa():
+    """The instruction set of conv3d_cpu's kernels in this process (CONV3D_CPU_ISA may force
+    a lower one than the CPU has)."""
+    from conv3d_cpu import _isa
+    return _isa.current_isa()
+
+
 def max_err(out, ref):
     if out is None or ref is None:
         return None, None
@@ -745,7 +752,8 @@ def main(argv=None):
         timestamp=started.isoformat(timespec="seconds"), host=platform.node(), cpu=model,
         cpu_mhz=mhz, cores=ncores, default_threads=default_threads(),
         python=platform.python_version(), numpy=np.__version__,
-        versions={s.key: s.version for s in syss}, quick=quick, argv=sys.argv[1:],
+        versions={s.key: s.version for s in syss}, isa=_our_isa(), quick=quick,
+        argv=sys.argv[1:],
         omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
         peak=dict(gflops_per_core_fp32=per_core, gflops_per_core_fp64=per_core / 2,
                   source=peak_src),
@@ -761,7 +769,7 @@ def main(argv=None):
     say(f"conv3d_cpu benchmark  {meta['timestamp']}  {model}, {ncores} cores"
         f"{f' @ {mhz:.0f} MHz' if mhz else ''}")
     say("versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
-        + f", numpy {np.__version__}, python {meta['python']}")
+        + f", numpy {np.__version__}, python {meta['python']}; our kernels: {meta['isa']}")
     for k, v in notes.items():
         say(f"note: {k} {v}")
     say(f"peak: {per_core:.1f} GFLOP/s/core fp32, {per_core / 2:.1f} fp64 ({peak_src}); "
