@@ -72,8 +72,9 @@ static inline int KN(clamp)(c3_idx v, int hi) { return v < 0 ? 0 : v > hi ? hi :
 
 /* V[xi * v_stride + lane] = (B^T d B)[xi] for the AZ x AY x AX input patch whose first element
  * is at (z0, y0, x0) of channels x, x + cstride, ... (nc <= V of them); outside the input is 0.
- * The pass along W is applied to each patch row as it is loaded, and the pass along D as the
- * result is stored: two trips through the stack arrays fewer than three separate passes. */
+ * The pass along W is applied to each patch row as it is loaded, and the passes along H and D
+ * one patch column at a time as the result is stored: one trip through a stack array, where
+ * three separate passes took three. */
 static inline __attribute__((always_inline)) void KN(wino_input_body)(
     const T *x, c3_idx cstride, int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0,
     c3_idx x0, T *v, c3_idx v_stride, const int AZ, const int AY, const int AX) {
