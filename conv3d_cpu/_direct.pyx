@@ -25,11 +25,10 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
 
-from conv3d_cpu._openmp_helpers import thread_buffers
-from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, c3_range, c3_ranges_init,
-                                         c3_ranges_next, c3_touch_share,
-                                         conv3d_cpu_barrier,
-                                         effective_threads)
+from conv3d_cpu._openmp_helpers import thread_buffers, thread_flags
+from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
+                                         c3_ranges_init, c3_ranges_next, c3_touch_share,
+                                         conv3d_cpu_barrier, effective_threads)
 from conv3d_cpu._isa cimport (C3_ROW_STEP_F32, C3_ROW_STEP_F64, active_kernels, c3_idx,
                               c3_kernels, tile_kernel)
 
@@ -423,8 +422,7 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
     # One flag per thread, each on its own line: a weight seen non-finite while packing.
     cdef int[::1] flags
     cdef c3_idx flag_stride
-    flags, flag_stride = thread_buffers(nt, 1, np.intc)
-    flags[:] = 0
+    flags, flag_stride = thread_flags(nt)
     if pointwise:
         with nogil:
             _pointwise(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &wp[0], &bias[0],
@@ -439,11 +437,7 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
                      O, groups,
                      kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, yb,
                      ocb, wide, nxmax, nt, &flags[0], flag_stride, K)
-    cdef int t
-    for t in range(nt):
-        if flags[t * flag_stride]:
-            return False
-    return True
+    return not any_thread_flag(&flags[0], flag_stride, nt)
 
 
 cdef bint _all_finite(const floating* w, c3_idx n) noexcept nogil:

@@ -19,6 +19,16 @@ cdef inline int effective_threads(int requested) noexcept nogil:
     return omp_get_max_threads()
 
 
+cdef inline bint any_thread_flag(const int* flags, Py_ssize_t stride,
+                                 int nthreads) noexcept nogil:
+    """Whether a thread set its flag in a ``thread_flags`` buffer."""
+    cdef int t
+    for t in range(nthreads):
+        if flags[t * stride]:
+            return True
+    return False
+
+
 # Static scheduling with stealing (see _schedule.h).
 cdef extern from "_schedule.h" nogil:
     ctypedef struct c3_range:

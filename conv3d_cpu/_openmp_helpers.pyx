@@ -41,3 +41,11 @@ def thread_buffers(nthreads, per_thread, dtype):
     raw = np.empty(nthreads * stride + per_line, dtype)
     skip = (-raw.__array_interface__["data"][0]) % _THREAD_ALIGN // dtype.itemsize
     return raw[skip:skip + nthreads * stride], stride
+
+
+def thread_flags(nthreads):
+    """``(flags, stride)``: one zeroed int per thread, at ``flags[t * stride]``, each on its own
+    line, for a kernel's threads to report a condition (read with ``any_thread_flag``)."""
+    flags, stride = thread_buffers(nthreads, 1, np.intc)
+    flags[:] = 0
+    return flags, stride

@@ -29,9 +29,9 @@ from cython cimport floating
 from cython.parallel cimport parallel, threadid
 
 from conv3d_cpu._isa cimport active_kernels, c3_idx, c3_kernels, tile_kernel
-from conv3d_cpu._openmp_helpers import thread_buffers
-from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, c3_range, c3_ranges_init,
-                                         c3_ranges_next, effective_threads)
+from conv3d_cpu._openmp_helpers import thread_buffers, thread_flags
+from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
+                                         c3_ranges_init, c3_ranges_next, effective_threads)
 
 # Tiles per block: at least 12 (a multiple of the wide micro-kernels' 6 or 12 positions) and
 # a whole narrow micro-kernel call (up to 16), keeping V and M in cache.
@@ -274,8 +274,7 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     # One flag per thread, each on its own line.
     cdef int[::1] flags
     cdef c3_idx flag_stride
-    flags, flag_stride = thread_buffers(nt, 1, np.intc)
-    flags[:] = 0
+    flags, flag_stride = thread_flags(nt)
     cdef const c3_idx[::1] offs = _gemm_offsets(cpg, ocb)
     cdef c3_idx item = 0, blk = 0, g = 0
     cdef floating* vbuf = NULL
@@ -297,9 +296,5 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
                 min(tb, ntiles - blk * tb), g, C, D, H, W, O, groups, oD, oH, oW, pD, pH, pW, mz,
                 my, mx, az, ay, ax, ocb, wide, nxmax)
             item = c3_ranges_next(ranges, nr, tid)
-    cdef int t
-    for t in range(nt):
-        if flags[t * flag_stride]:
-            return False
-    return True
+    return not any_thread_flag(&flags[0], flag_stride, nt)
 
