@@ -178,11 +178,12 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
     for (int z = 0; z < MZ; z++)                                           /* W: MZ x MY x MX */
         for (int y = 0; y < MY; y++)
             KN(at)(AX, MX, p + (z * AY + y) * AX, 1, q + (z * MY + y) * MX, 1);
-    /* y - y is 0 for finite y and NaN otherwise (NaN != 0 holds): one check per vector. */
+    /* Bias added once; y - y is 0 for finite y and NaN otherwise (NaN != 0 holds): one
+     * check per vector. */
     IDX bad = (IDX){0};
     for (int i = 0; i < MZ * MY * MX; i++) {
-        VT y = q[i] + b;
-        bad |= (IDX)((y - y) != (VT){0});
+        q[i] += b;
+        bad |= (IDX)((q[i] - q[i]) != (VT){0});
     }
     int nonfinite = 0;
     for (int l = 0; l < V; l++) nonfinite |= bad[l] != 0;
@@ -192,7 +193,7 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
         for (int z = 0; z < mz; z++)
             for (int y = 0; y < my; y++) {
                 VT r[V];
-                for (int k = 0; k < V; k++) r[k] = k < MX ? q[(z * MY + y) * MX + k] + b : (VT){0};
+                for (int k = 0; k < V; k++) r[k] = k < MX ? q[(z * MY + y) * MX + k] : (VT){0};
                 KN(transpose)(r);
                 /* A constant size for whole tiles: the copy becomes one short store rather
                  * than a call into libc per channel and row. */
@@ -209,7 +210,7 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
     for (int z = 0; z < mz; z++)
         for (int y = 0; y < my; y++)
             for (int xx = 0; xx < mx; xx++) {
-                VT r = q[(z * MY + y) * MX + xx] + b;
+                VT r = q[(z * MY + y) * MX + xx];
                 T *dst = out + (z * oH + y) * oW + xx;
                 for (int l = 0; l < nc; l++) dst[l * ostride] = r[l];
             }
