@@ -7,6 +7,9 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 #include "_kernels.h"
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
 
 /* GCC/clang generic vectors: one source for every ISA (and for non-x86 machines). */
 typedef float c3_v4f __attribute__((vector_size(16)));
@@ -25,6 +28,14 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 #define C3_X86 1
 #endif
 
+/* Multiply-adds are written out (C3_FMA_*: a * b + c), and everything is compiled with
+ * -ffp-contract=off (setup.py): whether a * b + c is fused must not be the compiler's
+ * choice. GCC 13 fused the tile kernel's a * b + c in some of its unrolled widths and not in
+ * others, so an output's bits depended on how many positions shared its call, that is on
+ * the thread count and the batch size. Fused where the ISA has FMA, two roundings where it
+ * has not: either way the same for every call of one ISA. */
+#define C3_FMA_PLAIN(a, b, c) ((a) * (b) + (c))
+
 /* ---- baseline: the compiler's default target. 16-byte vectors: the 16 SSE2 registers
  * (or NEON's) hold them natively, where 32-byte ones would be split element by element. */
 #define C3_ISA _base
@@ -37,7 +48,15 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 #define C3_LD 2
 #define NXW 6
 #define NXN 12
+#define C3_FMA_VF C3_FMA_PLAIN
+#define C3_FMA_VD C3_FMA_PLAIN
+#define C3_FMA_F C3_FMA_PLAIN
+#define C3_FMA_D C3_FMA_PLAIN
 #include "_kernels_isa.h"
+#undef C3_FMA_VF
+#undef C3_FMA_VD
+#undef C3_FMA_F
+#undef C3_FMA_D
 #undef C3_ISA
 #undef C3_ISA_LABEL
 #undef C3_VF
@@ -56,6 +75,11 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 #define C3_ID c3_v4l
 #define C3_LF 8
 #define C3_LD 4
+/* Fused multiply-adds for the two x86 sections below (both target FMA). */
+#define C3_FMA_VF(a, b, c) ((c3_v8f)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
+#define C3_FMA_VD(a, b, c) ((c3_v4d)_mm256_fmadd_pd((__m256d)(a), (__m256d)(b), (__m256d)(c)))
+#define C3_FMA_F(a, b, c) __builtin_fmaf((a), (b), (c))
+#define C3_FMA_D(a, b, c) __builtin_fma((a), (b), (c))
 
 /* ---- AVX2 + FMA (x86-64-v3): 16 ymm registers ---- */
 #if defined(__clang__)
@@ -100,6 +124,10 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 #else
 #pragma GCC pop_options
 #endif
+#undef C3_FMA_VF
+#undef C3_FMA_VD
+#undef C3_FMA_F
+#undef C3_FMA_D
 #endif /* C3_X86 */
 
 const c3_kernels *c3_kernels_for(int isa) {

@@ -2,18 +2,23 @@
  *   C3_ISA     name suffix (_base, _avx2, _avx512)       C3_ISA_LABEL  its name for users
  *   C3_VF, C3_VD   vector types of float / double        C3_LF, C3_LD  their lane counts
  *   C3_IF, C3_ID   integer vectors of the same shape (shuffle indices)
- *   NXW, NXN   positions per wide / narrow tile call (bounded by the vector registers). */
+ *   NXW, NXN   positions per wide / narrow tile call (bounded by the vector registers)
+ *   C3_FMA_VF, C3_FMA_VD, C3_FMA_F, C3_FMA_D   a * b + c on vectors / scalars of float, double */
 #define T float
 #define VT C3_VF
 #define IDX C3_IF
 #define V C3_LF
 #define KN(name) C3_CAT(C3_CAT(c3_f32_, name), C3_ISA)
+#define VFMA C3_FMA_VF
+#define SFMA C3_FMA_F
 #include "_kernels_type.h"
 #define T double
 #define VT C3_VD
 #define IDX C3_ID
 #define V C3_LD
 #define KN(name) C3_CAT(C3_CAT(c3_f64_, name), C3_ISA)
+#define VFMA C3_FMA_VD
+#define SFMA C3_FMA_D
 #include "_kernels_type.h"
 
 #define C3_FN(name) C3_CAT(name, C3_ISA)

@@ -60,7 +60,7 @@ static inline VT KN(gather)(const T *p, c3_idx st) { return GATHER(p, st); }
                     VT b = BCAST(*p);                                                         \
                     p += (SW);                                                                \
                     _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                     \
-                        acc[j][v] += b * wv[v];                                               \
+                        acc[j][v] = VFMA(b, wv[v], acc[j][v]);                                \
                 }                                                                             \
             }                                                                                 \
         }                                                                                     \
@@ -130,7 +130,7 @@ static void KN(tile_narrow)(C3_TILE_ARGS) {
                     for (c3_idx e = 0; e < kW; e++) {                                         \
                         VT wv = BCAST(wr[e]);                                                 \
                         _Pragma("GCC unroll 4") for (int k = 0; k < NVEC; k++)               \
-                            acc[h][k] += wv * KN(loadu)(r + e * dW + k * V);                  \
+                            acc[h][k] = VFMA(wv, KN(loadu)(r + e * dW + k * V), acc[h][k]);   \
                     }                                                                         \
                 }                                                                             \
             }                                                                                 \
@@ -165,7 +165,7 @@ static void KN(row)(const T *rows, const c3_idx *r_off, c3_idx n_rows, const T *
         for (c3_idx i = 0; i < n_rows; i++) {
             const T *r = rows + r_off[i] + x * sW;
             const T *wr = w + w_off[i];
-            for (c3_idx e = 0; e < kW; e++) acc += wr[e] * r[e * dW];
+            for (c3_idx e = 0; e < kW; e++) acc = SFMA(wr[e], r[e * dW], acc);
         }
         out[x] = acc;
     }

@@ -1,4 +1,5 @@
-/* One dtype's kernels (T, VT, IDX, V, KN defined by _kernels_isa.h); undefines them after. */
+/* One dtype's kernels (T, VT, IDX, V, KN, VFMA, SFMA defined by _kernels_isa.h); undefines
+ * them after. */
 #if V == 8
 #define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s)})
 #define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)], (p)[4 * (st)], \
@@ -27,3 +28,5 @@
 #undef IDX
 #undef V
 #undef KN
+#undef VFMA
+#undef SFMA

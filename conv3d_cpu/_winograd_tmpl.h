@@ -33,15 +33,15 @@ static inline __attribute__((always_inline)) void KN(bt)(const int A, const VT *
         r[3 * so] = d3 - d1;
     } else {
         VT d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
-        VT four = BCAST((T)4), two = BCAST((T)2), five = BCAST((T)5);
+        VT four = BCAST((T)4), two = BCAST((T)2), mfive = BCAST((T)-5);
         VT s12 = d1 + d2, t12 = d1 - d2, s34 = d3 + d4, t43 = d4 - d3;
         VT t42 = two * (d4 - d2), t31 = d3 - d1;
-        r[0] = d0 - five * d2 + four * d4;
-        r[so] = four * s34 - s12;
-        r[2 * so] = four * t43 + t12;
+        r[0] = VFMA(four, d4, VFMA(mfive, d2, d0));
+        r[so] = VFMA(four, s34, -s12);
+        r[2 * so] = VFMA(four, t43, t12);
         r[3 * so] = t42 + t31;
         r[4 * so] = t42 - t31;
-        r[5 * so] = d1 - five * d3 + four * d5;
+        r[5 * so] = VFMA(four, d5, VFMA(mfive, d3, d1));
     }
 }
 
@@ -52,7 +52,7 @@ static inline __attribute__((always_inline)) void KN(at)(const int A, const int 
     } else if (A == 6 && M == 2) { /* F(2, 5): A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 1] */
         VT m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s], m4 = m[4 * s], m5 = m[5 * s];
         y[0] = m0 + (m1 + m2) + (m3 + m4);
-        y[so] = (m1 - m2) + BCAST((T)0.5) * (m3 - m4) + m5;
+        y[so] = VFMA(BCAST((T)0.5), m3 - m4, m1 - m2) + m5;
     } else if (A == 4) {
         VT m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s];
         y[0] = m0 + m1 + m2;
@@ -61,9 +61,9 @@ static inline __attribute__((always_inline)) void KN(at)(const int A, const int 
         VT m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s], m4 = m[4 * s], m5 = m[5 * s];
         VT s12 = m1 + m2, t12 = m1 - m2, s34 = m3 + m4, t34 = m3 - m4;
         y[0] = m0 + s12 + s34;
-        y[so] = t12 + BCAST((T)0.5) * t34;
-        y[2 * so] = s12 + BCAST((T)0.25) * s34;
-        y[3 * so] = t12 + BCAST((T)0.125) * t34 + m5;
+        y[so] = VFMA(BCAST((T)0.5), t34, t12);
+        y[2 * so] = VFMA(BCAST((T)0.25), s34, s12);
+        y[3 * so] = VFMA(BCAST((T)0.125), t34, t12) + m5;
     }
 }
 

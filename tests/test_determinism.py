@@ -12,6 +12,7 @@ from hypothesis import given, strategies as st
 
 from conv3d_cpu import Conv3d, conv3d
 from hardening import bits, budget, run_python
+from isa_helpers import ISAS, isa_selected
 
 ALGORITHMS = ["direct", "winograd", "winograd_f2", "winograd_f4", "auto"]
 DTYPES = [np.float32, np.float64]
@@ -73,6 +74,33 @@ def test_bitwise_identical_across_calls_and_thread_counts(layer, algorithm, dtyp
     for i in range(x.shape[0]):
         assert bits(run(x[i:i + 1], w, b, kwargs, algorithm)) == bits(full[i:i + 1])
         assert bits(run(x[i], w, b, kwargs, algorithm)) == bits(full[i])
+
+
+# Wide (20 output channels) and narrow (6) channel blocks; 3 * 3 * 3 * 3 = 81 F4 tiles and
+# 3 * 5 * 5 * 6 = 450 F2 tiles, so blocks of tiles (and the micro-kernel calls within them)
+# change size with the thread count and the batch.
+ISA_LAYERS = [((3, 8, 9, 10, 11), (20, 8, 3, 3, 3)), ((3, 5, 9, 10, 11), (6, 5, 3, 3, 3))]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("algorithm", ["direct", "winograd_f2", "winograd_f4"])
+@pytest.mark.parametrize("layer", range(len(ISA_LAYERS)))
+def test_bits_independent_of_blocking_under_every_isa(layer, algorithm, dtype, isa):
+    # An output's bits must not depend on how many positions share its micro-kernel call:
+    # built by GCC 13, with multiply-add fusion left to the compiler, they did (the unrolled
+    # widths were fused differently), and only on the thread counts and batch sizes that
+    # pick such widths. Every compiled ISA, since each is its own code.
+    xshape, wshape = ISA_LAYERS[layer]
+    x, w = data(xshape, 7, dtype), data(wshape, 8, dtype) * 0.2
+    b = data(wshape[:1], 9, dtype)
+    with isa_selected(isa):
+        ref = run(x, w, b, dict(padding=1), algorithm, num_threads=1)
+        for nt in (2, 3, 4, 5, 7):
+            assert bits(run(x, w, b, dict(padding=1), algorithm, num_threads=nt)) == bits(ref), nt
+        for i in range(x.shape[0]):
+            assert bits(run(x[i:i + 1], w, b, dict(padding=1), algorithm)) == bits(ref[i:i + 1])
+        assert bits(run(x[1:], w, b, dict(padding=1), algorithm)) == bits(ref[1:])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
