@@ -142,7 +142,7 @@ def _format(cfg):
         f"conv3d_cpu {cfg['version']} ({cfg['package_dir']})",
         "ISA:",
         f"  selected: {isa['selected']} "
-        + (f"(CONV3D_CPU_ISA={forced})" if forced else "(the best this CPU supports)"),
+        + (f"(CONV3D_CPU_ISA={forced})" if forced else "(the default for this CPU)"),
         f"  available: {', '.join(isa['available'])} (compiled in and supported by this CPU)",
         f"  compiled: {', '.join(isa['compiled'])}",
         "OpenMP:",

@@ -29,7 +29,7 @@ from conv3d_cpu._openmp_helpers import thread_buffers, thread_flags
 from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
                                          c3_ranges_init, c3_ranges_next, c3_touch_share,
                                          conv3d_cpu_barrier, effective_threads)
-from conv3d_cpu._isa cimport (C3_ROW_STEP_F32, C3_ROW_STEP_F64, active_kernels, c3_idx,
+from conv3d_cpu._isa cimport (C3_ROW_STEP_F32, C3_ROW_STEP_F64, c3_idx, layer_kernels,
                               c3_kernels, tile_kernel)
 
 
@@ -354,7 +354,8 @@ def direct(x, w, bias, out, stride, padding, dilation, Py_ssize_t groups, int nu
 cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
           const floating[::1] bias, floating[:, :, :, :, ::1] out,
           stride, padding, dilation, Py_ssize_t groups, int num_threads):
-    cdef const c3_kernels* K = active_kernels()
+    # (a vector's lanes hold output channels)
+    cdef const c3_kernels* K = layer_kernels(w.shape[0] // groups, floating is double)
     cdef c3_idx N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef c3_idx O = w.shape[0], cpg = w.shape[1]
     cdef c3_idx kD = w.shape[2], kH = w.shape[3], kW = w.shape[4]

@@ -136,7 +136,7 @@ class TransformCache:
 
     def get(self, weight, groups, m):
         # The packing depends on the active ISA's channel block (conv3d_cpu._isa.use_isa).
-        block = _winograd.channel_block(weight.dtype, weight.shape[0] // groups)
+        block = _winograd.channel_block(weight.dtype, weight.shape[1], weight.shape[0] // groups)
         key = (weight.__array_interface__["data"][0], weight.shape, weight.dtype.str, groups, m,
                block)
         with self._lock:

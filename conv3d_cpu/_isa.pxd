@@ -47,12 +47,14 @@ cdef extern from "_kernels.h" nogil:
         c3_wino_in_f64 wino_in_f64
         c3_wino_out_f32 wino_out_f32
         c3_wino_out_f64 wino_out_f64
+        const c3_kernels* narrow
     const c3_kernels* c3_kernels_for(int isa)
     int c3_cpu_supports(int isa)
+    int c3_cpu_prefers(int isa)
     int C3_ROW_STEP_F32, C3_ROW_STEP_F64
 
 
-cdef const c3_kernels* active_kernels() noexcept nogil
+cdef const c3_kernels* layer_kernels(c3_idx channels, bint f64) noexcept nogil
 
 
 cdef inline void tile_kernel(const c3_kernels* K, bint wide, const floating* rows,

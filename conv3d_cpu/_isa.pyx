@@ -1,13 +1,18 @@
 """Instruction-set dispatch: the micro-kernels are compiled for several ISAs (_kernels.c);
-the best one this CPU supports is chosen at import, or the one CONV3D_CPU_ISA names."""
+the best one for this CPU is chosen at import (default_isa), or the one CONV3D_CPU_ISA names."""
 import os
 
-ISA_NAMES = ("baseline", "avx2", "avx512")
+ISA_NAMES = ("baseline", "avx2", "avx512", "avx512_zmm")
 cdef const c3_kernels* _K = NULL
 
 
-cdef const c3_kernels* active_kernels() noexcept nogil:
-    """The kernel table every algorithm uses (set by use_isa)."""
+cdef const c3_kernels* layer_kernels(c3_idx channels, bint f64) noexcept nogil:
+    """The kernel table for a layer with ``channels`` per group in a vector's lanes: the
+    selected ISA's (use_isa), or the table it names for fewer channels than its narrow block
+    (avx512_zmm's 16 float lanes: avx512's 8)."""
+    cdef int narrow = _K.ocb_narrow_f64 if f64 else _K.ocb_narrow_f32
+    if _K.narrow != NULL and channels < narrow:
+        return _K.narrow
     return _K
 
 
@@ -15,6 +20,14 @@ def available_isas():
     """Instruction sets compiled in and supported by this CPU, worst first."""
     return tuple(name for i, name in enumerate(ISA_NAMES)
                  if c3_kernels_for(i) != NULL and c3_cpu_supports(i))
+
+
+def default_isa():
+    """The ISA chosen without CONV3D_CPU_ISA: the best this CPU supports, except that 512-bit
+    vectors are chosen only where they pay (c3_cpu_prefers: Intel cores)."""
+    preferred = [name for i, name in enumerate(ISA_NAMES)
+                 if c3_kernels_for(i) != NULL and c3_cpu_prefers(i)]
+    return preferred[len(preferred) - 1]  # (wraparound is off: no negative indices)
 
 
 def compiled_isas():
@@ -29,8 +42,7 @@ def use_isa(name=None):
     """
     global _K
     if name is None:
-        supported = available_isas()
-        name = supported[len(supported) - 1]  # (wraparound is off: no negative indices)
+        name = default_isa()
     if name not in ISA_NAMES:
         raise ValueError(f"CONV3D_CPU_ISA must be one of {', '.join(ISA_NAMES)}, got {name!r}")
     i = ISA_NAMES.index(name)

@@ -35,6 +35,7 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
  * the thread count and the batch size. Fused where the ISA has FMA, two roundings where it
  * has not: either way the same for every call of one ISA. */
 #define C3_FMA_PLAIN(a, b, c) ((a) * (b) + (c))
+#define C3_NARROW_TABLE NULL
 
 /* ---- baseline: the compiler's default target. 16-byte vectors: the 16 SSE2 registers
  * (or NEON's) hold them natively, where 32-byte ones would be split element by element. */
@@ -126,6 +127,53 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 #endif
 #undef C3_FMA_VF
 #undef C3_FMA_VD
+#undef C3_VF
+#undef C3_VD
+#undef C3_IF
+#undef C3_ID
+#undef C3_LF
+#undef C3_LD
+
+/* ---- AVX-512 on 512-bit vectors: twice the lanes per instruction. Cores with two 512-bit
+ * FMA units (Intel server cores) do twice the work per cycle; where 512-bit operations are
+ * split in two (AMD Zen 4) it saves only instructions, and the wider channel blocks waste
+ * lanes on layers with few channels per group. */
+typedef float c3_v16f __attribute__((vector_size(64)));
+typedef double c3_v8d __attribute__((vector_size(64)));
+typedef int c3_v16i __attribute__((vector_size(64)));
+typedef long long c3_v8l __attribute__((vector_size(64)));
+#define C3_VF c3_v16f
+#define C3_VD c3_v8d
+#define C3_IF c3_v16i
+#define C3_ID c3_v8l
+#define C3_LF 16
+#define C3_LD 8
+#define C3_FMA_VF(a, b, c) ((c3_v16f)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
+#define C3_FMA_VD(a, b, c) ((c3_v8d)_mm512_fmadd_pd((__m512d)(a), (__m512d)(b), (__m512d)(c)))
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+#endif
+#define C3_ISA _avx512_zmm
+#define C3_ISA_LABEL "avx512_zmm"
+#define NXW 12
+#define NXN 16
+#undef C3_NARROW_TABLE
+#define C3_NARROW_TABLE (&c3_table_avx512)
+#include "_kernels_isa.h"
+#undef C3_ISA
+#undef C3_ISA_LABEL
+#undef NXW
+#undef NXN
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#undef C3_FMA_VF
+#undef C3_FMA_VD
 #undef C3_FMA_F
 #undef C3_FMA_D
 #endif /* C3_X86 */
@@ -136,6 +184,7 @@ const c3_kernels *c3_kernels_for(int isa) {
 #ifdef C3_X86
     case C3_ISA_AVX2: return &c3_table_avx2;
     case C3_ISA_AVX512: return &c3_table_avx512;
+    case C3_ISA_AVX512_ZMM: return &c3_table_avx512_zmm;
 #endif
     default: return NULL;
     }
@@ -149,10 +198,24 @@ int c3_cpu_supports(int isa) {
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case C3_ISA_AVX512:
+    case C3_ISA_AVX512_ZMM:
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
 #endif
     default: return 0;
     }
+}
+
+int c3_cpu_prefers(int isa) {
+#ifdef C3_X86
+    /* Intel's server cores run 512-bit FMAs on two units (twice the 256-bit rate); AMD's Zen 4
+     * splits them in two, and measured 512-bit kernels no faster there, slower on small
+     * channel blocks. */
+    if (isa == C3_ISA_AVX512_ZMM) {
+        __builtin_cpu_init();
+        return c3_cpu_supports(isa) && __builtin_cpu_is("intel");
+    }
+#endif
+    return c3_cpu_supports(isa);
 }

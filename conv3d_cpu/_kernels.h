@@ -35,8 +35,8 @@ typedef void (*c3_row_f64)(const double *rows, const c3_idx *r_off, c3_idx n_row
                            const double *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
                            c3_idx sW, double *out, c3_idx oW, double bias);
 /* Outputs per row-kernel step (4 vectors), the largest over the ISAs: callers pad rows to it. */
-#define C3_ROW_STEP_F32 32
-#define C3_ROW_STEP_F64 16
+#define C3_ROW_STEP_F32 64
+#define C3_ROW_STEP_F64 32
 
 /* Winograd transforms of one tile with az x ay x ax transformed points and mz x my x mx
  * outputs (see _winograd_tmpl.h for the shapes compiled). */
@@ -57,7 +57,7 @@ typedef int (*c3_wino_out_f64)(int mz, int my, int mx, int az, int ay, int ax,
                                double *out, c3_idx ostride, c3_idx oH, c3_idx oW, int ez,
                                int ey, int ex);
 
-typedef struct {
+typedef struct c3_kernels_s {
     const char *isa;
     /* Output-channel block widths and the most positions one tile call handles. */
     int ocb_wide_f32, ocb_narrow_f32, ocb_wide_f64, ocb_narrow_f64;
@@ -72,13 +72,19 @@ typedef struct {
     c3_wino_in_f64 wino_in_f64;
     c3_wino_out_f32 wino_out_f32;
     c3_wino_out_f64 wino_out_f64;
+    /* The table for layers with fewer channels per group than this one's narrow block, or
+     * NULL (this one): 512-bit vectors hand them to 256-bit ones, whose lanes they fill. */
+    const struct c3_kernels_s *narrow;
 } c3_kernels;
 
-enum { C3_ISA_BASELINE = 0, C3_ISA_AVX2 = 1, C3_ISA_AVX512 = 2, C3_ISA_COUNT = 3 };
+enum { C3_ISA_BASELINE = 0, C3_ISA_AVX2 = 1, C3_ISA_AVX512 = 2, C3_ISA_AVX512_ZMM = 3,
+       C3_ISA_COUNT = 4 };
 
 /* The kernel table for an ISA, or NULL when it was not compiled in. */
 const c3_kernels *c3_kernels_for(int isa);
 /* 1 when this CPU can run the ISA's kernels. */
 int c3_cpu_supports(int isa);
+/* 1 when the ISA is worth choosing by default on this CPU, where it runs. */
+int c3_cpu_prefers(int isa);
 
 #endif

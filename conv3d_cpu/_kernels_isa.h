@@ -3,7 +3,8 @@
  *   C3_VF, C3_VD   vector types of float / double        C3_LF, C3_LD  their lane counts
  *   C3_IF, C3_ID   integer vectors of the same shape (shuffle indices)
  *   NXW, NXN   positions per wide / narrow tile call (bounded by the vector registers)
- *   C3_FMA_VF, C3_FMA_VD, C3_FMA_F, C3_FMA_D   a * b + c on vectors / scalars of float, double */
+ *   C3_FMA_VF, C3_FMA_VD, C3_FMA_F, C3_FMA_D   a * b + c on vectors / scalars of float, double
+ *   C3_NARROW_TABLE   the table for layers with few channels per group (NULL: this one) */
 #define T float
 #define VT C3_VF
 #define IDX C3_IF
@@ -28,6 +29,6 @@ static const c3_kernels C3_FN(c3_table) = {
     C3_FN(c3_f64_tile_narrow), C3_FN(c3_f32_store_tile), C3_FN(c3_f64_store_tile),
     C3_FN(c3_f32_row), C3_FN(c3_f64_row),
     C3_FN(c3_f32_wino_input), C3_FN(c3_f64_wino_input), C3_FN(c3_f32_wino_output),
-    C3_FN(c3_f64_wino_output),
+    C3_FN(c3_f64_wino_output), C3_NARROW_TABLE,
 };
 #undef C3_FN

@@ -1,6 +1,12 @@
 /* One dtype's kernels (T, VT, IDX, V, KN, VFMA, SFMA defined by _kernels_isa.h); undefines
  * them after. */
-#if V == 8
+#if V == 16
+#define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s)})
+#define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)], (p)[4 * (st)], \
+                            (p)[5 * (st)], (p)[6 * (st)], (p)[7 * (st)], (p)[8 * (st)],       \
+                            (p)[9 * (st)], (p)[10 * (st)], (p)[11 * (st)], (p)[12 * (st)],    \
+                            (p)[13 * (st)], (p)[14 * (st)], (p)[15 * (st)]})
+#elif V == 8
 #define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s)})
 #define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)], (p)[4 * (st)], \
                             (p)[5 * (st)], (p)[6 * (st)], (p)[7 * (st)]})

@@ -28,7 +28,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport parallel, threadid
 
-from conv3d_cpu._isa cimport active_kernels, c3_idx, c3_kernels, tile_kernel
+from conv3d_cpu._isa cimport c3_idx, c3_kernels, layer_kernels, tile_kernel
 from conv3d_cpu._openmp_helpers import thread_buffers, thread_flags
 from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
                                          c3_ranges_init, c3_ranges_next, effective_threads)
@@ -54,9 +54,14 @@ _G = {
 }
 
 
-def channel_block(dtype, opg):
-    """(ocb, wide) of the GEMM micro-kernel for this dtype and output channels per group."""
-    cdef const c3_kernels* K = active_kernels()
+cdef inline const c3_kernels* _kernels(c3_idx cpg, c3_idx opg, bint f64) noexcept nogil:
+    # A vector's lanes hold input channels in the transforms, output channels in the GEMM.
+    return layer_kernels(min(cpg, opg), f64)
+
+
+def channel_block(dtype, cpg, opg):
+    """(ocb, wide) of the GEMM micro-kernel for this dtype and channels per group."""
+    cdef const c3_kernels* K = _kernels(cpg, opg, np.dtype(dtype) == np.float64)
     if np.dtype(dtype) == np.float32:
         narrow, wide = K.ocb_narrow_f32, K.ocb_wide_f32
     else:
@@ -86,7 +91,7 @@ def transform_weights(w, groups, m):
     a3 = int(np.prod(alphas(m, kernel)))
     O, cpg = w.shape[:2]
     opg = O // groups
-    ocb, _ = channel_block(w.dtype, opg)
+    ocb, _ = channel_block(w.dtype, cpg, opg)
     nob = -(-opg // ocb)
     # Output channels padded to whole blocks; block b = g * nob + ob.
     blocks = np.zeros((groups, nob * ocb) + w.shape[1:])
@@ -240,15 +245,15 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     ``padding`` is the front zero padding per axis; ``num_threads`` <= 0 means the OpenMP
     default. Returns True when every output is finite (checked as it is stored).
     """
-    cdef const c3_kernels* K = active_kernels()
     cdef c3_idx N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef c3_idx O = out.shape[1], oD = out.shape[2], oH = out.shape[3], oW = out.shape[4]
     cdef c3_idx pD = padding[0], pH = padding[1], pW = padding[2]
     cdef c3_idx cpg = C // groups, opg = O // groups
+    cdef const c3_kernels* K = _kernels(cpg, opg, floating is double)
     cdef int nt = effective_threads(num_threads)
     cdef int ocb, nxmax
     cdef bint wide
-    ocb, wide = channel_block(np.float32 if floating is float else np.float64, opg)
+    ocb, wide = channel_block(np.float32 if floating is float else np.float64, cpg, opg)
     nxmax = K.nx_wide if wide else K.nx_narrow
     cdef c3_idx nob = (opg + ocb - 1) // ocb
     cdef int mz = m[0], my = m[1], mx = m[2]

@@ -118,11 +118,50 @@ def test_openmp_runtime_is_found():
 needs_isa_switch = pytest.mark.skipif(not HAS_ISA_SWITCH, reason="no per-ISA dispatch")
 
 
+def _cpu_vendor():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":")[1].strip() for line in f
+                         if line.startswith("vendor_id")), None)
+    except OSError:
+        return None
+
+
 @needs_isa_switch
-def test_default_isa_is_the_best_supported():
+def test_default_isa_is_the_best_for_this_cpu():
     out = check_ran(run_python(IMPORTS_THIS_BUILD + "from conv3d_cpu import _isa; "
                                "print(_isa.current_isa())"))
-    assert out == ISAS[-1]
+    expected = ISAS[-1]
+    if expected == "avx512_zmm":
+        # 512-bit vectors by default on Intel only (two 512-bit FMA units; AMD splits them)
+        vendor = _cpu_vendor()
+        if vendor is None:
+            pytest.skip("CPU vendor unknown (no /proc/cpuinfo)")
+        if vendor != "GenuineIntel":
+            expected = "avx512"
+    assert out == expected
+
+
+@needs_isa_switch
+@pytest.mark.skipif("avx512_zmm" not in ISAS, reason="this CPU has no AVX-512")
+@pytest.mark.parametrize("algorithm", ["direct", "winograd_f4"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_512_bit_kernels_leave_narrow_layers_to_256_bit_ones(dtype, algorithm):
+    # Fewer channels per group than 16 float (8 double) lanes: avx512_zmm computes with
+    # avx512's kernels (bitwise the same); wider layers are computed correctly either way.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 16, 6, 7, 9)).astype(dtype)
+    narrow = rng.standard_normal((16, 2, 3, 3, 3)).astype(dtype)     # groups=8: 2 -> 2
+    wide = rng.standard_normal((40, 16, 3, 3, 3)).astype(dtype)
+    ys = {}
+    for isa in ("avx512", "avx512_zmm"):
+        with isa_selected(isa):
+            ys[isa] = (conv3d(x, narrow, groups=8, padding=1, algorithm=algorithm),
+                       conv3d(x, wide, padding=1, algorithm=algorithm))
+    assert ys["avx512"][0].tobytes() == ys["avx512_zmm"][0].tobytes()
+    np.testing.assert_allclose(ys["avx512_zmm"][1], ys["avx512"][1],
+                               rtol=1e-4 if dtype == np.float32 else 1e-11,
+                               atol=1e-3 if dtype == np.float32 else 1e-11)
 
 
 @needs_isa_switch
@@ -139,7 +178,7 @@ def test_isa_env_is_honoured(isa):
 def test_invalid_isa_env_fails_import_clearly(value):
     proc = run_python("import conv3d_cpu", CONV3D_CPU_ISA=value)
     assert proc.returncode != 0
-    assert "ValueError: CONV3D_CPU_ISA must be one of baseline, avx2, avx512, got " \
+    assert "ValueError: CONV3D_CPU_ISA must be one of baseline, avx2, avx512, avx512_zmm, got " \
         f"{value!r}" in proc.stderr, proc.stderr
 
 

@@ -155,9 +155,10 @@ OOM_CASES = {
     "direct workspace (rows)": "conv3d(ones((1, 1, 1, 1, 1)), ones((16, 1, 1, 1, 1)), "
                                "padding=(0, 0, 2**31), stride=(1, 1, 2**32), "
                                "algorithm='direct')",
-    # winograd: 2**16 input channels -> at least 64 * 2**16 elements per thread, 256 threads
-    # (4 GiB; allocated before any thread starts); the transformed weights (0.3 GiB) fit
-    "winograd workspace": "conv3d(ones((1, 2**16, 3, 3, 3)), ones((1, 2**16, 3, 3, 3)), "
+    # winograd: 2**15 input channels -> at least 64 * 2**15 elements per thread, 256 threads
+    # (2 GiB; allocated before any thread starts); the transformed weights (64 x 2**15 x one
+    # channel block of up to 16 lanes, float32: at most 0.13 GiB) fit
+    "winograd workspace": "conv3d(ones((1, 2**15, 3, 3, 3)), ones((1, 2**15, 3, 3, 3)), "
                           "algorithm='winograd_f2', num_threads=256)",
     # explicit padding of the non-zero modes: a (2**15 + 1)^2 plane per channel, 8 GiB
     "replicate padding": "Conv3d(2, 2, 1, padding=(0, 2**14, 2**14), padding_mode="
