@@ -215,18 +215,23 @@ cdef void _slab_rows(const c3_kernels* K, const floating* xg, const floating* wg
 cdef void _pointwise(const floating* x, const floating* w, floating* wp,
                      const floating* bias, floating* out, floating* scratch, const c3_idx* offs,
                      c3_idx per_thread, c3_idx N, c3_idx C, c3_idx O, c3_idx groups, c3_idx P,
-                     c3_idx chunk, int ocb, bint wide, int nxmax, int nt, int* flags,
+                     c3_idx chunk, c3_idx ps, int ocb, bint wide, int nxmax, int nt, int* flags,
                      c3_idx flag_stride, const c3_kernels* K) noexcept nogil:
-    """1x1x1, stride 1, no padding: input channels are rows of length P = D*H*W read in place.
+    """1x1x1, stride 1, no padding: input channels are rows of length P = D*H*W.
 
-    ``offs`` holds the row offsets (c * P) then the weight offsets (c * ocb) of one group.
-    Work item: ``chunk`` consecutive positions of one batch element, all groups. Weights are
-    packed into ``wp`` on all threads first (see _blocked)."""
+    Work item: ``chunk`` consecutive positions of one batch element, all groups. Per group
+    the item's piece of each input row is copied to the thread's slab, rows ``ps`` apart
+    (``offs``: the row offsets c * ps, then the weight offsets c * ocb): read in place, the
+    rows lay P elements apart, which for many channels maps them onto a few cache sets (and
+    more streams than the prefetchers follow), and every channel block read them again.
+    Weights are packed into ``wp`` on all threads first (see _blocked)."""
     cdef c3_idx cpg = C // groups, opg = O // groups
     cdef c3_idx nob = (opg + ocb - 1) // ocb
     cdef c3_idx wblock = cpg * ocb
     cdef c3_idx nchunks = (P + chunk - 1) // chunk
-    cdef c3_idx item = 0, n = 0, p0 = 0, g = 0, blk = 0
+    cdef c3_idx item = 0, n = 0, p0 = 0, g = 0, blk = 0, c = 0, npos = 0
+    cdef floating* slab = NULL
+    cdef const floating* xg = NULL
     cdef int tid = 0, nr
     cdef c3_range ranges[C3_MAX_RANGES]
     nr = c3_ranges_init(ranges, nt, N * nchunks)
@@ -236,15 +241,20 @@ cdef void _pointwise(const floating* x, const floating* w, floating* wp,
             flags[tid * flag_stride] |= _pack_block(w, wp, blk, nob, opg, cpg, ocb)
         c3_touch_share(out, N * O * P * sizeof(floating), tid, nt)
         conv3d_cpu_barrier()  # every block packed (and page touched) before any item
+        slab = scratch + tid * per_thread + nxmax * ocb
         item = c3_ranges_next(ranges, nr, tid)
         while item >= 0:
             n = item // nchunks
             p0 = (item % nchunks) * chunk
+            npos = min(chunk, P - p0)
             for g in range(groups):
-                _tiles(K, wide, x + (n * C + g * cpg) * P + p0, offs, cpg,
+                xg = x + (n * C + g * cpg) * P + p0
+                for c in range(cpg):
+                    memcpy(slab + c * ps, xg + c * P, npos * sizeof(floating))
+                _tiles(K, wide, slab, offs, cpg,
                        wp + g * nob * wblock, wblock, offs + cpg, 1, 1, 1, bias + g * opg,
-                       out + (n * O + g * opg) * P + p0, P, opg, ocb, nxmax,
-                       min(chunk, P - p0), scratch + tid * per_thread)
+                       out + (n * O + g * opg) * P + p0, P, opg, ocb, nxmax, npos,
+                       scratch + tid * per_thread)
             item = c3_ranges_next(ranges, nr, tid)
 
 
@@ -370,7 +380,7 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
     cdef c3_idx max_rows = cpg * kD * kH
     cdef int ocb = 0, nxmax = 0, ocb_wide, ocb_narrow
     cdef bint wide = False, use_rows, pointwise
-    cdef c3_idx per_thread, yb = 1
+    cdef c3_idx per_thread, yb = 1, chunk = 0, ps = 0
     cdef floating[::1] wp
     if floating is float:
         ocb_wide, ocb_narrow = K.ocb_wide_f32, K.ocb_narrow_f32
@@ -395,7 +405,9 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
             Wp = max(Wp, (oW + step - 1) // step * step + (kW - 1) * dW)
         per_thread = cpg * kD * Hp * Wp
     elif pointwise:
-        per_thread = nxmax * ocb
+        chunk = min(16 * nxmax, D * H * W)
+        ps = _odd_lines(chunk, sizeof(floating))
+        per_thread = nxmax * ocb + cpg * ps
     else:
         yb = _rows_per_item(N * oD * groups, oH, nt, cpg * kD * Wp * sizeof(floating), sH,
                             (kH - 1) * dH + 1)
@@ -409,7 +421,7 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
     if use_rows:
         offs, offs_stride = thread_buffers(nt, 3 * max_rows, np.intp)
     elif pointwise:
-        offs = np.concatenate([np.arange(cpg, dtype=np.intp) * (D * H * W),
+        offs = np.concatenate([np.arange(cpg, dtype=np.intp) * ps,
                                np.arange(cpg, dtype=np.intp) * ocb])
     else:
         offs, offs_stride = thread_buffers(nt, 2 * max_rows + 2 * cpg * kD, np.intp)
@@ -429,7 +441,7 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
             _pointwise(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &wp[0], &bias[0],
                        &out[0, 0, 0, 0, 0],
                        &scratch[0], &offs[0], per_thread, N, C, O, groups, D * H * W,
-                       16 * nxmax, ocb, wide, nxmax, nt, &flags[0], flag_stride, K)
+                       chunk, ps, ocb, wide, nxmax, nt, &flags[0], flag_stride, K)
     else:
         with nogil:
             _blocked(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &wp[0], &bias[0],
@@ -484,3 +496,10 @@ cdef int _pack_block(const floating* w, floating* wp, c3_idx blk, c3_idx nob, c3
         for c in range(nvalid, ocb):
             dst[i * ocb + c] = 0
     return bad
+
+
+cdef c3_idx _odd_lines(c3_idx n, c3_idx itemsize):
+    """n elements rounded up to an odd number of 64-byte lines: rows this far apart fall on
+    different cache sets."""
+    cdef c3_idx per_line = 64 // itemsize
+    return (((n + per_line - 1) // per_line) | 1) * per_line
