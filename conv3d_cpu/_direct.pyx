@@ -30,7 +30,7 @@ from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, any_thread_flag, c3_rang
                                          c3_ranges_init, c3_ranges_next, c3_touch_share,
                                          conv3d_cpu_barrier, effective_threads)
 from conv3d_cpu._isa cimport (C3_ROW_STEP_F32, C3_ROW_STEP_F64, c3_idx, layer_kernels,
-                              c3_kernels, tile_kernel)
+                              c3_kernels, odd_lines, tile_kernel)
 
 
 cdef c3_idx _gather_slab(const floating* xg, floating* slab, c3_idx* slot_w, c3_idx* slot_x,
@@ -406,7 +406,7 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
         per_thread = cpg * kD * Hp * Wp
     elif pointwise:
         chunk = min(16 * nxmax, D * H * W)
-        ps = _odd_lines(chunk, sizeof(floating))
+        ps = odd_lines(chunk, sizeof(floating))
         per_thread = nxmax * ocb + cpg * ps
     else:
         yb = _rows_per_item(N * oD * groups, oH, nt, cpg * kD * Wp * sizeof(floating), sH,
@@ -496,10 +496,3 @@ cdef int _pack_block(const floating* w, floating* wp, c3_idx blk, c3_idx nob, c3
         for c in range(nvalid, ocb):
             dst[i * ocb + c] = 0
     return bad
-
-
-cdef c3_idx _odd_lines(c3_idx n, c3_idx itemsize):
-    """n elements rounded up to an odd number of 64-byte lines: rows this far apart fall on
-    different cache sets."""
-    cdef c3_idx per_line = 64 // itemsize
-    return (((n + per_line - 1) // per_line) | 1) * per_line

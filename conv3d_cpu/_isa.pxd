@@ -68,3 +68,12 @@ cdef inline void tile_kernel(const c3_kernels* K, bint wide, const floating* row
     else:
         (K.tile_wide_f64 if wide else K.tile_narrow_f64)(
             rows, r_off, n_rows, w, w_off, kW, dW, sW, tile, nx)
+
+
+cdef inline c3_idx odd_lines(c3_idx n, c3_idx itemsize) noexcept nogil:
+    """n elements rounded up to an odd number of 64-byte lines.
+
+    Workspace rows (or blocks) this far apart fall on different cache sets; a power-of-two
+    stride would map them onto a few sets, where they evict each other."""
+    cdef c3_idx per_line = 64 // itemsize
+    return (((n + per_line - 1) // per_line) | 1) * per_line

@@ -28,7 +28,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport parallel, threadid
 
-from conv3d_cpu._isa cimport c3_idx, c3_kernels, layer_kernels, tile_kernel
+from conv3d_cpu._isa cimport c3_idx, c3_kernels, layer_kernels, odd_lines, tile_kernel
 from conv3d_cpu._openmp_helpers import thread_buffers, thread_flags
 from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
                                          c3_ranges_init, c3_ranges_next, effective_threads)
@@ -122,7 +122,8 @@ cdef int _block(const c3_kernels* K, const floating* x, const floating* U,
                  int nxmax) noexcept nogil:
     """All three stages for tiles t0 .. t0 + ntb - 1 (ntb <= tb, the block size) of group g.
 
-    V[xi] starts at vbuf + xi * vstride, M[xi] at mbuf + xi * mstride (see _odd_lines).
+    V[xi] starts at vbuf + xi * vstride, M[xi] at mbuf + xi * mstride (odd_lines: A blocks a
+    tile writes, a power-of-two stride apart, would share a few cache sets).
     Returns nonzero when an output of these tiles is NaN or +-inf."""
     cdef int nonfinite = 0
     cdef int a3 = az * ay * ax
@@ -225,16 +226,6 @@ cdef c3_idx _balanced_block(c3_idx ntiles, c3_idx groups, int nt, c3_idx tbmax):
     return best
 
 
-cdef c3_idx _odd_lines(c3_idx n, c3_idx itemsize):
-    """n elements rounded up to an odd number of 64-byte lines.
-
-    V and M hold one block per transformed position; with a power-of-two block stride the
-    A blocks a tile writes would share a few cache sets and evict each other."""
-    cdef c3_idx per_line = 64 // itemsize
-    cdef c3_idx lines = (n + per_line - 1) // per_line
-    return (lines | 1) * per_line
-
-
 def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
              const floating[::1] bias, floating[:, :, :, :, ::1] out, padding, m, kernel,
              Py_ssize_t groups, int num_threads):
@@ -268,8 +259,8 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
                                      max(1, min(max(MIN_TILE_BLOCK, nxmax),
                                                 budget // (nt * a3 * (cpg + nob * ocb)))))
     cdef c3_idx nblocks = (ntiles + tb - 1) // tb
-    cdef c3_idx vstride = _odd_lines(tb * cpg, sizeof(floating))
-    cdef c3_idx mstride = _odd_lines(tb * nob * ocb, sizeof(floating))
+    cdef c3_idx vstride = odd_lines(tb * cpg, sizeof(floating))
+    cdef c3_idx mstride = odd_lines(tb * nob * ocb, sizeof(floating))
     cdef c3_idx vsize = a3 * vstride, per_thread = vsize + a3 * mstride
     dtype = np.float32 if floating is float else np.float64
     if U.shape[0] != groups * a3 * nob * cpg * ocb:
