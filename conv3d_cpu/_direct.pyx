@@ -29,8 +29,7 @@ from conv3d_cpu._openmp_helpers import thread_buffers, thread_flags
 from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
                                          c3_ranges_init, c3_ranges_next, c3_touch_share,
                                          conv3d_cpu_barrier, effective_threads)
-from conv3d_cpu._isa cimport (C3_ROW_STEP_F32, C3_ROW_STEP_F64, c3_idx, layer_kernels,
-                              c3_kernels, odd_lines, tile_kernel)
+from conv3d_cpu._isa cimport c3_idx, c3_kernels, layer_kernels, odd_lines, tile_kernel
 
 
 cdef c3_idx _gather_slab(const floating* xg, floating* slab, c3_idx* slot_w, c3_idx* slot_x,
@@ -398,7 +397,7 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
         wp = np.empty(groups * ((opg + ocb - 1) // ocb) * ocb * cpg * kD * kH * kW,
                       dtype=dtype)
     cdef c3_idx Hp = max(pH + H, (oH - 1) * sH + (kH - 1) * dH + 1)
-    cdef c3_idx step = C3_ROW_STEP_F32 if floating is float else C3_ROW_STEP_F64
+    cdef c3_idx step = 4 * ocb_narrow  # outputs per row-kernel step: 4 vectors of K
     if use_rows:
         # Whole vectors are read past the row end (see the row kernel).
         if sW == 1:

@@ -51,7 +51,6 @@ cdef extern from "_kernels.h" nogil:
     const c3_kernels* c3_kernels_for(int isa)
     int c3_cpu_supports(int isa)
     int c3_cpu_prefers(int isa)
-    int C3_ROW_STEP_F32, C3_ROW_STEP_F64
 
 
 cdef const c3_kernels* layer_kernels(c3_idx channels, bint f64) noexcept nogil

@@ -34,9 +34,8 @@ typedef void (*c3_row_f32)(const float *rows, const c3_idx *r_off, c3_idx n_rows
 typedef void (*c3_row_f64)(const double *rows, const c3_idx *r_off, c3_idx n_rows,
                            const double *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
                            c3_idx sW, double *out, c3_idx oW, double bias);
-/* Outputs per row-kernel step (4 vectors), the largest over the ISAs: callers pad rows to it. */
-#define C3_ROW_STEP_F32 64
-#define C3_ROW_STEP_F64 32
+/* The row kernel steps 4 vectors (4 x the table's narrow block) at a time: callers pad rows
+ * to a multiple of that. */
 
 /* Winograd transforms of one tile with az x ay x ax transformed points and mz x my x mx
  * outputs (see _winograd_tmpl.h for the shapes compiled). */
