@@ -115,7 +115,11 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 #define C3_ISA_LABEL "avx512"
 #define NXW 12
 #define NXN 16
+#define C3_STOREN_VF(p, v, n) _mm256_mask_storeu_ps((p), (__mmask8)((1u << (n)) - 1), (__m256)(v))
+#define C3_STOREN_VD(p, v, n) _mm256_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1), (__m256d)(v))
 #include "_kernels_isa.h"
+#undef C3_STOREN_VF
+#undef C3_STOREN_VD
 #undef C3_ISA
 #undef C3_ISA_LABEL
 #undef NXW
@@ -162,7 +166,11 @@ typedef long long c3_v8l __attribute__((vector_size(64)));
 #define NXN 16
 #undef C3_NARROW_TABLE
 #define C3_NARROW_TABLE (&c3_table_avx512)
+#define C3_STOREN_VF(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)((1u << (n)) - 1), (__m512)(v))
+#define C3_STOREN_VD(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1), (__m512d)(v))
 #include "_kernels_isa.h"
+#undef C3_STOREN_VF
+#undef C3_STOREN_VD
 #undef C3_ISA
 #undef C3_ISA_LABEL
 #undef NXW

@@ -4,7 +4,8 @@
  *   C3_IF, C3_ID   integer vectors of the same shape (shuffle indices)
  *   NXW, NXN   positions per wide / narrow tile call (bounded by the vector registers)
  *   C3_FMA_VF, C3_FMA_VD, C3_FMA_F, C3_FMA_D   a * b + c on vectors / scalars of float, double
- *   C3_NARROW_TABLE   the table for layers with few channels per group (NULL: this one) */
+ *   C3_NARROW_TABLE   the table for layers with few channels per group (NULL: this one)
+ *   C3_STOREN_VF, C3_STOREN_VD (optional)   store the first n lanes of a vector (masked) */
 #define T float
 #define VT C3_VF
 #define IDX C3_IF
@@ -12,6 +13,9 @@
 #define KN(name) C3_CAT(C3_CAT(c3_f32_, name), C3_ISA)
 #define VFMA C3_FMA_VF
 #define SFMA C3_FMA_F
+#ifdef C3_STOREN_VF
+#define VSTOREN C3_STOREN_VF
+#endif
 #include "_kernels_type.h"
 #define T double
 #define VT C3_VD
@@ -20,6 +24,9 @@
 #define KN(name) C3_CAT(C3_CAT(c3_f64_, name), C3_ISA)
 #define VFMA C3_FMA_VD
 #define SFMA C3_FMA_D
+#ifdef C3_STOREN_VD
+#define VSTOREN C3_STOREN_VD
+#endif
 #include "_kernels_type.h"
 
 #define C3_FN(name) C3_CAT(name, C3_ISA)

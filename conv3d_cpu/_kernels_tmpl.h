@@ -218,7 +218,13 @@ static void KN(store_tile)(const T *tile, int ocb, int nx, T *out, c3_idx plane,
                 if (cnt == V) {
                     KN(storeu)(dst, y);
                 } else {
+#ifdef VSTOREN
+                    /* one masked store: 16-lane vectors with 12-position tiles would
+                     * otherwise extract 12 lanes one by one (med_stem: +35% time) */
+                    VSTOREN(dst, y, cnt);
+#else
                     for (int e = 0; e < cnt; e++) dst[e] = y[e];
+#endif
                 }
             }
         }

@@ -1,5 +1,5 @@
-/* One dtype's kernels (T, VT, IDX, V, KN, VFMA, SFMA defined by _kernels_isa.h); undefines
- * them after. */
+/* One dtype's kernels (T, VT, IDX, V, KN, VFMA, SFMA and maybe VSTOREN defined by
+ * _kernels_isa.h); undefines them after. */
 #if V == 16
 #define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s)})
 #define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)], (p)[4 * (st)], \
@@ -36,3 +36,4 @@
 #undef KN
 #undef VFMA
 #undef SFMA
+#undef VSTOREN
