@@ -35,39 +35,48 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
  * the thread count and the batch size. Fused where the ISA has FMA, two roundings where it
  * has not: either way the same for every call of one ISA. */
 #define C3_FMA_PLAIN(a, b, c) ((a) * (b) + (c))
-#define C3_NARROW_TABLE NULL
+
+/* Each section below defines C3_ISA, C3_ISA_LABEL, NXW, NXN, C3_NARROW_TABLE and optionally
+ * C3_STOREN_VF/VD, then includes _kernels_isa.h, which undefines them; the vector types and
+ * FMA macros stay defined for sections that share them. Target attributes per section: */
+#define C3_STR(x) #x
+#if defined(__clang__)
+#define C3_TARGET_BEGIN(t)                                                                    \
+    _Pragma(C3_STR(clang attribute push(__attribute__((target(t))), apply_to = function)))
+#define C3_TARGET_END _Pragma("clang attribute pop")
+#else
+#define C3_TARGET_BEGIN(t) _Pragma("GCC push_options") _Pragma(C3_STR(GCC target(t)))
+#define C3_TARGET_END _Pragma("GCC pop_options")
+#endif
 
 /* ---- baseline: the compiler's default target. 16-byte vectors: the 16 SSE2 registers
  * (or NEON's) hold them natively, where 32-byte ones would be split element by element. */
-#define C3_ISA _base
-#define C3_ISA_LABEL "baseline"
 #define C3_VF c3_v4f
 #define C3_VD c3_v2d
 #define C3_IF c3_v4i
 #define C3_ID c3_v2l
 #define C3_LF 4
 #define C3_LD 2
-#define NXW 6
-#define NXN 12
 #define C3_FMA_VF C3_FMA_PLAIN
 #define C3_FMA_VD C3_FMA_PLAIN
 #define C3_FMA_F C3_FMA_PLAIN
 #define C3_FMA_D C3_FMA_PLAIN
+#define C3_ISA _base
+#define C3_ISA_LABEL "baseline"
+#define NXW 6
+#define NXN 12
+#define C3_NARROW_TABLE NULL
 #include "_kernels_isa.h"
 #undef C3_FMA_VF
 #undef C3_FMA_VD
 #undef C3_FMA_F
 #undef C3_FMA_D
-#undef C3_ISA
-#undef C3_ISA_LABEL
 #undef C3_VF
 #undef C3_VD
 #undef C3_IF
 #undef C3_ID
 #undef C3_LF
 #undef C3_LD
-#undef NXW
-#undef NXN
 
 #ifdef C3_X86
 #define C3_VF c3_v8f
@@ -76,67 +85,34 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 #define C3_ID c3_v4l
 #define C3_LF 8
 #define C3_LD 4
-/* Fused multiply-adds for the two x86 sections below (both target FMA). */
+/* Fused multiply-adds for the three x86 sections below (all target FMA). */
 #define C3_FMA_VF(a, b, c) ((c3_v8f)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
 #define C3_FMA_VD(a, b, c) ((c3_v4d)_mm256_fmadd_pd((__m256d)(a), (__m256d)(b), (__m256d)(c)))
 #define C3_FMA_F(a, b, c) __builtin_fmaf((a), (b), (c))
 #define C3_FMA_D(a, b, c) __builtin_fma((a), (b), (c))
 
 /* ---- AVX2 + FMA (x86-64-v3): 16 ymm registers ---- */
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+C3_TARGET_BEGIN("avx2,fma")
 #define C3_ISA _avx2
 #define C3_ISA_LABEL "avx2"
 #define NXW 6
 #define NXN 12
+#define C3_NARROW_TABLE NULL
 #include "_kernels_isa.h"
-#undef C3_ISA
-#undef C3_ISA_LABEL
-#undef NXW
-#undef NXN
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+C3_TARGET_END
 
 /* ---- AVX-512 (x86-64-v4): 32 vector registers allow a wider tile ---- */
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
-#endif
+#define C3_AVX512_TARGET "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"
+C3_TARGET_BEGIN(C3_AVX512_TARGET)
 #define C3_ISA _avx512
 #define C3_ISA_LABEL "avx512"
 #define NXW 12
 #define NXN 16
+#define C3_NARROW_TABLE NULL
 #define C3_STOREN_VF(p, v, n) _mm256_mask_storeu_ps((p), (__mmask8)((1u << (n)) - 1), (__m256)(v))
 #define C3_STOREN_VD(p, v, n) _mm256_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1), (__m256d)(v))
 #include "_kernels_isa.h"
-#undef C3_STOREN_VF
-#undef C3_STOREN_VD
-#undef C3_ISA
-#undef C3_ISA_LABEL
-#undef NXW
-#undef NXN
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#undef C3_FMA_VF
-#undef C3_FMA_VD
-#undef C3_VF
-#undef C3_VD
-#undef C3_IF
-#undef C3_ID
-#undef C3_LF
-#undef C3_LD
+C3_TARGET_END
 
 /* ---- AVX-512 on 512-bit vectors: twice the lanes per instruction. Cores with two 512-bit
  * FMA units (Intel server cores) do twice the work per cycle; where 512-bit operations are
@@ -146,6 +122,14 @@ typedef float c3_v16f __attribute__((vector_size(64)));
 typedef double c3_v8d __attribute__((vector_size(64)));
 typedef int c3_v16i __attribute__((vector_size(64)));
 typedef long long c3_v8l __attribute__((vector_size(64)));
+#undef C3_VF
+#undef C3_VD
+#undef C3_IF
+#undef C3_ID
+#undef C3_LF
+#undef C3_LD
+#undef C3_FMA_VF
+#undef C3_FMA_VD
 #define C3_VF c3_v16f
 #define C3_VD c3_v8d
 #define C3_IF c3_v16i
@@ -154,36 +138,16 @@ typedef long long c3_v8l __attribute__((vector_size(64)));
 #define C3_LD 8
 #define C3_FMA_VF(a, b, c) ((c3_v16f)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
 #define C3_FMA_VD(a, b, c) ((c3_v8d)_mm512_fmadd_pd((__m512d)(a), (__m512d)(b), (__m512d)(c)))
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
-#endif
+C3_TARGET_BEGIN(C3_AVX512_TARGET)
 #define C3_ISA _avx512_zmm
 #define C3_ISA_LABEL "avx512_zmm"
 #define NXW 12
 #define NXN 16
-#undef C3_NARROW_TABLE
 #define C3_NARROW_TABLE (&c3_table_avx512)
 #define C3_STOREN_VF(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)((1u << (n)) - 1), (__m512)(v))
 #define C3_STOREN_VD(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1), (__m512d)(v))
 #include "_kernels_isa.h"
-#undef C3_STOREN_VF
-#undef C3_STOREN_VD
-#undef C3_ISA
-#undef C3_ISA_LABEL
-#undef NXW
-#undef NXN
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#undef C3_FMA_VF
-#undef C3_FMA_VD
-#undef C3_FMA_F
-#undef C3_FMA_D
+C3_TARGET_END
 #endif /* C3_X86 */
 
 const c3_kernels *c3_kernels_for(int isa) {

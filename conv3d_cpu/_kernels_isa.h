@@ -39,3 +39,11 @@ static const c3_kernels C3_FN(c3_table) = {
     C3_FN(c3_f64_wino_output), C3_NARROW_TABLE,
 };
 #undef C3_FN
+/* The section's parameters (the vector types and FMA macros may serve the next section). */
+#undef C3_ISA
+#undef C3_ISA_LABEL
+#undef NXW
+#undef NXN
+#undef C3_NARROW_TABLE
+#undef C3_STOREN_VF
+#undef C3_STOREN_VD
