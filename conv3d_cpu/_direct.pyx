@@ -404,7 +404,9 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
             Wp = max(Wp, (oW + step - 1) // step * step + (kW - 1) * dW)
         per_thread = cpg * kD * Hp * Wp
     elif pointwise:
-        chunk = min(16 * nxmax, D * H * W)
+        # Items of up to 16 tiles; no more than a thread's share of the volume, so the
+        # threads' slabs together stay about the size of the input.
+        chunk = min(16 * nxmax, ((D * H * W + nt - 1) // nt + nxmax - 1) // nxmax * nxmax)
         ps = odd_lines(chunk, sizeof(floating))
         per_thread = nxmax * ocb + cpg * ps
     else:
