@@ -29,7 +29,8 @@ from conv3d_cpu._openmp_helpers import thread_buffers, thread_flags
 from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
                                          c3_ranges_init, c3_ranges_next, c3_touch_share,
                                          conv3d_cpu_barrier, effective_threads)
-from conv3d_cpu._isa cimport c3_idx, c3_kernels, layer_kernels, odd_lines, tile_kernel
+from conv3d_cpu._isa cimport (c3_idx, c3_kernels, channel_block_of, layer_kernels,
+                              narrow_block, odd_lines, tile_kernel)
 
 
 cdef c3_idx _gather_slab(const floating* xg, floating* slab, c3_idx* slot_w, c3_idx* slot_x,
@@ -377,21 +378,16 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
     # Padded row width: every tap of every output column lands inside it.
     cdef c3_idx Wp = max(pW + W, (oW - 1) * sW + (kW - 1) * dW + 1)
     cdef c3_idx max_rows = cpg * kD * kH
-    cdef int ocb = 0, nxmax = 0, ocb_wide, ocb_narrow
+    cdef int ocb = 0, nxmax = 0, ocb_narrow = narrow_block(K, floating is double)
     cdef bint wide = False, use_rows, pointwise
     cdef c3_idx per_thread, yb = 1, chunk = 0, ps = 0
     cdef floating[::1] wp
-    if floating is float:
-        ocb_wide, ocb_narrow = K.ocb_wide_f32, K.ocb_narrow_f32
-    else:
-        ocb_wide, ocb_narrow = K.ocb_wide_f64, K.ocb_narrow_f64
     dtype = np.float32 if floating is float else np.float64
     use_rows = opg < ocb_narrow
     pointwise = (kD == 1 and kH == 1 and kW == 1 and sD == 1 and sH == 1 and sW == 1
                  and D == oD and H == oH and W == oW)
     if not use_rows:
-        wide = opg > ocb_narrow
-        ocb = ocb_wide if wide else ocb_narrow
+        ocb = channel_block_of(K, floating is double, opg, &wide)
         nxmax = K.nx_wide if wide else K.nx_narrow
         # Filled by the kernel's threads (_pack_block).
         wp = np.empty(groups * ((opg + ocb - 1) // ocb) * ocb * cpg * kD * kH * kW,

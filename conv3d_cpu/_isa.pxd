@@ -56,6 +56,21 @@ cdef extern from "_kernels.h" nogil:
 cdef const c3_kernels* layer_kernels(c3_idx channels, bint f64) noexcept nogil
 
 
+cdef inline int narrow_block(const c3_kernels* K, bint f64) noexcept nogil:
+    """Channels in one vector of K's kernels (its narrow block) for this dtype."""
+    return K.ocb_narrow_f64 if f64 else K.ocb_narrow_f32
+
+
+cdef inline int channel_block_of(const c3_kernels* K, bint f64, c3_idx opg,
+                                 bint* wide) noexcept nogil:
+    """Output channels per tile-kernel block for ``opg`` output channels per group: one
+    vector of them, or two (``wide[0]`` set) where one would not hold the group."""
+    wide[0] = opg > narrow_block(K, f64)
+    if f64:
+        return K.ocb_wide_f64 if wide[0] else K.ocb_narrow_f64
+    return K.ocb_wide_f32 if wide[0] else K.ocb_narrow_f32
+
+
 cdef inline void tile_kernel(const c3_kernels* K, bint wide, const floating* rows,
                        const c3_idx* r_off, c3_idx n_rows, const floating* w,
                        const c3_idx* w_off, c3_idx kW, c3_idx dW, c3_idx sW, floating* tile,

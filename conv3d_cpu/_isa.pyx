@@ -10,8 +10,7 @@ cdef const c3_kernels* layer_kernels(c3_idx channels, bint f64) noexcept nogil:
     """The kernel table for a layer with ``channels`` per group in a vector's lanes: the
     selected ISA's (use_isa), or the table it names for fewer channels than its narrow block
     (avx512_zmm's 16 float lanes: avx512's 8)."""
-    cdef int narrow = _K.ocb_narrow_f64 if f64 else _K.ocb_narrow_f32
-    if _K.narrow != NULL and channels < narrow:
+    if _K.narrow != NULL and channels < narrow_block(_K, f64):
         return _K.narrow
     return _K
 

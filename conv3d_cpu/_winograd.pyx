@@ -28,7 +28,8 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport parallel, threadid
 
-from conv3d_cpu._isa cimport c3_idx, c3_kernels, layer_kernels, odd_lines, tile_kernel
+from conv3d_cpu._isa cimport (c3_idx, c3_kernels, channel_block_of, layer_kernels,
+                              odd_lines, tile_kernel)
 from conv3d_cpu._openmp_helpers import thread_buffers, thread_flags
 from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
                                          c3_ranges_init, c3_ranges_next, effective_threads)
@@ -61,12 +62,9 @@ cdef inline const c3_kernels* _kernels(c3_idx cpg, c3_idx opg, bint f64) noexcep
 
 def channel_block(dtype, cpg, opg):
     """(ocb, wide) of the GEMM micro-kernel for this dtype and channels per group."""
-    cdef const c3_kernels* K = _kernels(cpg, opg, np.dtype(dtype) == np.float64)
-    if np.dtype(dtype) == np.float32:
-        narrow, wide = K.ocb_narrow_f32, K.ocb_wide_f32
-    else:
-        narrow, wide = K.ocb_narrow_f64, K.ocb_wide_f64
-    return (wide, True) if opg > narrow else (narrow, False)
+    cdef bint f64 = np.dtype(dtype) == np.float64, wide
+    cdef int ocb = channel_block_of(_kernels(cpg, opg, f64), f64, opg, &wide)
+    return ocb, wide
 
 
 def alphas(m, kernel):
@@ -244,7 +242,7 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     cdef int nt = effective_threads(num_threads)
     cdef int ocb, nxmax
     cdef bint wide
-    ocb, wide = channel_block(np.float32 if floating is float else np.float64, cpg, opg)
+    ocb = channel_block_of(K, floating is double, opg, &wide)
     nxmax = K.nx_wide if wide else K.nx_narrow
     cdef c3_idx nob = (opg + ocb - 1) // ocb
     cdef int mz = m[0], my = m[1], mx = m[2]
