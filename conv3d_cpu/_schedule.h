@@ -24,13 +24,18 @@ typedef struct {
 /* Ranges a caller keeps (on its stack); larger teams share them. */
 #define C3_MAX_RANGES 64
 
+/* Where share t of `total` split into n equal shares starts (t = n: total), that is
+ * total * t / n without overflow for any total. */
+static inline size_t c3_share_start(size_t total, int n, int t) {
+    return total / n * t + total % n * t / n;
+}
+
 /* Split `total` items into one range per thread (at most C3_MAX_RANGES); returns how many. */
 static inline int c3_ranges_init(c3_range *r, int nthreads, ptrdiff_t total) {
     int n = nthreads < 1 ? 1 : nthreads > C3_MAX_RANGES ? C3_MAX_RANGES : nthreads;
     for (int t = 0; t < n; t++) {
-        /* total * t / n without overflow for any total */
-        r[t].lo = total / n * t + total % n * t / n;
-        r[t].hi = total / n * (t + 1) + total % n * (t + 1) / n;
+        r[t].lo = (ptrdiff_t)c3_share_start((size_t)total, n, t);
+        r[t].hi = (ptrdiff_t)c3_share_start((size_t)total, n, t + 1);
         r[t].lock = 0;
     }
     return n;
@@ -71,8 +76,7 @@ static inline ptrdiff_t c3_ranges_next(c3_range *r, int nranges, int tid) {
 static inline void c3_touch_share(void *p, size_t bytes, int part, int nparts) {
     if (bytes < C3_TOUCH_MIN_BYTES || nparts < 2) return;
     char *base = (char *)p;
-    size_t lo = bytes / nparts * part + bytes % nparts * part / nparts;
-    size_t hi = bytes / nparts * (part + 1) + bytes % nparts * (part + 1) / nparts;
+    size_t lo = c3_share_start(bytes, nparts, part), hi = c3_share_start(bytes, nparts, part + 1);
     /* one byte at each page start in [lo, hi), so every page is touched by one part */
     size_t first = (((size_t)(base + lo) + 4095) & ~(size_t)4095) - (size_t)base;
     for (size_t i = first; i < hi; i += 4096) ((volatile char *)base)[i] = 0;
