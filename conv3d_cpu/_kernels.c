@@ -37,8 +37,9 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 #define C3_FMA_PLAIN(a, b, c) ((a) * (b) + (c))
 
 /* Each section below defines C3_ISA, C3_ISA_LABEL, NXW, NXN, C3_NARROW_TABLE and optionally
- * C3_STOREN_VF/VD, then includes _kernels_isa.h, which undefines them; the vector types and
- * FMA macros stay defined for sections that share them. Target attributes per section: */
+ * C3_STOREN_VF/VD, then includes _kernels_isa.h, which undefines them; the lane counts
+ * C3_LF/C3_LD (which name the vector types) and the FMA macros stay defined for sections that
+ * share them. Target attributes per section: */
 #define C3_STR(x) #x
 #if defined(__clang__)
 #define C3_TARGET_BEGIN(t)                                                                    \
@@ -51,10 +52,6 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 
 /* ---- baseline: the compiler's default target. 16-byte vectors: the 16 SSE2 registers
  * (or NEON's) hold them natively, where 32-byte ones would be split element by element. */
-#define C3_VF c3_v4f
-#define C3_VD c3_v2d
-#define C3_IF c3_v4i
-#define C3_ID c3_v2l
 #define C3_LF 4
 #define C3_LD 2
 #define C3_FMA_VF C3_FMA_PLAIN
@@ -71,18 +68,10 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 #undef C3_FMA_VD
 #undef C3_FMA_F
 #undef C3_FMA_D
-#undef C3_VF
-#undef C3_VD
-#undef C3_IF
-#undef C3_ID
 #undef C3_LF
 #undef C3_LD
 
 #ifdef C3_X86
-#define C3_VF c3_v8f
-#define C3_VD c3_v4d
-#define C3_IF c3_v8i
-#define C3_ID c3_v4l
 #define C3_LF 8
 #define C3_LD 4
 /* Fused multiply-adds for the three x86 sections below (all target FMA). */
@@ -122,18 +111,10 @@ typedef float c3_v16f __attribute__((vector_size(64)));
 typedef double c3_v8d __attribute__((vector_size(64)));
 typedef int c3_v16i __attribute__((vector_size(64)));
 typedef long long c3_v8l __attribute__((vector_size(64)));
-#undef C3_VF
-#undef C3_VD
-#undef C3_IF
-#undef C3_ID
 #undef C3_LF
 #undef C3_LD
 #undef C3_FMA_VF
 #undef C3_FMA_VD
-#define C3_VF c3_v16f
-#define C3_VD c3_v8d
-#define C3_IF c3_v16i
-#define C3_ID c3_v8l
 #define C3_LF 16
 #define C3_LD 8
 #define C3_FMA_VF(a, b, c) ((c3_v16f)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))

@@ -27,16 +27,14 @@ typedef void (*c3_store_f32)(const float *tile, int ocb, int nx, float *out, c3_
 typedef void (*c3_store_f64)(const double *tile, int ocb, int nx, double *out, c3_idx plane,
                              const double *bias, int nvalid);
 /* out[x] = bias + sum_i sum_e w[w_off[i] + e] * rows[r_off[i] + x * sW + e * dW], x < oW.
- * With sW == 1 rows are read in whole vectors past oW (see _kernels_tmpl.h). */
+ * With sW == 1 rows are read in whole vectors past oW, 4 vectors (4 x the table's narrow
+ * block) at a time: callers pad rows to a multiple of that (see _kernels_tmpl.h). */
 typedef void (*c3_row_f32)(const float *rows, const c3_idx *r_off, c3_idx n_rows,
                            const float *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
                            c3_idx sW, float *out, c3_idx oW, float bias);
 typedef void (*c3_row_f64)(const double *rows, const c3_idx *r_off, c3_idx n_rows,
                            const double *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
                            c3_idx sW, double *out, c3_idx oW, double bias);
-/* The row kernel steps 4 vectors (4 x the table's narrow block) at a time: callers pad rows
- * to a multiple of that. */
-
 /* Winograd transforms of one tile with az x ay x ax transformed points and mz x my x mx
  * outputs (see _winograd_tmpl.h for the shapes compiled). */
 typedef void (*c3_wino_in_f32)(int az, int ay, int ax, const float *x, c3_idx cstride, int nc,

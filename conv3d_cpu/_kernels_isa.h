@@ -1,11 +1,15 @@
 /* Both dtypes' kernels for one instruction set, and its table. Included by _kernels.c with
- *   C3_ISA     name suffix (_base, _avx2, _avx512)       C3_ISA_LABEL  its name for users
- *   C3_VF, C3_VD   vector types of float / double        C3_LF, C3_LD  their lane counts
- *   C3_IF, C3_ID   integer vectors of the same shape (shuffle indices)
+ *   C3_ISA     name suffix (_base, _avx2, _avx512, ...)  C3_ISA_LABEL  its name for users
+ *   C3_LF, C3_LD   lane counts of the float / double vectors, which name their types
+ *                  (c3_v<LF>f, c3_v<LD>d, and c3_v<LF>i, c3_v<LD>l for shuffle indices)
  *   NXW, NXN   positions per wide / narrow tile call (bounded by the vector registers)
  *   C3_FMA_VF, C3_FMA_VD, C3_FMA_F, C3_FMA_D   a * b + c on vectors / scalars of float, double
  *   C3_NARROW_TABLE   the table for layers with few channels per group (NULL: this one)
  *   C3_STOREN_VF, C3_STOREN_VD (optional)   store the first n lanes of a vector (masked) */
+#define C3_VF C3_CAT(C3_CAT(c3_v, C3_LF), f)
+#define C3_VD C3_CAT(C3_CAT(c3_v, C3_LD), d)
+#define C3_IF C3_CAT(C3_CAT(c3_v, C3_LF), i)
+#define C3_ID C3_CAT(C3_CAT(c3_v, C3_LD), l)
 #define T float
 #define VT C3_VF
 #define IDX C3_IF
@@ -39,7 +43,11 @@ static const c3_kernels C3_FN(c3_table) = {
     C3_FN(c3_f64_wino_output), C3_NARROW_TABLE,
 };
 #undef C3_FN
-/* The section's parameters (the vector types and FMA macros may serve the next section). */
+/* The section's parameters (the lane counts and FMA macros may serve the next section). */
+#undef C3_VF
+#undef C3_VD
+#undef C3_IF
+#undef C3_ID
 #undef C3_ISA
 #undef C3_ISA_LABEL
 #undef NXW
