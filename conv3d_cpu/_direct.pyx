@@ -6,7 +6,9 @@ together first, and keep their scratch on their own cache lines (thread_buffers)
 Inputs are validated, C-contiguous arrays (the Python layer guarantees it). Zero padding is
 implicit: for each output row (n, z, y), the input rows its taps touch are gathered into a
 small per-thread buffer, zero padded along W only; taps outside the input in D or H are
-skipped. No padded copy of the input is made.
+skipped. No padded copy of the input is made. Work items run along output depth and the
+buffer keeps input planes in a ring (_ring_slot), so a thread gathers an input plane that kD
+neighbouring output planes read once, not kD times.
 
 Two paths, both driving C micro-kernels from _kernels.c (chosen per CPU at import):
 
@@ -17,7 +19,7 @@ Two paths, both driving C micro-kernels from _kernels.c (chosen per CPU at impor
 
 Each output element is computed by one thread in an order fixed by the shapes alone, so results
 are bitwise identical for any thread count. Extra memory per call: the repacked weights plus,
-per thread, (in_channels/groups) * kD * kH rows of the padded width.
+per thread, (in_channels/groups) * ring_depth(kD, dD) planes of gathered rows.
 """
 import numpy as np
 
@@ -27,24 +29,91 @@ from libc.string cimport memcpy, memset
 
 from conv3d_cpu._openmp_helpers import thread_buffers, thread_flags
 from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
-                                         c3_ranges_init, c3_ranges_next, c3_touch_share,
-                                         conv3d_cpu_barrier, effective_threads)
+                                         c3_ranges_init, c3_ranges_next, c3_share_start,
+                                         c3_touch_share, conv3d_cpu_barrier,
+                                         effective_threads)
 from conv3d_cpu._isa cimport (c3_idx, c3_kernels, channel_block_of, layer_kernels,
                               narrow_block, odd_lines, tile_kernel)
 
 
+cdef inline c3_idx ring_depth(c3_idx kD, c3_idx dD) noexcept nogil:
+    """Input planes a thread's buffer keeps per input channel: kD when the planes of one
+    output plane (dD apart) fall on distinct positions mod kD, else the span of its taps."""
+    cdef c3_idx a = kD, b = dD
+    while b:
+        a, b = b, a % b
+    return kD if a == 1 else (kD - 1) * dD + 1
+
+
+cdef inline c3_idx z_step(c3_idx sD, c3_idx dD) noexcept nogil:
+    """Planes between consecutive output planes of a run (_z_of): the dilation, when that makes
+    them share kD - 1 input planes (stride 1), else 1."""
+    return dD if sD == 1 else 1
+
+
+cdef inline c3_idx _z_of(c3_idx q, c3_idx oD, c3_idx step) noexcept nogil:
+    """Output plane of the q-th item of a run: the planes z with z % step == 0 ascending, then
+    those with 1, and so on."""
+    cdef c3_idx r = 0, size
+    while r < step - 1:
+        size = (oD - r + step - 1) // step
+        if q < size:
+            break
+        q -= size
+        r += 1
+    return r + q * step
+
+
+cdef inline void _ring_reset(c3_idx* tags, c3_idx R) noexcept nogil:
+    cdef c3_idx r
+    for r in range(2 * R):
+        tags[r] = -1
+
+
+cdef inline c3_idx _ring_slot(c3_idx* tags, c3_idx R, c3_idx run, c3_idx iz,
+                              bint* fill) noexcept nogil:
+    """Ring position of input plane ``iz`` (>= 0) for the items of ``run`` (one batch element,
+    group and row band); ``fill`` is set when the plane is not there yet and must be copied.
+
+    ``tags`` holds (run, plane) per position. Items of one run arrive in order of z (or in
+    reverse, when stolen), so the planes shared with the previous item are still there; any
+    other order is also correct, only slower. Which position holds a plane never changes
+    what is computed: results stay bitwise the same."""
+    cdef c3_idx r = iz % R
+    fill[0] = tags[2 * r] != run or tags[2 * r + 1] != iz
+    tags[2 * r] = run
+    tags[2 * r + 1] = iz
+    return r
+
+
+cdef inline c3_idx _chunk_start(c3_idx oD, c3_idx nzc, c3_idx zc) noexcept nogil:
+    return <c3_idx>c3_share_start(oD, <int>nzc, <int>zc)
+
+
 cdef c3_idx _gather_slab(const floating* xg, floating* slab, c3_idx* slot_w, c3_idx* slot_x,
-                         bint copy, c3_idx cpg, c3_idx D, c3_idx H, c3_idx W, c3_idx kD,
-                         c3_idx z, c3_idx sD, c3_idx pD, c3_idx dD, c3_idx iy0, c3_idx hs,
-                         c3_idx pW, c3_idx Wp) noexcept nogil:
+                         c3_idx* slot_s, c3_idx* ring, c3_idx R, c3_idx run, bint copy,
+                         c3_idx cpg, c3_idx D, c3_idx H, c3_idx W, c3_idx kD, c3_idx z,
+                         c3_idx sD, c3_idx pD, c3_idx dD, c3_idx iy0, c3_idx hs, c3_idx pW,
+                         c3_idx Wp) noexcept nogil:
     """Collect input rows iy0 .. iy0 + hs - 1 of every in-range (c, a) plane of output depth z.
 
-    ``xg`` points at the group's first channel. One slot per plane: slot_w = c * kD + a (its
-    kernel plane), slot_x = offset of the plane in ``xg``. With ``copy``, the rows inside the
-    input are copied into slot s of ``slab`` (hs rows of Wp; the W padding columns are zero
-    from allocation and never written). Returns the number of slots.
+    ``xg`` points at the group's first channel. One slot per plane, in (c, a) order:
+    slot_w = c * kD + a (its kernel plane), slot_x = offset of the plane in ``xg``. With
+    ``copy``, the plane's rows inside the input are in slab slot slot_s = c * R + ring
+    position (hs rows of Wp; the W padding columns are zero from allocation and never
+    written), copied only when the ring (``ring``: tags then per-a positions and fill flags)
+    does not hold them already. Returns the number of slots.
     """
     cdef c3_idx c, a, iz, j, iy, n = 0
+    cdef c3_idx* pos = ring + 2 * R
+    cdef c3_idx* fill = pos + kD
+    cdef bint f = False
+    if copy:
+        for a in range(kD):
+            iz = z * sD + a * dD - pD
+            if 0 <= iz < D:
+                pos[a] = _ring_slot(ring, R, run, iz, &f)
+                fill[a] = f
     for c in range(cpg):
         for a in range(kD):
             iz = z * sD + a * dD - pD
@@ -53,19 +122,21 @@ cdef c3_idx _gather_slab(const floating* xg, floating* slab, c3_idx* slot_w, c3_
             slot_w[n] = c * kD + a
             slot_x[n] = (c * D + iz) * H * W
             if copy:
-                for j in range(hs):
-                    iy = iy0 + j
-                    if 0 <= iy < H:
-                        memcpy(slab + (n * hs + j) * Wp + pW, xg + slot_x[n] + iy * W,
-                               W * sizeof(floating))
+                slot_s[n] = c * R + pos[a]
+                if fill[a]:
+                    for j in range(hs):
+                        iy = iy0 + j
+                        if 0 <= iy < H:
+                            memcpy(slab + (slot_s[n] * hs + j) * Wp + pW,
+                                   xg + slot_x[n] + iy * W, W * sizeof(floating))
             n += 1
     return n
 
 
-cdef c3_idx _row_list(c3_idx nslots, const c3_idx* slot_w, const c3_idx* slot_x, bint copy,
-                      c3_idx H, c3_idx W, c3_idx kH, c3_idx iy0, c3_idx j0, c3_idx dH,
-                      c3_idx hs, c3_idx Wp, c3_idx wstride, c3_idx* r_off,
-                      c3_idx* w_off) noexcept nogil:
+cdef c3_idx _row_list(c3_idx nslots, const c3_idx* slot_w, const c3_idx* slot_x,
+                      const c3_idx* slot_s, bint copy, c3_idx H, c3_idx W, c3_idx kH,
+                      c3_idx iy0, c3_idx j0, c3_idx dH, c3_idx hs, c3_idx Wp, c3_idx wstride,
+                      c3_idx* r_off, c3_idx* w_off) noexcept nogil:
     """The in-range input rows of one output row, whose first tap reads slab row j0.
 
     r_off is relative to the slab (``copy``) or to the group's input; w_off is the kernel row
@@ -77,7 +148,7 @@ cdef c3_idx _row_list(c3_idx nslots, const c3_idx* slot_w, const c3_idx* slot_x,
             iy = iy0 + j
             if iy < 0 or iy >= H:
                 continue
-            r_off[n] = (s * hs + j) * Wp if copy else slot_x[s] + iy * W
+            r_off[n] = (slot_s[s] * hs + j) * Wp if copy else slot_x[s] + iy * W
             w_off[n] = (slot_w[s] * kH + b) * wstride
             n += 1
     return n
@@ -135,13 +206,17 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
                    c3_idx H, c3_idx W, c3_idx O, c3_idx groups, c3_idx kD, c3_idx kH,
                    c3_idx kW, c3_idx oD, c3_idx oH, c3_idx oW, c3_idx sD, c3_idx sH, c3_idx sW,
                    c3_idx pD, c3_idx pH, c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp,
-                   c3_idx yb, int ocb, bint wide, int nxmax, int nt, int* flags,
+                   c3_idx yb, c3_idx R, int ocb, bint wide, int nxmax, int nt, int* flags,
                    c3_idx flag_stride, const c3_kernels* K) noexcept nogil:
     """Work item: ``yb`` output rows of one output plane (n, z) and one group, all its
-    channel blocks.
+    channel blocks. The ``nyb * oD`` items of one (n, g) come in ``nzc`` depth chunks (equal
+    shares of oD: with as many chunks as threads, each thread writes whole output planes, as
+    two threads writing bands of one plane would share a cache line at every band edge), each
+    chunk band by band, each band along z (_z_of): a run that a thread's ring serves.
 
-    The input rows they read are gathered once (a slab per (c, a) plane), so rows shared by
-    neighbouring output rows are copied once. The weights are packed into ``wp``
+    The input rows they read are gathered once per item into a slab per (c, plane) that
+    stays in the thread's ring for the next z, so rows shared by neighbouring output rows and
+    planes are copied once. The weights are packed into ``wp``
     and each thread zeroes its own scratch first, on all threads: done serially before the
     call, they cost a sixth of a 2-thread run on small layers with large kernels."""
     cdef c3_idx cpg = C // groups, opg = O // groups
@@ -153,7 +228,9 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
     # Rows already as wide as the padded row are read in place: nothing to copy.
     cdef bint copy = Wp != W
     # (Initialized: Cython makes a parallel block's variables firstprivate.)
-    cdef c3_idx item = 0, n = 0, z = 0, y0 = 0, g = 0, blk = 0
+    cdef c3_idx item = 0, n = 0, z = 0, y0 = 0, g = 0, blk = 0, run = 0, ng = 0, k = 0
+    cdef c3_idx zc = 0, z0 = 0, zl = 0
+    cdef c3_idx nzc = min(oD, max(1, (nt + N * groups - 1) // (N * groups)))
     cdef floating* slab = NULL
     cdef c3_idx* offs = NULL
     cdef int tid = 0, nr
@@ -167,8 +244,10 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
         tid = threadid()
         slab = scratch + tid * per_thread
         offs = offs_all + tid * offs_stride
-        # Gathered row slots rely on their W padding columns staying zero.
+        # Gathered row slots rely on their W padding columns staying zero; the ring starts
+        # empty (the input may have changed since the last call).
         memset(slab, 0, per_thread * sizeof(floating))
+        _ring_reset(offs + 2 * max_rows + 3 * cpg * kD, R)
         for blk in prange(groups * nob, schedule="static"):
             flags[tid * flag_stride] |= _pack_block(w, wp, blk, nob, opg, cpg * kD * kH * kW,
                                                     ocb)
@@ -176,38 +255,52 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
         conv3d_cpu_barrier()  # every block packed (and page touched) before any item
         item = c3_ranges_next(ranges, nr, tid)
         while item >= 0:
-            g = item % groups
-            n = item // (oD * nyb * groups)
-            z = (item // (nyb * groups)) % oD
-            y0 = (item // groups % nyb) * yb
+            ng = item // (nyb * oD)
+            g = ng % groups
+            n = ng // groups
+            k = item % (nyb * oD)
+            zc = 0
+            while _chunk_start(oD, nzc, zc + 1) * nyb <= k:
+                zc = zc + 1
+            z0 = _chunk_start(oD, nzc, zc)
+            zl = _chunk_start(oD, nzc, zc + 1) - z0
+            k = k - z0 * nyb
+            z = z0 + _z_of(k % zl, zl, z_step(sD, dD))
+            y0 = k // zl * yb
+            run = (ng * nzc + zc) * nyb + k // zl
             _slab_rows(K, x + (n * C + g * cpg) * D * H * W, wp + g * nob * wblock, wblock,
                        bias + g * opg, out + (n * O + g * opg) * plane + z * oH * oW,
-                       slab, slab + cpg * kD * hs * Wp, offs, copy, cpg, opg, D, H, W, kD,
-                       kH, kW, oH, oW, plane, z, y0, min(yb, oH - y0), hs, sD, sH, sW, pD,
+                       slab, slab + cpg * R * hs * Wp, offs, R, run, copy, cpg, opg, D, H, W,
+                       kD, kH, kW, oH, oW, plane, z, y0, min(yb, oH - y0), hs, sD, sH, sW, pD,
                        pH, pW, dD, dH, dW, Wp, ocb, wide, nxmax, max_rows)
             item = c3_ranges_next(ranges, nr, tid)
 
 
 cdef void _slab_rows(const c3_kernels* K, const floating* xg, const floating* wg,
                      c3_idx wblock, const floating* bias, floating* oplane, floating* slab,
-                     floating* tile, c3_idx* offs, bint copy, c3_idx cpg, c3_idx opg,
+                     floating* tile, c3_idx* offs, c3_idx R, c3_idx run, bint copy,
+                     c3_idx cpg, c3_idx opg,
                      c3_idx D, c3_idx H, c3_idx W, c3_idx kD, c3_idx kH, c3_idx kW,
                      c3_idx oH, c3_idx oW, c3_idx plane, c3_idx z, c3_idx y0, c3_idx ny,
                      c3_idx hs, c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH,
                      c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, int ocb,
                      bint wide, int nxmax, c3_idx max_rows) noexcept nogil:
-    """Output rows y0 .. y0 + ny - 1 of plane z for one group (see _blocked)."""
+    """Output rows y0 .. y0 + ny - 1 of plane z for one group (see _blocked).
+
+    ``offs`` (the thread's): r_off, w_off (max_rows each), slot_w, slot_x, slot_s (cpg * kD
+    each), then the ring's tags (2 R) and per-a positions and fill flags (2 kD)."""
     cdef c3_idx* r_off = offs
     cdef c3_idx* w_off = offs + max_rows
     cdef c3_idx* slot_w = offs + 2 * max_rows
     cdef c3_idx* slot_x = slot_w + cpg * kD
+    cdef c3_idx* slot_s = slot_x + cpg * kD
     cdef c3_idx iy0 = y0 * sH - pH
     cdef c3_idx nslots, y, nr
-    nslots = _gather_slab(xg, slab, slot_w, slot_x, copy, cpg, D, H, W, kD, z, sD, pD, dD,
-                          iy0, hs, pW, Wp)
+    nslots = _gather_slab(xg, slab, slot_w, slot_x, slot_s, slot_s + cpg * kD, R, run, copy,
+                          cpg, D, H, W, kD, z, sD, pD, dD, iy0, hs, pW, Wp)
     for y in range(ny):
-        nr = _row_list(nslots, slot_w, slot_x, copy, H, W, kH, iy0, y * sH, dH, hs, Wp,
-                       kW * ocb, r_off, w_off)
+        nr = _row_list(nslots, slot_w, slot_x, slot_s, copy, H, W, kH, iy0, y * sH, dH, hs,
+                       Wp, kW * ocb, r_off, w_off)
         _tiles(K, wide, slab if copy else xg, r_off, nr, wg, wblock, w_off, kW, dW, sW, bias,
                oplane + (y0 + y) * oW, plane, opg, ocb, nxmax, oW, tile)
 
@@ -259,25 +352,38 @@ cdef void _pointwise(const floating* x, const floating* w, floating* wp,
 
 
 cdef c3_idx _gather_planes(const floating* x, floating* planes, c3_idx* plane_src,
-                          c3_idx cpg, c3_idx D, c3_idx H, c3_idx W, c3_idx kD, c3_idx z,
-                          c3_idx sD, c3_idx pD, c3_idx dD, c3_idx pH, c3_idx pW,
-                          c3_idx Hp, c3_idx Wp) noexcept nogil:
-    """Copy the in-range input planes of output plane z, zero padded to Hp x Wp.
+                          c3_idx* plane_slot, c3_idx* ring, c3_idx R, c3_idx run, c3_idx cpg,
+                          c3_idx D, c3_idx H, c3_idx W, c3_idx kD, c3_idx z, c3_idx sD,
+                          c3_idx pD, c3_idx dD, c3_idx pH, c3_idx pW, c3_idx Hp,
+                          c3_idx Wp) noexcept nogil:
+    """The in-range input planes of output plane z, zero padded to Hp x Wp, in (c, a) order.
 
-    ``plane_src[i]`` = c * kD + a of the i-th copied plane. Returns how many were copied."""
+    ``plane_src[i]`` = c * kD + a of the i-th, ``plane_slot[i]`` = c * R + its ring position
+    in ``planes``; a plane is copied only when the ring (``ring``, see _gather_slab) does not
+    hold it already. The padding is zero from allocation and never written. Returns the
+    number of planes."""
     cdef c3_idx c, a, iz, iy, n = 0
+    cdef c3_idx* pos = ring + 2 * R
+    cdef c3_idx* fill = pos + kD
+    cdef bint f = False
     cdef floating* dst
+    for a in range(kD):
+        iz = z * sD + a * dD - pD
+        if 0 <= iz < D:
+            pos[a] = _ring_slot(ring, R, run, iz, &f)
+            fill[a] = f
     for c in range(cpg):
         for a in range(kD):
             iz = z * sD + a * dD - pD
             if iz < 0 or iz >= D:
                 continue
-            dst = planes + n * Hp * Wp
-            memset(dst, 0, Hp * Wp * sizeof(floating))
-            for iy in range(H):
-                memcpy(dst + (iy + pH) * Wp + pW, x + ((c * D + iz) * H + iy) * W,
-                       W * sizeof(floating))
             plane_src[n] = c * kD + a
+            plane_slot[n] = c * R + pos[a]
+            if fill[a]:
+                dst = planes + plane_slot[n] * Hp * Wp
+                for iy in range(H):
+                    memcpy(dst + (iy + pH) * Wp + pW, x + ((c * D + iz) * H + iy) * W,
+                           W * sizeof(floating))
             n += 1
     return n
 
@@ -288,18 +394,22 @@ cdef void _rows(const floating* x, const floating* w, const floating* bias, floa
                 c3_idx N, c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
                 c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oD, c3_idx oH, c3_idx oW,
                 c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH, c3_idx pW,
-                c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Hp, c3_idx Wp, int nt,
+                c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Hp, c3_idx Wp, c3_idx R, int nt,
                 const c3_kernels* K) noexcept nogil:
-    """Work item: output plane z of one group of one batch element (depthwise-like layers).
+    """Work item: output plane z of one group of one batch element (depthwise-like layers);
+    items run over z first (_z_of).
 
-    The group's input planes are gathered once, padded in H and W, and shared by its output
-    channels and rows."""
+    The group's input planes are gathered, padded in H and W, into the thread's ring, where
+    the next z finds those it shares, and serve all the group's output channels and rows.
+    ``offs`` (the thread's): r_off, w_off (max_rows each), plane_src, plane_slot (cpg * kD
+    each), the ring's tags (2 R), per-a positions and fill flags (2 kD)."""
     cdef c3_idx cpg = C // groups, opg = O // groups
     cdef c3_idx item = 0, n = 0, g = 0, z = 0, nplanes = 0
     cdef floating* planes = NULL
     cdef c3_idx* r_off = NULL
     cdef c3_idx* w_off = NULL
     cdef c3_idx* plane_src = NULL
+    cdef c3_idx* plane_slot = NULL
     cdef int tid = 0, nr
     cdef c3_range ranges[C3_MAX_RANGES]
     nr = c3_ranges_init(ranges, nt, N * groups * oD)
@@ -309,14 +419,19 @@ cdef void _rows(const floating* x, const floating* w, const floating* bias, floa
         r_off = offs_all + tid * offs_stride
         w_off = r_off + max_rows
         plane_src = w_off + max_rows
+        plane_slot = plane_src + cpg * kD
+        # Padding stays zero; the ring starts empty (the input may have changed).
+        memset(planes, 0, per_thread * sizeof(floating))
+        _ring_reset(plane_slot + cpg * kD, R)
         item = c3_ranges_next(ranges, nr, tid)
         while item >= 0:
-            z = item % oD
+            z = _z_of(item % oD, oD, z_step(sD, dD))
             g = (item // oD) % groups
             n = item // (oD * groups)
             nplanes = _gather_planes(x + (n * C + g * cpg) * D * H * W, planes, plane_src,
-                                     cpg, D, H, W, kD, z, sD, pD, dD, pH, pW, Hp, Wp)
-            _rows_plane(K, planes, nplanes, plane_src, r_off, w_off,
+                                     plane_slot, plane_slot + cpg * kD, R, item // oD, cpg,
+                                     D, H, W, kD, z, sD, pD, dD, pH, pW, Hp, Wp)
+            _rows_plane(K, planes, nplanes, plane_slot, plane_src, r_off, w_off,
                         w + g * opg * cpg * kD * kH * kW, bias + g * opg,
                         out + ((n * O + g * opg) * oD + z) * oH * oW, opg, cpg * kD * kH * kW,
                         oD * oH * oW, kH, kW, oH, oW, sH, sW, dH, dW, Hp, Wp)
@@ -324,7 +439,8 @@ cdef void _rows(const floating* x, const floating* w, const floating* bias, floa
 
 
 cdef void _rows_plane(const c3_kernels* K, const floating* planes, c3_idx nplanes,
-                      const c3_idx* plane_src, c3_idx* r_off, c3_idx* w_off,
+                      const c3_idx* plane_slot, const c3_idx* plane_src, c3_idx* r_off,
+                      c3_idx* w_off,
                       const floating* wg, const floating* bias, floating* oplane, c3_idx opg,
                       c3_idx wsize, c3_idx ostride, c3_idx kH, c3_idx kW, c3_idx oH,
                       c3_idx oW, c3_idx sH, c3_idx sW, c3_idx dH, c3_idx dW, c3_idx Hp,
@@ -335,7 +451,7 @@ cdef void _rows_plane(const c3_kernels* K, const floating* planes, c3_idx nplane
         nr = 0
         for i in range(nplanes):
             for b in range(kH):
-                r_off[nr] = (i * Hp + y * sH + b * dH) * Wp
+                r_off[nr] = (plane_slot[i] * Hp + y * sH + b * dH) * Wp
                 w_off[nr] = (plane_src[i] * kH + b) * kW
                 nr += 1
         for o in range(opg):
@@ -378,6 +494,7 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
     # Padded row width: every tap of every output column lands inside it.
     cdef c3_idx Wp = max(pW + W, (oW - 1) * sW + (kW - 1) * dW + 1)
     cdef c3_idx max_rows = cpg * kD * kH
+    cdef c3_idx R = ring_depth(kD, dD)
     cdef int ocb = 0, nxmax = 0, ocb_narrow = narrow_block(K, floating is double)
     cdef bint wide = False, use_rows, pointwise
     cdef c3_idx per_thread, yb = 1, chunk = 0, ps = 0
@@ -398,7 +515,7 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
         # Whole vectors are read past the row end (see the row kernel).
         if sW == 1:
             Wp = max(Wp, (oW + step - 1) // step * step + (kW - 1) * dW)
-        per_thread = cpg * kD * Hp * Wp
+        per_thread = cpg * R * Hp * Wp
     elif pointwise:
         # Items of up to 16 tiles; no more than a thread's share of the volume, so the
         # threads' slabs together stay about the size of the input.
@@ -406,9 +523,9 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
         ps = odd_lines(chunk, sizeof(floating))
         per_thread = nxmax * ocb + cpg * ps
     else:
-        yb = _rows_per_item(N * oD * groups, oH, nt, cpg * kD * Wp * sizeof(floating), sH,
+        yb = _rows_per_item(N * oD * groups, oH, nt, cpg * R * Wp * sizeof(floating), sH,
                             (kH - 1) * dH + 1)
-        per_thread = cpg * kD * ((yb - 1) * sH + (kH - 1) * dH + 1) * Wp + nxmax * ocb
+        per_thread = cpg * R * ((yb - 1) * sH + (kH - 1) * dH + 1) * Wp + nxmax * ocb
     # Not zeroed here: the rows path clears each plane it gathers, the blocked path its
     # slabs, on the threads that use them.
     cdef floating[::1] scratch
@@ -416,18 +533,20 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
     cdef c3_idx[::1] offs
     cdef c3_idx offs_stride = 0
     if use_rows:
-        offs, offs_stride = thread_buffers(nt, 3 * max_rows, np.intp)
+        offs, offs_stride = thread_buffers(nt, 3 * max_rows + cpg * kD + 2 * R + 2 * kD,
+                                           np.intp)
     elif pointwise:
         offs = np.concatenate([np.arange(cpg, dtype=np.intp) * ps,
                                np.arange(cpg, dtype=np.intp) * ocb])
     else:
-        offs, offs_stride = thread_buffers(nt, 2 * max_rows + 2 * cpg * kD, np.intp)
+        offs, offs_stride = thread_buffers(nt, 2 * max_rows + 3 * cpg * kD + 2 * R + 2 * kD,
+                                           np.intp)
     if use_rows:
         with nogil:
             _rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &bias[0], &out[0, 0, 0, 0, 0],
                   &scratch[0], &offs[0], per_thread, offs_stride, max_rows, N, C, D, H, W, O,
                   groups, kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Hp, Wp,
-                  nt, K)
+                  R, nt, K)
             return _all_finite(&w[0, 0, 0, 0, 0], w.shape[0] * cpg * kD * kH * kW)
     # One flag per thread, each on its own line: a weight seen non-finite while packing.
     cdef int[::1] flags
@@ -445,7 +564,7 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
                      &out[0, 0, 0, 0, 0],
                      &scratch[0], &offs[0], per_thread, offs_stride, max_rows, N, C, D, H, W,
                      O, groups,
-                     kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, yb,
+                     kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, yb, R,
                      ocb, wide, nxmax, nt, &flags[0], flag_stride, K)
     return not any_thread_flag(&flags[0], flag_stride, nt)
 

@@ -34,6 +34,7 @@ cdef extern from "_schedule.h" nogil:
     ctypedef struct c3_range:
         pass
     enum: C3_MAX_RANGES
+    size_t c3_share_start(size_t total, int n, int t)
     int c3_ranges_init(c3_range* r, int nthreads, Py_ssize_t total)
     Py_ssize_t c3_ranges_next(c3_range* r, int nranges, int tid)
     void c3_touch_share(void* p, size_t bytes, int part, int nparts)
