@@ -146,3 +146,38 @@ def test_concurrent_calls_from_python_threads():
             parallel = list(pool.map(lambda j: conv3d(j[0], j[1], j[2], **j[3]), jobs * 2))
             for y_seq, y_par in zip(sequential * 2, parallel):
                 np.testing.assert_array_equal(y_par, y_seq)
+
+
+# The direct kernel keeps each thread's gathered input planes in a ring and orders its items
+# along output depth (stepping by the dilation when that makes neighbours share planes): depth
+# kernels and dilations where the ring depth is kD (gcd(kD, dD) = 1) or the taps' span, strides
+# in D, padding in D, W padding (rows copied) or not (read in place), and both paths (blocked;
+# rows for fewer output channels per group than a vector). Thread counts that split a run of
+# items between threads and leave ranges to steal.
+RING_CASES = [
+    # (cin, cout, groups, kernel, stride, padding, dilation)
+    (4, 16, 1, (3, 3, 3), 1, 1, 1),
+    (4, 16, 1, (3, 3, 3), 1, (4, 1, 1), (2, 1, 1)),
+    (4, 16, 1, (3, 3, 3), 1, (3, 1, 0), (3, 1, 1)),
+    (4, 16, 1, (2, 3, 3), 1, (1, 1, 1), (2, 1, 1)),
+    (4, 16, 1, (5, 1, 3), (2, 1, 1), (2, 0, 1), 1),
+    (3, 8, 1, (4, 2, 2), (3, 1, 2), (2, 1, 0), (2, 1, 1)),
+    (6, 6, 6, (3, 3, 3), 1, (2, 1, 1), (2, 1, 1)),
+    (6, 6, 3, (3, 3, 3), (2, 1, 1), 1, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", RING_CASES)
+def test_direct_plane_ring(case, dtype):
+    cin, cout, groups, kernel, stride, padding, dilation = case
+    rng = np.random.default_rng(len(str(case)))
+    x = rng.standard_normal((2, cin, 13, 6, 7)).astype(dtype)
+    w = rng.standard_normal((cout, cin // groups) + kernel).astype(dtype)
+    b = rng.standard_normal(cout).astype(dtype)
+    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                algorithm="direct")
+    ys = [conv3d(x, w, b, num_threads=t, **args) for t in (1, 2, 3, 5)]
+    check_conv(ys[0], x, w, b, stride, padding, dilation, groups)
+    for y in ys[1:]:
+        np.testing.assert_array_equal(y, ys[0])
