@@ -36,19 +36,27 @@ from conv3d_cpu._isa cimport (c3_idx, c3_kernels, channel_block_of, layer_kernel
                               narrow_block, odd_lines, tile_kernel)
 
 
-cdef inline c3_idx ring_depth(c3_idx kD, c3_idx dD) noexcept nogil:
-    """Input planes a thread's buffer keeps per input channel: kD when the planes of one
-    output plane (dD apart) fall on distinct positions mod kD, else the span of its taps."""
+cdef inline c3_idx ring_depth(c3_idx kD, c3_idx dD, c3_idx D) noexcept nogil:
+    """Input planes a thread's buffer keeps per input channel, so that the in-range planes of
+    one output plane (dD apart) fall on distinct positions: kD when gcd(kD, dD) = 1, else the
+    span of the taps, and never more than D (each input plane its own position)."""
     cdef c3_idx a = kD, b = dD
+    if kD <= 1 or D <= 1:
+        return 1
     while b:
         a, b = b, a % b
-    return kD if a == 1 else (kD - 1) * dD + 1
+    if a == 1:
+        return min(kD, D)
+    if dD > (D - 1) // (kD - 1):  # the span (kD - 1) * dD + 1 exceeds D
+        return D
+    return (kD - 1) * dD + 1
 
 
-cdef inline c3_idx z_step(c3_idx sD, c3_idx dD) noexcept nogil:
-    """Planes between consecutive output planes of a run (_z_of): the dilation, when that makes
-    them share kD - 1 input planes (stride 1), else 1."""
-    return dD if sD == 1 else 1
+cdef inline c3_idx z_step(c3_idx kD, c3_idx sD, c3_idx dD, c3_idx oD) noexcept nogil:
+    """Planes between consecutive output planes of a run (_z_of): the dilation, where that
+    makes them share kD - 1 input planes (stride 1; a dilation of oD or more leaves every
+    residue class one plane: the plain order), else 1."""
+    return dD if kD > 1 and sD == 1 and dD < oD else 1
 
 
 cdef inline c3_idx _z_of(c3_idx q, c3_idx oD, c3_idx step) noexcept nogil:
@@ -231,6 +239,7 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
     cdef c3_idx item = 0, n = 0, z = 0, y0 = 0, g = 0, blk = 0, run = 0, ng = 0, k = 0
     cdef c3_idx zc = 0, z0 = 0, zl = 0
     cdef c3_idx nzc = min(oD, max(1, (nt + N * groups - 1) // (N * groups)))
+    cdef c3_idx step = z_step(kD, sD, dD, oD)
     cdef floating* slab = NULL
     cdef c3_idx* offs = NULL
     cdef int tid = 0, nr
@@ -265,7 +274,7 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
             z0 = _chunk_start(oD, nzc, zc)
             zl = _chunk_start(oD, nzc, zc + 1) - z0
             k = k - z0 * nyb
-            z = z0 + _z_of(k % zl, zl, z_step(sD, dD))
+            z = z0 + _z_of(k % zl, zl, step)
             y0 = k // zl * yb
             run = (ng * nzc + zc) * nyb + k // zl
             _slab_rows(K, x + (n * C + g * cpg) * D * H * W, wp + g * nob * wblock, wblock,
@@ -405,6 +414,7 @@ cdef void _rows(const floating* x, const floating* w, const floating* bias, floa
     each), the ring's tags (2 R), per-a positions and fill flags (2 kD)."""
     cdef c3_idx cpg = C // groups, opg = O // groups
     cdef c3_idx item = 0, n = 0, g = 0, z = 0, nplanes = 0
+    cdef c3_idx step = z_step(kD, sD, dD, oD)
     cdef floating* planes = NULL
     cdef c3_idx* r_off = NULL
     cdef c3_idx* w_off = NULL
@@ -425,7 +435,7 @@ cdef void _rows(const floating* x, const floating* w, const floating* bias, floa
         _ring_reset(plane_slot + cpg * kD, R)
         item = c3_ranges_next(ranges, nr, tid)
         while item >= 0:
-            z = _z_of(item % oD, oD, z_step(sD, dD))
+            z = _z_of(item % oD, oD, step)
             g = (item // oD) % groups
             n = item // (oD * groups)
             nplanes = _gather_planes(x + (n * C + g * cpg) * D * H * W, planes, plane_src,
@@ -494,7 +504,7 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
     # Padded row width: every tap of every output column lands inside it.
     cdef c3_idx Wp = max(pW + W, (oW - 1) * sW + (kW - 1) * dW + 1)
     cdef c3_idx max_rows = cpg * kD * kH
-    cdef c3_idx R = ring_depth(kD, dD)
+    cdef c3_idx R = ring_depth(kD, dD, D)
     cdef int ocb = 0, nxmax = 0, ocb_narrow = narrow_block(K, floating is double)
     cdef bint wide = False, use_rows, pointwise
     cdef c3_idx per_thread, yb = 1, chunk = 0, ps = 0
