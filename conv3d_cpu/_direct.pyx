@@ -7,7 +7,7 @@ Inputs are validated, C-contiguous arrays (the Python layer guarantees it). Zero
 implicit: for each output row (n, z, y), the input rows its taps touch are gathered into a
 small per-thread buffer, zero padded along W only; taps outside the input in D or H are
 skipped. No padded copy of the input is made. Work items run along output depth and the
-buffer keeps input planes in a ring (_ring_slot), so a thread gathers an input plane that kD
+buffer keeps input planes in a ring (_ring_planes), so a thread gathers an input plane that kD
 neighbouring output planes read once, not kD times.
 
 Two paths, both driving C micro-kernels from _kernels.c (chosen per CPU at import):
@@ -19,7 +19,7 @@ Two paths, both driving C micro-kernels from _kernels.c (chosen per CPU at impor
 
 Each output element is computed by one thread in an order fixed by the shapes alone, so results
 are bitwise identical for any thread count. Extra memory per call: the repacked weights plus,
-per thread, (in_channels/groups) * ring_depth(kD, dD) planes of gathered rows.
+per thread, (in_channels/groups) * ring_depth(kD, dD, D) planes of gathered rows.
 """
 import numpy as np
 
@@ -78,20 +78,34 @@ cdef inline void _ring_reset(c3_idx* tags, c3_idx R) noexcept nogil:
         tags[r] = -1
 
 
-cdef inline c3_idx _ring_slot(c3_idx* tags, c3_idx R, c3_idx run, c3_idx iz,
-                              bint* fill) noexcept nogil:
-    """Ring position of input plane ``iz`` (>= 0) for the items of ``run`` (one batch element,
-    group and row band); ``fill`` is set when the plane is not there yet and must be copied.
+cdef inline void _ring_planes(c3_idx* ring, c3_idx R, c3_idx run, c3_idx kD, c3_idx z,
+                              c3_idx sD, c3_idx pD, c3_idx dD, c3_idx D) noexcept nogil:
+    """Ring positions of the in-range input planes of output plane z, for the items of ``run``
+    (one batch element, group and row band).
 
-    ``tags`` holds (run, plane) per position. Items of one run arrive in order of z (or in
-    reverse, when stolen), so the planes shared with the previous item are still there; any
-    other order is also correct, only slower. Which position holds a plane never changes
-    what is computed: results stay bitwise the same."""
-    cdef c3_idx r = iz % R
-    fill[0] = tags[2 * r] != run or tags[2 * r + 1] != iz
-    tags[2 * r] = run
-    tags[2 * r + 1] = iz
-    return r
+    ``ring``: the tags, (run, plane) per position (2 R), then, per kernel plane a, the
+    position (kD) and whether the plane is not there yet and must be copied (kD), both set
+    here. Items of one run arrive in order of z (or in reverse, when stolen), so the planes
+    shared with the previous item are still there; any other order is also correct, only
+    slower. Which position holds a plane never changes what is computed: results stay
+    bitwise the same."""
+    cdef c3_idx* pos = ring + 2 * R
+    cdef c3_idx* fill = pos + kD
+    cdef c3_idx a, iz, r
+    for a in range(kD):
+        iz = z * sD + a * dD - pD
+        if 0 <= iz < D:
+            r = iz % R
+            fill[a] = ring[2 * r] != run or ring[2 * r + 1] != iz
+            ring[2 * r] = run
+            ring[2 * r + 1] = iz
+            pos[a] = r
+
+
+cdef inline c3_idx* _slab_ring(c3_idx* offs, c3_idx max_rows, c3_idx cpg,
+                               c3_idx kD) noexcept nogil:
+    """Where the ring starts in a blocked-path thread's ``offs`` (layout: _slab_rows)."""
+    return offs + 2 * max_rows + 3 * cpg * kD
 
 
 cdef inline c3_idx _chunk_start(c3_idx oD, c3_idx nzc, c3_idx zc) noexcept nogil:
@@ -109,19 +123,14 @@ cdef c3_idx _gather_slab(const floating* xg, floating* slab, c3_idx* slot_w, c3_
     slot_w = c * kD + a (its kernel plane), slot_x = offset of the plane in ``xg``. With
     ``copy``, the plane's rows inside the input are in slab slot slot_s = c * R + ring
     position (hs rows of Wp; the W padding columns are zero from allocation and never
-    written), copied only when the ring (``ring``: tags then per-a positions and fill flags)
-    does not hold them already. Returns the number of slots.
+    written), copied only when the ring (``ring``, see _ring_planes) does not hold them
+    already. Returns the number of slots.
     """
     cdef c3_idx c, a, iz, j, iy, n = 0
     cdef c3_idx* pos = ring + 2 * R
     cdef c3_idx* fill = pos + kD
-    cdef bint f = False
     if copy:
-        for a in range(kD):
-            iz = z * sD + a * dD - pD
-            if 0 <= iz < D:
-                pos[a] = _ring_slot(ring, R, run, iz, &f)
-                fill[a] = f
+        _ring_planes(ring, R, run, kD, z, sD, pD, dD, D)
     for c in range(cpg):
         for a in range(kD):
             iz = z * sD + a * dD - pD
@@ -256,7 +265,7 @@ cdef void _blocked(const floating* x, const floating* w, floating* wp, const flo
         # Gathered row slots rely on their W padding columns staying zero; the ring starts
         # empty (the input may have changed since the last call).
         memset(slab, 0, per_thread * sizeof(floating))
-        _ring_reset(offs + 2 * max_rows + 3 * cpg * kD, R)
+        _ring_reset(_slab_ring(offs, max_rows, cpg, kD), R)
         for blk in prange(groups * nob, schedule="static"):
             flags[tid * flag_stride] |= _pack_block(w, wp, blk, nob, opg, cpg * kD * kH * kW,
                                                     ocb)
@@ -305,8 +314,8 @@ cdef void _slab_rows(const c3_kernels* K, const floating* xg, const floating* wg
     cdef c3_idx* slot_s = slot_x + cpg * kD
     cdef c3_idx iy0 = y0 * sH - pH
     cdef c3_idx nslots, y, nr
-    nslots = _gather_slab(xg, slab, slot_w, slot_x, slot_s, slot_s + cpg * kD, R, run, copy,
-                          cpg, D, H, W, kD, z, sD, pD, dD, iy0, hs, pW, Wp)
+    nslots = _gather_slab(xg, slab, slot_w, slot_x, slot_s, _slab_ring(offs, max_rows, cpg, kD),
+                          R, run, copy, cpg, D, H, W, kD, z, sD, pD, dD, iy0, hs, pW, Wp)
     for y in range(ny):
         nr = _row_list(nslots, slot_w, slot_x, slot_s, copy, H, W, kH, iy0, y * sH, dH, hs,
                        Wp, kW * ocb, r_off, w_off)
@@ -368,19 +377,14 @@ cdef c3_idx _gather_planes(const floating* x, floating* planes, c3_idx* plane_sr
     """The in-range input planes of output plane z, zero padded to Hp x Wp, in (c, a) order.
 
     ``plane_src[i]`` = c * kD + a of the i-th, ``plane_slot[i]`` = c * R + its ring position
-    in ``planes``; a plane is copied only when the ring (``ring``, see _gather_slab) does not
+    in ``planes``; a plane is copied only when the ring (``ring``, see _ring_planes) does not
     hold it already. The padding is zero from allocation and never written. Returns the
     number of planes."""
     cdef c3_idx c, a, iz, iy, n = 0
     cdef c3_idx* pos = ring + 2 * R
     cdef c3_idx* fill = pos + kD
-    cdef bint f = False
     cdef floating* dst
-    for a in range(kD):
-        iz = z * sD + a * dD - pD
-        if 0 <= iz < D:
-            pos[a] = _ring_slot(ring, R, run, iz, &f)
-            fill[a] = f
+    _ring_planes(ring, R, run, kD, z, sD, pD, dD, D)
     for c in range(cpg):
         for a in range(kD):
             iz = z * sD + a * dD - pD
@@ -536,8 +540,8 @@ cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1
         yb = _rows_per_item(N * oD * groups, oH, nt, cpg * R * Wp * sizeof(floating), sH,
                             (kH - 1) * dH + 1)
         per_thread = cpg * R * ((yb - 1) * sH + (kH - 1) * dH + 1) * Wp + nxmax * ocb
-    # Not zeroed here: the rows path clears each plane it gathers, the blocked path its
-    # slabs, on the threads that use them.
+    # Not zeroed here: each thread clears its own part (planes or slabs) when the kernel
+    # starts.
     cdef floating[::1] scratch
     scratch, per_thread = thread_buffers(nt, per_thread, dtype)
     cdef c3_idx[::1] offs
