@@ -68,23 +68,29 @@ wheel-test: $(VENV)/.created
 	cd $(WHEEL_TEST_VENV) && $(NO_COMPILER) ./bin/python -I "$(CURDIR)/tests/wheel_smoke.py"
 	$(if $(filter-out 0 no false,$(WHEEL_TEST_SUITE)),cd $(WHEEL_TEST_VENV) && $(NO_COMPILER) ./bin/python -I -m pytest -q -p no:cacheprovider "$(CURDIR)/tests")
 
+# A fresh copy of the tree (the files git tracks or would track) in $(1), for the builds below
+# that must not touch the in-place one.
+define copy_tree
+	rm -rf $(1)
+	mkdir -p $(1)
+	git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $(1)
+endef
+
 # `make test-noopenmp`: a second build with CONV3D_CPU_OPENMP=0 (serial kernels), in place in
 # a copy of the tree (files git tracks or would track) under $(NOOMP_DIR), tested with the
 # suite from that copy using $(VENV)'s interpreter and packages.
 NOOMP_DIR ?= build/noopenmp
 test-noopenmp: install $(VENV)/.torch
-	rm -rf $(NOOMP_DIR)
-	mkdir -p $(NOOMP_DIR)
-	git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $(NOOMP_DIR)
+	$(call copy_tree,$(NOOMP_DIR))
 	cd $(NOOMP_DIR) && env -u CONV3D_CPU_NATIVE CONV3D_CPU_OPENMP=0 "$(abspath $(PY))" setup.py -q build_ext --inplace
-	cd $(NOOMP_DIR) && "$(abspath $(PY))" -c "import conv3d_cpu, conv3d_cpu._openmp_helpers as h; \
+	cd $(NOOMP_DIR) && "$(abspath $(PY))" -c "import conv3d_cpu, conv3d_cpu._native.openmp as h; \
 	  assert conv3d_cpu.__file__.startswith('$(abspath $(NOOMP_DIR))'), conv3d_cpu.__file__; \
 	  assert not h.openmp_enabled(), 'built with OpenMP'; conv3d_cpu.show_config()"
 	cd $(NOOMP_DIR) && "$(abspath $(PY))" -m pytest tests -q -p no:cacheprovider
 
 clean:
-	rm -rf build dist wheelhouse *.egg-info conv3d_cpu/*.so conv3d_cpu/*.html
-	for f in conv3d_cpu/*.pyx; do rm -f "$${f%.pyx}.c"; done
+	rm -rf build dist wheelhouse *.egg-info conv3d_cpu/_native/*.so conv3d_cpu/_native/*.html
+	for f in conv3d_cpu/_native/*.pyx; do rm -f "$${f%.pyx}.c"; done
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)
 
@@ -109,19 +115,14 @@ SANITIZE_ENV = $(if $(filter 0,$(SANITIZE_WITH_TORCH)),PYTHONPATH="$(abspath $(S
 .PHONY: sanitize fuzz-long
 sanitize: $(VENV)/.created
 	$(PY) -c "import pytest, hypothesis" 2>/dev/null || $(PIP) install "pytest>=7" "hypothesis>=6"
-	rm -rf $(SANITIZE_DIR)
-	mkdir -p $(SANITIZE_DIR)/conv3d_cpu
-	cp setup.py pyproject.toml README.md $(SANITIZE_DIR)/
-	cp -r tests $(SANITIZE_DIR)/
-	cp conv3d_cpu/*.py conv3d_cpu/*.pyx conv3d_cpu/*.pxd conv3d_cpu/*.h $(SANITIZE_DIR)/conv3d_cpu/
-	for f in conv3d_cpu/*.c; do [ -e "$${f%.c}.pyx" ] || cp "$$f" $(SANITIZE_DIR)/conv3d_cpu/; done
+	$(call copy_tree,$(SANITIZE_DIR))
 	mkdir -p $(SANITIZE_DIR)/no-torch/torch
 	echo 'raise ModuleNotFoundError("torch is hidden under make sanitize", name="torch")' \
 		> $(SANITIZE_DIR)/no-torch/torch/__init__.py
 	cd $(SANITIZE_DIR) && CC="$${CC:-cc} -fsanitize=address,undefined" CFLAGS="$(SANITIZE_CFLAGS)" \
 		$(abspath $(PY)) setup.py -q build_ext --inplace
 	cd $(SANITIZE_DIR) && $(SANITIZE_ENV) $(abspath $(PY)) -c "import conv3d_cpu, os; \
-		from conv3d_cpu import _isa, _openmp_helpers as h; \
+		from conv3d_cpu._native import isa as _isa, openmp as h; \
 		assert os.path.abspath(conv3d_cpu.__file__).startswith(os.getcwd()), conv3d_cpu.__file__; \
 		print('sanitized build:', conv3d_cpu.__file__, 'ISA', _isa.current_isa(), 'OpenMP', h.openmp_enabled())"
 	cd $(SANITIZE_DIR) && $(SANITIZE_ENV) $(abspath $(PY)) -m pytest $(SANITIZE_TESTS) -q -p no:cacheprovider

@@ -5,8 +5,8 @@ Environment switches
 CONV3D_CPU_OPENMP=0   build without OpenMP (serial kernels).
 CONV3D_CPU_NATIVE=1   add -march=native (local developer builds only; never for wheels).
 
-The compiler and flags used are written to conv3d_cpu/_build_info.py (generated, git-ignored)
-for conv3d_cpu.show_config().
+The compiler and flags used are written to conv3d_cpu/_native/build_info.py (generated,
+git-ignored) for conv3d_cpu.show_config().
 """
 import ast
 import glob
@@ -95,7 +95,7 @@ class BuildExtOpenMP(build_ext):
             ext.extra_link_args = (ldflags if has_openmp else []) + ext.extra_link_args
         info = self._build_info(base, cflags if has_openmp else [], ldflags if has_openmp else [],
                                 want_openmp, has_openmp)
-        target = os.path.join(self.build_lib, "conv3d_cpu", BUILD_INFO_FILE)
+        target = os.path.join(self.build_lib, *NATIVE.split("."), BUILD_INFO_FILE)
         if _read_build_info(target) != info:
             # Other flags than the last build in this directory: setuptools only compares
             # timestamps, so rebuild everything or the extensions would not match the record.
@@ -108,7 +108,7 @@ class BuildExtOpenMP(build_ext):
         super().run()
         info = getattr(self, "_build_info_record", None)
         if info is not None and (self.inplace or getattr(self, "editable_mode", False)):
-            package_dir = self.get_finalized_command("build_py").get_package_dir("conv3d_cpu")
+            package_dir = self.get_finalized_command("build_py").get_package_dir(NATIVE)
             _write_build_info(os.path.join(package_dir, BUILD_INFO_FILE), info)
 
     def _build_info(self, base, omp_cflags, omp_ldflags, want_openmp, has_openmp):
@@ -135,7 +135,9 @@ class BuildExtOpenMP(build_ext):
         }
 
 
-BUILD_INFO_FILE = "_build_info.py"
+NATIVE = "conv3d_cpu._native"  # the Cython drivers and C kernels
+NATIVE_DIR = NATIVE.replace(".", "/")
+BUILD_INFO_FILE = "build_info.py"
 
 
 def _compiler_version(cmd):
@@ -165,17 +167,18 @@ def _write_build_info(path, info):
         f.write("BUILD_INFO = " + pprint.pformat(info, width=99, sort_dicts=True) + "\n")
 
 
-# Every extension includes some of these (kernels, transforms, OpenMP and scheduling helpers):
-# listed as dependencies so that editing one rebuilds what compiles it.
-_HEADERS = sorted(glob.glob("conv3d_cpu/*.h"))
+# Every extension includes some of these (kernels, transforms, OpenMP and scheduling helpers,
+# the .pxd files it cimports): listed as dependencies so that editing one rebuilds what uses it.
+_DEPENDS = sorted(glob.glob(f"{NATIVE_DIR}/**/*.h", recursive=True)
+                  + glob.glob(f"{NATIVE_DIR}/*.pxd"))
 
 
 def _extension(name, c_sources=()):
     return Extension(
-        f"conv3d_cpu.{name}",
-        [f"conv3d_cpu/{name}.pyx", *(f"conv3d_cpu/{c}" for c in c_sources)],
-        depends=_HEADERS,
-        include_dirs=[np.get_include(), "conv3d_cpu"],
+        f"{NATIVE}.{name}",
+        [f"{NATIVE_DIR}/{name}.pyx", *(f"{NATIVE_DIR}/{c}" for c in c_sources)],
+        depends=_DEPENDS,
+        include_dirs=[np.get_include(), NATIVE_DIR],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
 
@@ -183,10 +186,10 @@ def _extension(name, c_sources=()):
 setup(
     ext_modules=cythonize(
         [
-            _extension("_isa", ["_kernels.c"]),
-            _extension("_direct"),
-            _extension("_winograd"),
-            _extension("_openmp_helpers"),
+            _extension("isa", ["kernels/kernels.c"]),
+            _extension("direct"),
+            _extension("winograd"),
+            _extension("openmp"),
         ],
         compiler_directives=CYTHON_DIRECTIVES,
     ),

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from conv3d_cpu import conv3d
-from conv3d_cpu import _dispatch
+from conv3d_cpu._core import forward as _dispatch
 
 # (N, C, O, groups, spatial) 3x3x3, stride 1, padding 1: the suite's eligible layers plus a
 # spread of channel counts so the fit separates GEMM from transform costs.

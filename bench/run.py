@@ -89,7 +89,7 @@ def cpu_info():
 
 def default_threads():
     try:
-        from conv3d_cpu._openmp_helpers import default_num_threads
+        from conv3d_cpu._native.openmp import default_num_threads
         return int(default_num_threads())
     except ImportError:
         return cpu_count()
@@ -204,7 +204,7 @@ class Policy:
 def _our_isa():
     """The instruction set of conv3d_cpu's kernels in this process (CONV3D_CPU_ISA may force
     a lower one than the CPU has)."""
-    from conv3d_cpu import _isa
+    from conv3d_cpu._native import isa as _isa
     return _isa.current_isa()
 
 

@@ -1,5 +1,5 @@
 """conv3d_cpu: PyTorch-exact 3D convolution on CPU (typed Cython + OpenMP, numpy only)."""
-from conv3d_cpu._config import show_config
+from conv3d_cpu._core.config import show_config
 from conv3d_cpu._version import __version__
 from conv3d_cpu.functional import conv3d
 from conv3d_cpu.modules import Conv3d

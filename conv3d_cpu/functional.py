@@ -1,6 +1,6 @@
 """``conv3d``: PyTorch's ``torch.nn.functional.conv3d`` on numpy arrays."""
-from conv3d_cpu import _validation as v
-from conv3d_cpu._dispatch import check_algorithm, convolve
+from conv3d_cpu._core import validation as v
+from conv3d_cpu._core.forward import check_algorithm, convolve
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 
-from conv3d_cpu import _validation as v
-from conv3d_cpu._dispatch import TransformCache, check_algorithm, convolve
-from conv3d_cpu._padding import pad_input
+from conv3d_cpu._core import validation as v
+from conv3d_cpu._core.forward import TransformCache, check_algorithm, convolve
+from conv3d_cpu._core.padding import pad_input
 
 
 def _readonly(name, doc):

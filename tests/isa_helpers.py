@@ -3,7 +3,7 @@ import contextlib
 import importlib
 
 try:
-    _isa = importlib.import_module("conv3d_cpu._isa")
+    _isa = importlib.import_module("conv3d_cpu._native.isa")
 except ImportError:  # a build without per-ISA dispatch: run everything once, as is
     _isa = None
 

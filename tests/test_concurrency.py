@@ -186,7 +186,7 @@ def test_weight_written_during_its_transform_is_not_cached_stale(monkeypatch):
     # Deterministic stand-in for a race: another thread writes the weight in place while a
     # call computes its Winograd transform. That call's own result is the caller's race, but
     # later calls with the new values must use them.
-    real = conv3d_cpu._winograd.transform_weights
+    real = conv3d_cpu._native.winograd.transform_weights
     w = data((8, 8, 3, 3, 3), 2, scale=0.2)
     x = data((1, 8, 8, 8, 8), 3)
     state = {"armed": True}
@@ -198,7 +198,7 @@ def test_weight_written_during_its_transform_is_not_cached_stale(monkeypatch):
             w[...] *= -1  # "another thread" writes the weight meanwhile
         return u
 
-    monkeypatch.setattr(conv3d_cpu._winograd, "transform_weights", transform_then_concurrent_write)
+    monkeypatch.setattr(conv3d_cpu._native.winograd, "transform_weights", transform_then_concurrent_write)
     conv3d(x, w, padding=1, algorithm="winograd_f2")  # the racing call
     monkeypatch.undo()
     expected = conv3d(x, w.copy(), padding=1, algorithm="winograd_f2")  # new array: no cache hit

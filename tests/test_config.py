@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import conv3d_cpu
-from conv3d_cpu import _isa, _openmp_helpers, conv3d, show_config
+from conv3d_cpu import conv3d, show_config
+from conv3d_cpu._native import isa as _isa, openmp as _openmp_helpers
 from isa_helpers import HAS_ISA_SWITCH, ISAS, isa_selected
 from reference import assert_conv_close, check_conv, conv3d_ref
 
@@ -129,7 +130,7 @@ def _cpu_vendor():
 
 @needs_isa_switch
 def test_default_isa_is_the_best_for_this_cpu():
-    out = check_ran(run_python(IMPORTS_THIS_BUILD + "from conv3d_cpu import _isa; "
+    out = check_ran(run_python(IMPORTS_THIS_BUILD + "from conv3d_cpu._native import isa as _isa; "
                                "print(_isa.current_isa())"))
     expected = ISAS[-1]
     if expected == "avx512_zmm":
@@ -168,7 +169,7 @@ def test_512_bit_kernels_leave_narrow_layers_to_256_bit_ones(dtype, algorithm):
 @pytest.mark.parametrize("isa", ISAS)
 def test_isa_env_is_honoured(isa):
     code = IMPORTS_THIS_BUILD + (
-        "from conv3d_cpu import _isa; cfg = conv3d_cpu.show_config(mode='dicts'); "
+        "from conv3d_cpu._native import isa as _isa; cfg = conv3d_cpu.show_config(mode='dicts'); "
         "print(_isa.current_isa(), cfg['isa']['selected'], cfg['isa']['CONV3D_CPU_ISA'])")
     assert check_ran(run_python(code, CONV3D_CPU_ISA=isa)).split() == [isa] * 3
 
@@ -293,7 +294,7 @@ def test_isas_agree_with_torch(dtype):
 @pytest.mark.parametrize("value", ["1", "3"])
 def test_omp_num_threads_sets_the_default(value):
     code = IMPORTS_THIS_BUILD + (
-        "from conv3d_cpu import _openmp_helpers as h; import numpy as np; "
+        "from conv3d_cpu._native import openmp as h; import numpy as np; "
         "x = np.ones((1, 2, 4, 4, 4), np.float32); w = np.ones((3, 2, 3, 3, 3), np.float32); "
         "y = conv3d_cpu.conv3d(x, w, padding=1); assert y[0, 0, 1, 1, 1] == 54; "
         "print(h.default_num_threads(), conv3d_cpu.show_config(mode='dicts')"

@@ -65,7 +65,7 @@ triple_args = st.one_of(
 )
 padding_args = st.one_of(triple_args, st.sampled_from(["same", "valid", "SAME", "full", ""]))
 thread_args = st.one_of(st.integers(1, 3), st.sampled_from(
-    [0, -1, conv3d_cpu._validation.MAX_THREADS + 1, 2**31, 2**63, 10**30]), st.sampled_from(JUNK))
+    [0, -1, conv3d_cpu._core.validation.MAX_THREADS + 1, 2**31, 2**63, 10**30]), st.sampled_from(JUNK))
 algorithm_args = st.one_of(st.sampled_from(
     ["auto", "direct", "winograd", "winograd_f2", "winograd_f4"]), st.sampled_from(
     ["AUTO", "fft", "", "winograd_f3"]), st.sampled_from(JUNK))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conv3d_cpu import Conv3d, conv3d
-from conv3d_cpu._openmp_helpers import openmp_enabled
+from conv3d_cpu._native.openmp import openmp_enabled
 from hardening import HAVE_PROC, UNDER_ASAN, rss, run_python
 
 SLOW = pytest.mark.skipif(not os.environ.get("CONV3D_CPU_SLOW_TESTS"),
@@ -215,13 +215,13 @@ def test_memory_error_when_output_or_workspace_cannot_be_allocated():
     assert raised == expected, results
     # and each from the allocation it was meant to exercise
     where = {name: r[1] for name, r in results.items() if not isinstance(r, str)}
-    assert where["output"].endswith("_dispatch.py:convolve"), where
-    scratch = "_openmp_helpers.pyx:thread_buffers"  # per-thread workspace
-    assert where["direct workspace (planes)"].endswith("_direct.pyx:_run > " + scratch), where
-    assert where["direct workspace (rows)"].endswith("_direct.pyx:_run > " + scratch), where
+    assert where["output"].endswith("forward.py:convolve"), where
+    scratch = "openmp.pyx:thread_buffers"  # per-thread workspace
+    assert where["direct workspace (planes)"].endswith("direct.pyx:_run > " + scratch), where
+    assert where["direct workspace (rows)"].endswith("direct.pyx:_run > " + scratch), where
     if openmp_enabled():
-        assert where["winograd workspace"].endswith("_winograd.pyx:winograd > " + scratch), where
-    assert "_winograd.pyx:transform_weights" in where["winograd weight transform"], where
+        assert where["winograd workspace"].endswith("winograd.pyx:winograd > " + scratch), where
+    assert "winograd.pyx:transform_weights" in where["winograd weight transform"], where
     print(json.dumps(results, indent=1))
 
 
@@ -297,7 +297,7 @@ def test_winograd_tile_origin_beyond_int_range():
     # computes for its first tiles, with an output of 4 elements instead of 2**32.
     proc = run_python("""
     import numpy as np
-    from conv3d_cpu import _winograd
+    from conv3d_cpu._native import winograd as _winograd
     x = np.ones((1, 1, 1, 1, 1), np.float32)
     U = _winograd.transform_weights(np.ones((1, 1, 3, 3, 3), np.float32), 1, (2, 2, 2))
     out = np.full((1, 1, 4, 1, 1), np.nan, np.float32)

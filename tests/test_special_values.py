@@ -107,8 +107,8 @@ def test_auto_falls_back_when_winograd_is_chosen(monkeypatch):
     # Make sure the fallback itself is exercised: count Winograd runs on a layer 'auto' gives
     # to Winograd, with a NaN in the input, an inf in the weights, both, or none.
     calls = []
-    real = conv3d_cpu._winograd.winograd
-    monkeypatch.setattr(conv3d_cpu._winograd, "winograd",
+    real = conv3d_cpu._native.winograd.winograd
+    monkeypatch.setattr(conv3d_cpu._native.winograd, "winograd",
                         lambda *a: calls.append(1) or real(*a))
     rng = np.random.default_rng(0)
     for where in ("", "x", "w", "xw", "b"):

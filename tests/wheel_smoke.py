@@ -15,7 +15,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import conv3d_cpu
 from conv3d_cpu import Conv3d, conv3d
-from conv3d_cpu import _isa
+from conv3d_cpu._native import isa as _isa
 
 def reference(x, w, b, padding):
     """float64 F.conv3d (stride 1, dilation 1, groups 1, zero padding)."""

@@ -6,7 +6,7 @@
 /* Vector helpers are static inline; the ABI note about 32-byte vectors does not apply. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
-#include "_kernels.h"
+#include "kernels.h"
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #endif
@@ -63,7 +63,7 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 #define NXW 6
 #define NXN 12
 #define C3_NARROW_TABLE NULL
-#include "_kernels_isa.h"
+#include "isa_section.h"
 #undef C3_FMA_VF
 #undef C3_FMA_VD
 #undef C3_FMA_F
@@ -87,7 +87,7 @@ C3_TARGET_BEGIN("avx2,fma")
 #define NXW 6
 #define NXN 12
 #define C3_NARROW_TABLE NULL
-#include "_kernels_isa.h"
+#include "isa_section.h"
 C3_TARGET_END
 
 /* ---- AVX-512 (x86-64-v4): 32 vector registers allow a wider tile ---- */
@@ -100,7 +100,7 @@ C3_TARGET_BEGIN(C3_AVX512_TARGET)
 #define C3_NARROW_TABLE NULL
 #define C3_STOREN_VF(p, v, n) _mm256_mask_storeu_ps((p), (__mmask8)((1u << (n)) - 1), (__m256)(v))
 #define C3_STOREN_VD(p, v, n) _mm256_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1), (__m256d)(v))
-#include "_kernels_isa.h"
+#include "isa_section.h"
 C3_TARGET_END
 
 /* ---- AVX-512 on 512-bit vectors: twice the lanes per instruction. Cores with two 512-bit
@@ -127,7 +127,7 @@ C3_TARGET_BEGIN(C3_AVX512_TARGET)
 #define C3_NARROW_TABLE (&c3_table_avx512)
 #define C3_STOREN_VF(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)((1u << (n)) - 1), (__m512)(v))
 #define C3_STOREN_VD(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1), (__m512d)(v))
-#include "_kernels_isa.h"
+#include "isa_section.h"
 C3_TARGET_END
 #endif /* C3_X86 */
 

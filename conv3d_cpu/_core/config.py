@@ -1,7 +1,8 @@
 """What this installation is: version, instruction sets, OpenMP runtime and threads, build.
 
 ``show_config()`` prints it; ``show_config(mode="dicts")`` returns it as a dict (numpy's
-convention). Build facts come from ``_build_info.py``, which setup.py writes at build time;
+convention). Build facts come from ``_native/build_info.py``, which setup.py writes at build
+time;
 a tree without it (e.g. extensions built by hand) reports ``build: None`` instead of failing.
 """
 import os
@@ -9,7 +10,7 @@ import sys
 
 # Imported with the package (not lazily) so that this extension is loaded, and binds its OpenMP
 # symbols, at the same moment as the kernels' extensions: what it reports holds for them.
-from conv3d_cpu import _openmp_helpers
+from conv3d_cpu._native import openmp as _openmp_helpers
 
 __all__ = ["show_config"]
 
@@ -24,7 +25,7 @@ _OPENMP_RUNTIMES = (
 
 def _build_info():
     try:
-        from conv3d_cpu._build_info import BUILD_INFO
+        from conv3d_cpu._native.build_info import BUILD_INFO
     except ImportError:
         return None
     return dict(BUILD_INFO)
@@ -98,7 +99,7 @@ def _openmp_library():
 def _config():
     import platform  # here, not at module level: it costs import time (re, collections)
 
-    from conv3d_cpu import _isa
+    from conv3d_cpu._native import isa as _isa
     from conv3d_cpu._version import __version__
     import numpy
 
@@ -160,7 +161,7 @@ def _format(cfg):
         lines.append("  enabled: no (built without OpenMP: kernels run serially, 1 thread)")
     lines.append("Build:")
     if build is None:
-        lines.append("  unknown (no conv3d_cpu/_build_info.py: not built by setup.py)")
+        lines.append("  unknown (no conv3d_cpu/_native/build_info.py: not built by setup.py)")
     else:
         lines += [
             f"  compiler: {build.get('compiler_version') or build.get('compiler')}",

@@ -28,10 +28,10 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport parallel, threadid
 
-from conv3d_cpu._isa cimport (c3_idx, c3_kernels, channel_block_of, layer_kernels,
+from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, channel_block_of, layer_kernels,
                               odd_lines, tile_kernel)
-from conv3d_cpu._openmp_helpers import thread_buffers, thread_flags
-from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
+from conv3d_cpu._native.openmp import thread_buffers, thread_flags
+from conv3d_cpu._native.openmp cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
                                          c3_ranges_init, c3_ranges_next, effective_threads)
 
 # Tiles per block: at least 12 (a multiple of the wide micro-kernels' 6 or 12 positions) and

@@ -1,5 +1,5 @@
 # OpenMP queries that also compile without OpenMP (see _openmp_compat.h).
-cdef extern from "_openmp_compat.h" nogil:
+cdef extern from "openmp_compat.h" nogil:
     int CONV3D_CPU_HAVE_OPENMP
     int omp_get_max_threads()
     int omp_get_thread_num()
@@ -30,7 +30,7 @@ cdef inline bint any_thread_flag(const int* flags, Py_ssize_t stride,
 
 
 # Static scheduling with stealing (see _schedule.h).
-cdef extern from "_schedule.h" nogil:
+cdef extern from "schedule.h" nogil:
     ctypedef struct c3_range:
         pass
     enum: C3_MAX_RANGES

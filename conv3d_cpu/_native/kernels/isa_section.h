@@ -20,7 +20,7 @@
 #ifdef C3_STOREN_VF
 #define VSTOREN C3_STOREN_VF
 #endif
-#include "_kernels_type.h"
+#include "dtype_section.h"
 #define T double
 #define VT C3_VD
 #define IDX C3_ID
@@ -31,7 +31,7 @@
 #ifdef C3_STOREN_VD
 #define VSTOREN C3_STOREN_VD
 #endif
-#include "_kernels_type.h"
+#include "dtype_section.h"
 
 #define C3_FN(name) C3_CAT(name, C3_ISA)
 static const c3_kernels C3_FN(c3_table) = {

@@ -24,8 +24,8 @@
 #else
 #define C3_SHUF(a, b, ...) __builtin_shuffle(a, b, (IDX){__VA_ARGS__})
 #endif
-#include "_kernels_tmpl.h"
-#include "_winograd_tmpl.h"
+#include "direct_tmpl.h"
+#include "winograd_tmpl.h"
 #undef BCAST
 #undef GATHER
 #undef C3_SHUF

@@ -27,12 +27,12 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
 
-from conv3d_cpu._openmp_helpers import thread_buffers, thread_flags
-from conv3d_cpu._openmp_helpers cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
+from conv3d_cpu._native.openmp import thread_buffers, thread_flags
+from conv3d_cpu._native.openmp cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
                                          c3_ranges_init, c3_ranges_next, c3_share_start,
                                          c3_touch_share, conv3d_cpu_barrier,
                                          effective_threads)
-from conv3d_cpu._isa cimport (c3_idx, c3_kernels, channel_block_of, layer_kernels,
+from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, channel_block_of, layer_kernels,
                               narrow_block, odd_lines, tile_kernel)
 
 

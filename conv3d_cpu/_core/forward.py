@@ -22,9 +22,9 @@ import threading
 
 import numpy as np
 
-from conv3d_cpu import _direct, _winograd
-from conv3d_cpu._padding import zero_pad
-from conv3d_cpu._validation import check_workspace, output_shape
+from conv3d_cpu._native import direct as _direct, winograd as _winograd
+from conv3d_cpu._core.padding import zero_pad
+from conv3d_cpu._core.validation import check_workspace, output_shape
 
 ALGORITHMS = ("auto", "direct", "winograd", "winograd_f2", "winograd_f4")
 _TILE = {"winograd_f2": 2, "winograd_f4": 4}

@@ -1,7 +1,7 @@
 from cython cimport floating
 
 # Micro-kernel tables (_kernels.c), one per instruction set; _isa.pyx selects one at import.
-cdef extern from "_kernels.h" nogil:
+cdef extern from "kernels/kernels.h" nogil:
     ctypedef Py_ssize_t c3_idx
     ctypedef void (*c3_tile_f32)(const float*, const c3_idx*, c3_idx, const float*,
                                  const c3_idx*, c3_idx, c3_idx, c3_idx, float*,

@@ -1,7 +1,7 @@
 """Python-visible OpenMP facts (for show_config and tests), and per-thread buffers."""
 import numpy as np
 
-from conv3d_cpu._openmp_helpers cimport (
+from conv3d_cpu._native.openmp cimport (
     CONV3D_CPU_HAVE_OPENMP, effective_threads, omp_get_max_threads)
 
 
