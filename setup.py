@@ -190,6 +190,7 @@ setup(
             _extension("direct"),
             _extension("winograd"),
             _extension("openmp"),
+            _extension("launch"),
         ],
         compiler_directives=CYTHON_DIRECTIVES,
     ),

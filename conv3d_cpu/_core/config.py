@@ -111,7 +111,7 @@ def _config():
         cpus = os.cpu_count()
     return {
         "version": __version__,
-        "package_dir": os.path.dirname(os.path.abspath(__file__)),
+        "package_dir": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         "isa": {
             "selected": _isa.current_isa(),
             "available": list(_isa.available_isas()),

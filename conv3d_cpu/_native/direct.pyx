@@ -1,476 +1,76 @@
-"""Direct 3D convolution (cross-correlation), float32/float64, OpenMP over output rows.
+"""Direct 3D convolution (cross-correlation), float32/float64: the engine behind
+``algorithm='direct'``.
 
-Threads take work items from static ranges with stealing (_schedule.h), pack the weights
-together first, and keep their scratch on their own cache lines (thread_buffers).
+``direct`` plans a call (``_plan``: the path, the blocking, each thread's scratch layout) and
+runs it through ``launch`` (launch.pyx), which owns the parallel loop; this module fills in
+its hooks. Inputs are validated, C-contiguous arrays (the Python layer guarantees it). Zero
+padding is implicit: no padded copy of the input is made (gather.pxd gathers the rows a work
+item reads into the thread's slab, zero padded along W; taps outside the input in D or H are
+skipped).
 
-Inputs are validated, C-contiguous arrays (the Python layer guarantees it). Zero padding is
-implicit: for each output row (n, z, y), the input rows its taps touch are gathered into a
-small per-thread buffer, zero padded along W only; taps outside the input in D or H are
-skipped. No padded copy of the input is made. Work items run along output depth and the
-buffer keeps input planes in a ring (_ring_planes), so a thread gathers an input plane that kD
-neighbouring output planes read once, not kD times.
+Three paths, all driving C micro-kernels (kernels/, chosen per CPU at import):
 
-Two paths, both driving C micro-kernels from _kernels.c (chosen per CPU at import):
-
-- blocked: weights repacked so a block of output channels is contiguous per tap; a tile of
-  positions x output channels is accumulated in registers over all input channels and taps.
-- rows: for depthwise-like layers (fewer output channels per group than a vector holds), one
-  output row at a time, vectorized along W.
+- blocked (any layer): weights repacked so a block of output channels is contiguous per tap;
+  a tile of positions x output channels is accumulated in registers over all input channels
+  and taps. Work item: a band of output rows of one output plane and group.
+- pointwise (1x1x1, stride 1, no padding): the same tiles over input channels as rows of
+  length D*H*W. Work item: a run of positions of one batch element, all groups.
+- depthwise rows (fewer output channels per group than a vector holds): one output row at a
+  time, vectorized along W. Work item: one output plane of one group.
 
 Each output element is computed by one thread in an order fixed by the shapes alone, so results
 are bitwise identical for any thread count. Extra memory per call: the repacked weights plus,
-per thread, (in_channels/groups) * ring_depth(kD, dD, D) planes of gathered rows.
+per thread, the gathered input rows (see ``_plan``).
 """
 import numpy as np
 
 from cython cimport floating
-from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
 
-from conv3d_cpu._native.openmp import thread_buffers, thread_flags
-from conv3d_cpu._native.openmp cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
-                                         c3_ranges_init, c3_ranges_next, c3_share_start,
-                                         c3_touch_share, conv3d_cpu_barrier,
-                                         effective_threads)
-from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, channel_block_of, layer_kernels,
-                              narrow_block, odd_lines, tile_kernel)
+from conv3d_cpu._native.constants cimport (C3_ITEMS_PER_THREAD, C3_POINTWISE_TILES,
+                                           C3_ROW_UNROLL, C3_SLAB_BYTES)
+from conv3d_cpu._native.gather cimport (c3_gather_layout, c3_ring, c3_rows, c3_slots,
+                                        gather_bind, gather_layout, gather_planes, ring_depth,
+                                        ring_reset, tap_rows, z_of, z_step)
+from conv3d_cpu._native.geometry cimport c3_geom, geom_of
+from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, c3_tiling, layer_kernels, odd_lines,
+                                     tile_kernel, tiling_of)
+from conv3d_cpu._native.launch cimport c3_launch, c3_thread, launch
+from conv3d_cpu._native.openmp cimport c3_share_start, effective_threads
+
+# The paths (module docstring), decided once per call by _plan.
+cdef enum:
+    BLOCKED
+    POINTWISE
+    DEPTHWISE_ROWS
 
 
-cdef inline c3_idx ring_depth(c3_idx kD, c3_idx dD, c3_idx D) noexcept nogil:
-    """Input planes a thread's buffer keeps per input channel, so that the in-range planes of
-    one output plane (dD apart) fall on distinct positions: kD when gcd(kD, dD) = 1, else the
-    span of the taps, and never more than D (each input plane its own position)."""
-    cdef c3_idx a = kD, b = dD
-    if kD <= 1 or D <= 1:
-        return 1
-    while b:
-        a, b = b, a % b
-    if a == 1:
-        return min(kD, D)
-    if dD > (D - 1) // (kD - 1):  # the span (kD - 1) * dD + 1 exceeds D
-        return D
-    return (kD - 1) * dD + 1
-
-
-cdef inline c3_idx z_step(c3_idx kD, c3_idx sD, c3_idx dD, c3_idx oD) noexcept nogil:
-    """Planes between consecutive output planes of a run (_z_of): the dilation, where that
-    makes them share kD - 1 input planes (stride 1; a dilation of oD or more leaves every
-    residue class one plane: the plain order), else 1."""
-    return dD if kD > 1 and sD == 1 and dD < oD else 1
-
-
-cdef inline c3_idx _z_of(c3_idx q, c3_idx oD, c3_idx step) noexcept nogil:
-    """Output plane of the q-th item of a run: the planes z with z % step == 0 ascending, then
-    those with 1, and so on."""
-    cdef c3_idx r = 0, size
-    while r < step - 1:
-        size = (oD - r + step - 1) // step
-        if q < size:
-            break
-        q -= size
-        r += 1
-    return r + q * step
-
-
-cdef inline void _ring_reset(c3_idx* tags, c3_idx R) noexcept nogil:
-    cdef c3_idx r
-    for r in range(2 * R):
-        tags[r] = -1
-
-
-cdef inline void _ring_planes(c3_idx* ring, c3_idx R, c3_idx run, c3_idx kD, c3_idx z,
-                              c3_idx sD, c3_idx pD, c3_idx dD, c3_idx D) noexcept nogil:
-    """Ring positions of the in-range input planes of output plane z, for the items of ``run``
-    (one batch element, group and row band).
-
-    ``ring``: the tags, (run, plane) per position (2 R), then, per kernel plane a, the
-    position (kD) and whether the plane is not there yet and must be copied (kD), both set
-    here. Items of one run arrive in order of z (or in reverse, when stolen), so the planes
-    shared with the previous item are still there; any other order is also correct, only
-    slower. Which position holds a plane never changes what is computed: results stay
-    bitwise the same."""
-    cdef c3_idx* pos = ring + 2 * R
-    cdef c3_idx* fill = pos + kD
-    cdef c3_idx a, iz, r
-    for a in range(kD):
-        iz = z * sD + a * dD - pD
-        if 0 <= iz < D:
-            r = iz % R
-            fill[a] = ring[2 * r] != run or ring[2 * r + 1] != iz
-            ring[2 * r] = run
-            ring[2 * r + 1] = iz
-            pos[a] = r
-
-
-cdef inline c3_idx* _slab_ring(c3_idx* offs, c3_idx max_rows, c3_idx cpg,
-                               c3_idx kD) noexcept nogil:
-    """Where the ring starts in a blocked-path thread's ``offs`` (layout: _slab_rows)."""
-    return offs + 2 * max_rows + 3 * cpg * kD
-
-
-cdef inline c3_idx _chunk_start(c3_idx oD, c3_idx nzc, c3_idx zc) noexcept nogil:
-    return <c3_idx>c3_share_start(oD, <int>nzc, <int>zc)
-
-
-cdef c3_idx _gather_slab(const floating* xg, floating* slab, c3_idx* slot_w, c3_idx* slot_x,
-                         c3_idx* slot_s, c3_idx* ring, c3_idx R, c3_idx run, bint copy,
-                         c3_idx cpg, c3_idx D, c3_idx H, c3_idx W, c3_idx kD, c3_idx z,
-                         c3_idx sD, c3_idx pD, c3_idx dD, c3_idx iy0, c3_idx hs, c3_idx pW,
-                         c3_idx Wp) noexcept nogil:
-    """Collect input rows iy0 .. iy0 + hs - 1 of every in-range (c, a) plane of output depth z.
-
-    ``xg`` points at the group's first channel. One slot per plane, in (c, a) order:
-    slot_w = c * kD + a (its kernel plane), slot_x = offset of the plane in ``xg``. With
-    ``copy``, the plane's rows inside the input are in slab slot slot_s = c * R + ring
-    position (hs rows of Wp; the W padding columns are zero from allocation and never
-    written), copied only when the ring (``ring``, see _ring_planes) does not hold them
-    already. Returns the number of slots.
-    """
-    cdef c3_idx c, a, iz, j, iy, n = 0
-    cdef c3_idx* pos = ring + 2 * R
-    cdef c3_idx* fill = pos + kD
-    if copy:
-        _ring_planes(ring, R, run, kD, z, sD, pD, dD, D)
-    for c in range(cpg):
-        for a in range(kD):
-            iz = z * sD + a * dD - pD
-            if iz < 0 or iz >= D:
-                continue
-            slot_w[n] = c * kD + a
-            slot_x[n] = (c * D + iz) * H * W
-            if copy:
-                slot_s[n] = c * R + pos[a]
-                if fill[a]:
-                    for j in range(hs):
-                        iy = iy0 + j
-                        if 0 <= iy < H:
-                            memcpy(slab + (slot_s[n] * hs + j) * Wp + pW,
-                                   xg + slot_x[n] + iy * W, W * sizeof(floating))
-            n += 1
-    return n
-
-
-cdef c3_idx _row_list(c3_idx nslots, const c3_idx* slot_w, const c3_idx* slot_x,
-                      const c3_idx* slot_s, bint copy, c3_idx H, c3_idx W, c3_idx kH,
-                      c3_idx iy0, c3_idx j0, c3_idx dH, c3_idx hs, c3_idx Wp, c3_idx wstride,
-                      c3_idx* r_off, c3_idx* w_off) noexcept nogil:
-    """The in-range input rows of one output row, whose first tap reads slab row j0.
-
-    r_off is relative to the slab (``copy``) or to the group's input; w_off is the kernel row
-    in the packed weights (``wstride`` elements per (c, a, b)). Returns the number of rows."""
-    cdef c3_idx s, b, j, iy, n = 0
-    for s in range(nslots):
-        for b in range(kH):
-            j = j0 + b * dH
-            iy = iy0 + j
-            if iy < 0 or iy >= H:
-                continue
-            r_off[n] = (slot_s[s] * hs + j) * Wp if copy else slot_x[s] + iy * W
-            w_off[n] = (slot_w[s] * kH + b) * wstride
-            n += 1
-    return n
-
-
-cdef inline void _row(const c3_kernels* K, const floating* rows, const c3_idx* r_off,
-                      c3_idx n_rows, const floating* w, const c3_idx* w_off, c3_idx kW,
-                      c3_idx dW, c3_idx sW, floating* out, c3_idx oW,
-                      floating bias) noexcept nogil:
-    if floating is float:
-        K.row_f32(rows, r_off, n_rows, w, w_off, kW, dW, sW, out, oW, bias)
-    else:
-        K.row_f64(rows, r_off, n_rows, w, w_off, kW, dW, sW, out, oW, bias)
-
-
-cdef inline void _store_tile(const c3_kernels* K, const floating* tile, int ocb, int nx,
-                             floating* out, c3_idx plane, const floating* bias,
-                             int nvalid) noexcept nogil:
-    """Add bias and write a [nx positions][ocb channels] tile to NCDHW output rows."""
-    if floating is float:
-        K.store_f32(tile, ocb, nx, out, plane, bias, nvalid)
-    else:
-        K.store_f64(tile, ocb, nx, out, plane, bias, nvalid)
-
-
-cdef void _tiles(const c3_kernels* K, bint wide, const floating* rows, const c3_idx* r_off,
-                 c3_idx nr, const floating* wg, c3_idx wblock, const c3_idx* w_off, c3_idx kW,
-                 c3_idx dW, c3_idx sW, const floating* bias, floating* orow, c3_idx plane,
-                 c3_idx opg, int ocb, int nxmax, c3_idx n_pos, floating* tile) noexcept nogil:
-    """``n_pos`` consecutive output positions of every channel block of one group.
-
-    Positions are split into equal tiles (not nxmax + remainder): a short tail tile holds
-    too few accumulators to keep the FMA units busy."""
-    cdef c3_idx nob = (opg + ocb - 1) // ocb
-    cdef c3_idx ntiles = (n_pos + nxmax - 1) // nxmax
-    cdef c3_idx ob, t, x0
-    cdef int nx
-    for ob in range(nob):
-        x0 = 0
-        for t in range(ntiles):
-            nx = <int>(n_pos // ntiles + (t < n_pos % ntiles))
-            if nr > 0:
-                tile_kernel(K, wide, rows + x0 * sW, r_off, nr, wg + ob * wblock, w_off, kW,
-                            dW, sW, tile, nx)
-            else:  # every tap in the padding: bias only
-                memset(tile, 0, nx * ocb * sizeof(floating))
-            _store_tile(K, tile, ocb, nx, orow + ob * ocb * plane + x0, plane, bias + ob * ocb,
-                        <int>min(ocb, opg - ob * ocb))
-            x0 += nx
-
-
-cdef void _blocked(const floating* x, const floating* w, floating* wp, const floating* bias,
-                   floating* out, floating* scratch, c3_idx* offs_all, c3_idx per_thread,
-                   c3_idx offs_stride, c3_idx max_rows, c3_idx N, c3_idx C, c3_idx D,
-                   c3_idx H, c3_idx W, c3_idx O, c3_idx groups, c3_idx kD, c3_idx kH,
-                   c3_idx kW, c3_idx oD, c3_idx oH, c3_idx oW, c3_idx sD, c3_idx sH, c3_idx sW,
-                   c3_idx pD, c3_idx pH, c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp,
-                   c3_idx yb, c3_idx R, int ocb, bint wide, int nxmax, int nt, int* flags,
-                   c3_idx flag_stride, const c3_kernels* K) noexcept nogil:
-    """Work item: ``yb`` output rows of one output plane (n, z) and one group, all its
-    channel blocks. The ``nyb * oD`` items of one (n, g) come in ``nzc`` depth chunks (equal
-    shares of oD: with as many chunks as threads, each thread writes whole output planes, as
-    two threads writing bands of one plane would share a cache line at every band edge), each
-    chunk band by band, each band along z (_z_of): a run that a thread's ring serves.
-
-    The input rows they read are gathered once per item into a slab per (c, plane) that
-    stays in the thread's ring for the next z, so rows shared by neighbouring output rows and
-    planes are copied once. The weights are packed into ``wp``
-    and each thread zeroes its own scratch first, on all threads: done serially before the
-    call, they cost a sixth of a 2-thread run on small layers with large kernels."""
-    cdef c3_idx cpg = C // groups, opg = O // groups
-    cdef c3_idx nob = (opg + ocb - 1) // ocb
-    cdef c3_idx wblock = cpg * kD * kH * kW * ocb
-    cdef c3_idx plane = oD * oH * oW
-    cdef c3_idx nyb = (oH + yb - 1) // yb
-    cdef c3_idx hs = (yb - 1) * sH + (kH - 1) * dH + 1
-    # Rows already as wide as the padded row are read in place: nothing to copy.
-    cdef bint copy = Wp != W
-    # (Initialized: Cython makes a parallel block's variables firstprivate.)
-    cdef c3_idx item = 0, n = 0, z = 0, y0 = 0, g = 0, blk = 0, run = 0, ng = 0, k = 0
-    cdef c3_idx zc = 0, z0 = 0, zl = 0
-    cdef c3_idx nzc = min(oD, max(1, (nt + N * groups - 1) // (N * groups)))
-    cdef c3_idx step = z_step(kD, sD, dD, oD)
-    cdef floating* slab = NULL
-    cdef c3_idx* offs = NULL
-    cdef int tid = 0, nr
-    cdef c3_range ranges[C3_MAX_RANGES]
-    # Static ranges with stealing (_schedule.h): a thread works on the same input and output
-    # planes in every call, which stay in its own cache (with OpenMP's dynamic schedule they
-    # move between cores: gathering got 3x slower at 2 threads on a 16^3 grouped layer),
-    # and a thread slowed by another process still gets help.
-    nr = c3_ranges_init(ranges, nt, N * oD * nyb * groups)
-    with parallel(num_threads=nt):
-        tid = threadid()
-        slab = scratch + tid * per_thread
-        offs = offs_all + tid * offs_stride
-        # Gathered row slots rely on their W padding columns staying zero; the ring starts
-        # empty (the input may have changed since the last call).
-        memset(slab, 0, per_thread * sizeof(floating))
-        _ring_reset(_slab_ring(offs, max_rows, cpg, kD), R)
-        for blk in prange(groups * nob, schedule="static"):
-            flags[tid * flag_stride] |= _pack_block(w, wp, blk, nob, opg, cpg * kD * kH * kW,
-                                                    ocb)
-        c3_touch_share(out, N * O * plane * sizeof(floating), tid, nt)
-        conv3d_cpu_barrier()  # every block packed (and page touched) before any item
-        item = c3_ranges_next(ranges, nr, tid)
-        while item >= 0:
-            ng = item // (nyb * oD)
-            g = ng % groups
-            n = ng // groups
-            k = item % (nyb * oD)
-            zc = 0
-            while _chunk_start(oD, nzc, zc + 1) * nyb <= k:
-                zc = zc + 1
-            z0 = _chunk_start(oD, nzc, zc)
-            zl = _chunk_start(oD, nzc, zc + 1) - z0
-            k = k - z0 * nyb
-            z = z0 + _z_of(k % zl, zl, step)
-            y0 = k // zl * yb
-            run = (ng * nzc + zc) * nyb + k // zl
-            _slab_rows(K, x + (n * C + g * cpg) * D * H * W, wp + g * nob * wblock, wblock,
-                       bias + g * opg, out + (n * O + g * opg) * plane + z * oH * oW,
-                       slab, slab + cpg * R * hs * Wp, offs, R, run, copy, cpg, opg, D, H, W,
-                       kD, kH, kW, oH, oW, plane, z, y0, min(yb, oH - y0), hs, sD, sH, sW, pD,
-                       pH, pW, dD, dH, dW, Wp, ocb, wide, nxmax, max_rows)
-            item = c3_ranges_next(ranges, nr, tid)
-
-
-cdef void _slab_rows(const c3_kernels* K, const floating* xg, const floating* wg,
-                     c3_idx wblock, const floating* bias, floating* oplane, floating* slab,
-                     floating* tile, c3_idx* offs, c3_idx R, c3_idx run, bint copy,
-                     c3_idx cpg, c3_idx opg,
-                     c3_idx D, c3_idx H, c3_idx W, c3_idx kD, c3_idx kH, c3_idx kW,
-                     c3_idx oH, c3_idx oW, c3_idx plane, c3_idx z, c3_idx y0, c3_idx ny,
-                     c3_idx hs, c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH,
-                     c3_idx pW, c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Wp, int ocb,
-                     bint wide, int nxmax, c3_idx max_rows) noexcept nogil:
-    """Output rows y0 .. y0 + ny - 1 of plane z for one group (see _blocked).
-
-    ``offs`` (the thread's): r_off, w_off (max_rows each), slot_w, slot_x, slot_s (cpg * kD
-    each), then the ring's tags (2 R) and per-a positions and fill flags (2 kD)."""
-    cdef c3_idx* r_off = offs
-    cdef c3_idx* w_off = offs + max_rows
-    cdef c3_idx* slot_w = offs + 2 * max_rows
-    cdef c3_idx* slot_x = slot_w + cpg * kD
-    cdef c3_idx* slot_s = slot_x + cpg * kD
-    cdef c3_idx iy0 = y0 * sH - pH
-    cdef c3_idx nslots, y, nr
-    nslots = _gather_slab(xg, slab, slot_w, slot_x, slot_s, _slab_ring(offs, max_rows, cpg, kD),
-                          R, run, copy, cpg, D, H, W, kD, z, sD, pD, dD, iy0, hs, pW, Wp)
-    for y in range(ny):
-        nr = _row_list(nslots, slot_w, slot_x, slot_s, copy, H, W, kH, iy0, y * sH, dH, hs,
-                       Wp, kW * ocb, r_off, w_off)
-        _tiles(K, wide, slab if copy else xg, r_off, nr, wg, wblock, w_off, kW, dW, sW, bias,
-               oplane + (y0 + y) * oW, plane, opg, ocb, nxmax, oW, tile)
-
-
-cdef void _pointwise(const floating* x, const floating* w, floating* wp,
-                     const floating* bias, floating* out, floating* scratch, const c3_idx* offs,
-                     c3_idx per_thread, c3_idx N, c3_idx C, c3_idx O, c3_idx groups, c3_idx P,
-                     c3_idx chunk, c3_idx ps, int ocb, bint wide, int nxmax, int nt, int* flags,
-                     c3_idx flag_stride, const c3_kernels* K) noexcept nogil:
-    """1x1x1, stride 1, no padding: input channels are rows of length P = D*H*W.
-
-    Work item: ``chunk`` consecutive positions of one batch element, all groups. Per group
-    the item's piece of each input row is copied to the thread's slab, rows ``ps`` apart
-    (``offs``: the row offsets c * ps, then the weight offsets c * ocb): read in place, the
-    rows lay P elements apart, which for many channels maps them onto a few cache sets (and
-    more streams than the prefetchers follow), and every channel block read them again.
-    Weights are packed into ``wp`` on all threads first (see _blocked)."""
-    cdef c3_idx cpg = C // groups, opg = O // groups
-    cdef c3_idx nob = (opg + ocb - 1) // ocb
-    cdef c3_idx wblock = cpg * ocb
-    cdef c3_idx nchunks = (P + chunk - 1) // chunk
-    cdef c3_idx item = 0, n = 0, p0 = 0, g = 0, blk = 0, c = 0, npos = 0
-    cdef floating* slab = NULL
-    cdef const floating* xg = NULL
-    cdef int tid = 0, nr
-    cdef c3_range ranges[C3_MAX_RANGES]
-    nr = c3_ranges_init(ranges, nt, N * nchunks)
-    with parallel(num_threads=nt):
-        tid = threadid()
-        for blk in prange(groups * nob, schedule="static"):
-            flags[tid * flag_stride] |= _pack_block(w, wp, blk, nob, opg, cpg, ocb)
-        c3_touch_share(out, N * O * P * sizeof(floating), tid, nt)
-        conv3d_cpu_barrier()  # every block packed (and page touched) before any item
-        slab = scratch + tid * per_thread + nxmax * ocb
-        item = c3_ranges_next(ranges, nr, tid)
-        while item >= 0:
-            n = item // nchunks
-            p0 = (item % nchunks) * chunk
-            npos = min(chunk, P - p0)
-            for g in range(groups):
-                xg = x + (n * C + g * cpg) * P + p0
-                for c in range(cpg):
-                    memcpy(slab + c * ps, xg + c * P, npos * sizeof(floating))
-                _tiles(K, wide, slab, offs, cpg,
-                       wp + g * nob * wblock, wblock, offs + cpg, 1, 1, 1, bias + g * opg,
-                       out + (n * O + g * opg) * P + p0, P, opg, ocb, nxmax, npos,
-                       scratch + tid * per_thread)
-            item = c3_ranges_next(ranges, nr, tid)
-
-
-cdef c3_idx _gather_planes(const floating* x, floating* planes, c3_idx* plane_src,
-                          c3_idx* plane_slot, c3_idx* ring, c3_idx R, c3_idx run, c3_idx cpg,
-                          c3_idx D, c3_idx H, c3_idx W, c3_idx kD, c3_idx z, c3_idx sD,
-                          c3_idx pD, c3_idx dD, c3_idx pH, c3_idx pW, c3_idx Hp,
-                          c3_idx Wp) noexcept nogil:
-    """The in-range input planes of output plane z, zero padded to Hp x Wp, in (c, a) order.
-
-    ``plane_src[i]`` = c * kD + a of the i-th, ``plane_slot[i]`` = c * R + its ring position
-    in ``planes``; a plane is copied only when the ring (``ring``, see _ring_planes) does not
-    hold it already. The padding is zero from allocation and never written. Returns the
-    number of planes."""
-    cdef c3_idx c, a, iz, iy, n = 0
-    cdef c3_idx* pos = ring + 2 * R
-    cdef c3_idx* fill = pos + kD
-    cdef floating* dst
-    _ring_planes(ring, R, run, kD, z, sD, pD, dD, D)
-    for c in range(cpg):
-        for a in range(kD):
-            iz = z * sD + a * dD - pD
-            if iz < 0 or iz >= D:
-                continue
-            plane_src[n] = c * kD + a
-            plane_slot[n] = c * R + pos[a]
-            if fill[a]:
-                dst = planes + plane_slot[n] * Hp * Wp
-                for iy in range(H):
-                    memcpy(dst + (iy + pH) * Wp + pW, x + ((c * D + iz) * H + iy) * W,
-                           W * sizeof(floating))
-            n += 1
-    return n
-
-
-cdef void _rows(const floating* x, const floating* w, const floating* bias, floating* out,
-                floating* scratch, c3_idx* offs_all, c3_idx per_thread, c3_idx offs_stride,
-                c3_idx max_rows,
-                c3_idx N, c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
-                c3_idx kD, c3_idx kH, c3_idx kW, c3_idx oD, c3_idx oH, c3_idx oW,
-                c3_idx sD, c3_idx sH, c3_idx sW, c3_idx pD, c3_idx pH, c3_idx pW,
-                c3_idx dD, c3_idx dH, c3_idx dW, c3_idx Hp, c3_idx Wp, c3_idx R, int nt,
-                const c3_kernels* K) noexcept nogil:
-    """Work item: output plane z of one group of one batch element (depthwise-like layers);
-    items run over z first (_z_of).
-
-    The group's input planes are gathered, padded in H and W, into the thread's ring, where
-    the next z finds those it shares, and serve all the group's output channels and rows.
-    ``offs`` (the thread's): r_off, w_off (max_rows each), plane_src, plane_slot (cpg * kD
-    each), the ring's tags (2 R), per-a positions and fill flags (2 kD)."""
-    cdef c3_idx cpg = C // groups, opg = O // groups
-    cdef c3_idx item = 0, n = 0, g = 0, z = 0, nplanes = 0
-    cdef c3_idx step = z_step(kD, sD, dD, oD)
-    cdef floating* planes = NULL
-    cdef c3_idx* r_off = NULL
-    cdef c3_idx* w_off = NULL
-    cdef c3_idx* plane_src = NULL
-    cdef c3_idx* plane_slot = NULL
-    cdef int tid = 0, nr
-    cdef c3_range ranges[C3_MAX_RANGES]
-    nr = c3_ranges_init(ranges, nt, N * groups * oD)
-    with parallel(num_threads=nt):
-        tid = threadid()
-        planes = scratch + tid * per_thread
-        r_off = offs_all + tid * offs_stride
-        w_off = r_off + max_rows
-        plane_src = w_off + max_rows
-        plane_slot = plane_src + cpg * kD
-        # Padding stays zero; the ring starts empty (the input may have changed).
-        memset(planes, 0, per_thread * sizeof(floating))
-        _ring_reset(plane_slot + cpg * kD, R)
-        item = c3_ranges_next(ranges, nr, tid)
-        while item >= 0:
-            z = _z_of(item % oD, oD, step)
-            g = (item // oD) % groups
-            n = item // (oD * groups)
-            nplanes = _gather_planes(x + (n * C + g * cpg) * D * H * W, planes, plane_src,
-                                     plane_slot, plane_slot + cpg * kD, R, item // oD, cpg,
-                                     D, H, W, kD, z, sD, pD, dD, pH, pW, Hp, Wp)
-            _rows_plane(K, planes, nplanes, plane_slot, plane_src, r_off, w_off,
-                        w + g * opg * cpg * kD * kH * kW, bias + g * opg,
-                        out + ((n * O + g * opg) * oD + z) * oH * oW, opg, cpg * kD * kH * kW,
-                        oD * oH * oW, kH, kW, oH, oW, sH, sW, dH, dW, Hp, Wp)
-            item = c3_ranges_next(ranges, nr, tid)
-
-
-cdef void _rows_plane(const c3_kernels* K, const floating* planes, c3_idx nplanes,
-                      const c3_idx* plane_slot, const c3_idx* plane_src, c3_idx* r_off,
-                      c3_idx* w_off,
-                      const floating* wg, const floating* bias, floating* oplane, c3_idx opg,
-                      c3_idx wsize, c3_idx ostride, c3_idx kH, c3_idx kW, c3_idx oH,
-                      c3_idx oW, c3_idx sH, c3_idx sW, c3_idx dH, c3_idx dW, c3_idx Hp,
-                      c3_idx Wp) noexcept nogil:
-    """Every row of one output plane for each of a group's ``opg`` output channels."""
-    cdef c3_idx y, i, b, o, nr
-    for y in range(oH):
-        nr = 0
-        for i in range(nplanes):
-            for b in range(kH):
-                r_off[nr] = (plane_slot[i] * Hp + y * sH + b * dH) * Wp
-                w_off[nr] = (plane_src[i] * kH + b) * kW
-                nr += 1
-        for o in range(opg):
-            _row(K, planes, r_off, nr, wg + o * wsize, w_off, kW, dW, sW,
-                 oplane + o * ostride + y * oW, oW, bias[o])
+ctypedef struct direct_plan:
+    # One call of the direct engine: what every hook reads.
+    c3_geom g
+    int path
+    bint f64
+    const void* x
+    const void* w
+    void* wp            # packed weights (blocked, pointwise)
+    const void* bias
+    void* out
+    c3_tiling T         # tile kernels and output-channel blocks (blocked, pointwise)
+    const c3_kernels* K
+    c3_idx wblock       # packed elements per output-channel block
+    # the gather (blocked, depthwise rows)
+    c3_idx R            # ring depth
+    c3_idx zstep        # z_step
+    c3_idx Wp, hs       # slab row width; rows per slab slot
+    bint copy           # rows gathered (else read in place: no W padding needed)
+    c3_gather_layout lay
+    # blocked: items of yb output rows, nyb bands per plane, planes in nzc depth chunks
+    c3_idx yb, nyb, nzc
+    # pointwise: positions per item and slab row stride; the shared row / weight offsets
+    c3_idx chunk, ps
+    const c3_idx* pw_offs
+    # each thread's scratch (elements of the dtype): the slab and the tile
+    c3_idx slab, tile, scratch_size
 
 
 def direct(x, w, bias, out, stride, padding, dilation, Py_ssize_t groups, int num_threads):
@@ -486,101 +86,299 @@ def direct(x, w, bias, out, stride, padding, dilation, Py_ssize_t groups, int nu
     """
     # Explicit dispatch: a fused def function would inspect every argument's buffer first.
     if x.dtype == np.float32:
-        return _run[float](x, w, bias, out, stride, padding, dilation, groups, num_threads)
-    else:
-        return _run[double](x, w, bias, out, stride, padding, dilation, groups, num_threads)
+        return bool(_run[float](x, w, bias, out, stride, padding, dilation, groups,
+                                num_threads))
+    return bool(_run[double](x, w, bias, out, stride, padding, dilation, groups, num_threads))
 
 
-cdef bint _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
-          const floating[::1] bias, floating[:, :, :, :, ::1] out,
-          stride, padding, dilation, Py_ssize_t groups, int num_threads):
-    # (a vector's lanes hold output channels)
-    cdef const c3_kernels* K = layer_kernels(w.shape[0] // groups, floating is double)
-    cdef c3_idx N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
-    cdef c3_idx O = w.shape[0], cpg = w.shape[1]
-    cdef c3_idx kD = w.shape[2], kH = w.shape[3], kW = w.shape[4]
-    cdef c3_idx oD = out.shape[2], oH = out.shape[3], oW = out.shape[4]
-    cdef c3_idx sD = stride[0], sH = stride[1], sW = stride[2]
-    cdef c3_idx pD = padding[0], pH = padding[1], pW = padding[2]
-    cdef c3_idx dD = dilation[0], dH = dilation[1], dW = dilation[2]
-    cdef c3_idx opg = O // groups
+cdef int _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
+              const floating[::1] bias, floating[:, :, :, :, ::1] out,
+              stride, padding, dilation, Py_ssize_t groups, int num_threads) except -1:
+    cdef direct_plan P
+    memset(&P, 0, sizeof(P))
+    P.g = geom_of(&x.shape[0], &out.shape[0], (w.shape[2], w.shape[3], w.shape[4]), stride,
+                  padding, dilation, groups)
+    P.f64 = floating is double
     cdef int nt = effective_threads(num_threads)
-    # Padded row width: every tap of every output column lands inside it.
-    cdef c3_idx Wp = max(pW + W, (oW - 1) * sW + (kW - 1) * dW + 1)
-    cdef c3_idx max_rows = cpg * kD * kH
-    cdef c3_idx R = ring_depth(kD, dD, D)
-    cdef int ocb = 0, nxmax = 0, ocb_narrow = narrow_block(K, floating is double)
-    cdef bint wide = False, use_rows, pointwise
-    cdef c3_idx per_thread, yb = 1, chunk = 0, ps = 0
+    _plan(&P, nt)
+    dtype = np.float64 if P.f64 else np.float32
     cdef floating[::1] wp
-    dtype = np.float32 if floating is float else np.float64
-    use_rows = opg < ocb_narrow
-    pointwise = (kD == 1 and kH == 1 and kW == 1 and sD == 1 and sH == 1 and sW == 1
-                 and D == oD and H == oH and W == oW)
-    if not use_rows:
-        ocb = channel_block_of(K, floating is double, opg, &wide)
-        nxmax = K.nx_wide if wide else K.nx_narrow
-        # Filled by the kernel's threads (_pack_block).
-        wp = np.empty(groups * ((opg + ocb - 1) // ocb) * ocb * cpg * kD * kH * kW,
-                      dtype=dtype)
-    cdef c3_idx Hp = max(pH + H, (oH - 1) * sH + (kH - 1) * dH + 1)
-    cdef c3_idx step = 4 * ocb_narrow  # outputs per row-kernel step: 4 vectors of K
-    if use_rows:
-        # Whole vectors are read past the row end (see the row kernel).
-        if sW == 1:
-            Wp = max(Wp, (oW + step - 1) // step * step + (kW - 1) * dW)
-        per_thread = cpg * R * Hp * Wp
-    elif pointwise:
-        # Items of up to 16 tiles; no more than a thread's share of the volume, so the
-        # threads' slabs together stay about the size of the input.
-        chunk = min(16 * nxmax, ((D * H * W + nt - 1) // nt + nxmax - 1) // nxmax * nxmax)
-        ps = odd_lines(chunk, sizeof(floating))
-        per_thread = nxmax * ocb + cpg * ps
+    cdef c3_idx[::1] pw_offs
+    cdef const c3_geom* g = &P.g
+    if P.path != DEPTHWISE_ROWS:
+        wp = np.empty(g.groups * P.T.nob * P.wblock, dtype=dtype)  # filled by _pack
+        P.wp = &wp[0]
+    if P.path == POINTWISE:
+        pw_offs = np.concatenate([np.arange(g.cpg, dtype=np.intp) * P.ps,
+                                  np.arange(g.cpg, dtype=np.intp) * P.T.ocb])
+        P.pw_offs = &pw_offs[0]
+    P.x, P.w, P.bias, P.out = &x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &bias[0], &out[0, 0, 0, 0, 0]
+
+    cdef c3_launch L
+    memset(&L, 0, sizeof(L))
+    L.plan, L.n_threads, L.f64, L.scratch_size = &P, nt, P.f64, P.scratch_size
+    L.index_size = P.lay.size
+    if P.path == BLOCKED:
+        L.n_items = g.N * g.oD * P.nyb * g.groups
+        L.item = _blocked_item
+    elif P.path == POINTWISE:
+        L.n_items = g.N * ((g.D * g.H * g.W + P.chunk - 1) // P.chunk)
+        L.item = _pointwise_item
     else:
-        yb = _rows_per_item(N * oD * groups, oH, nt, cpg * R * Wp * sizeof(floating), sH,
-                            (kH - 1) * dH + 1)
-        per_thread = cpg * R * ((yb - 1) * sH + (kH - 1) * dH + 1) * Wp + nxmax * ocb
-    # Not zeroed here: each thread clears its own part (planes or slabs) when the kernel
-    # starts.
-    cdef floating[::1] scratch
-    scratch, per_thread = thread_buffers(nt, per_thread, dtype)
-    cdef c3_idx[::1] offs
-    cdef c3_idx offs_stride = 0
-    if use_rows:
-        offs, offs_stride = thread_buffers(nt, 3 * max_rows + cpg * kD + 2 * R + 2 * kD,
-                                           np.intp)
-    elif pointwise:
-        offs = np.concatenate([np.arange(cpg, dtype=np.intp) * ps,
-                               np.arange(cpg, dtype=np.intp) * ocb])
+        L.n_items = g.N * g.groups * g.oD
+        L.item = _depthwise_item
+    if P.path != POINTWISE:
+        # Gathered rows rely on their padding staying zero; the ring starts empty.
+        L.clear_scratch, L.thread_start = True, _ring_start
+    if P.path != DEPTHWISE_ROWS:
+        L.n_blocks, L.block = g.groups * P.T.nob, _pack
+        L.touch, L.touch_bytes = P.out, g.N * g.O * g.oD * g.oH * g.oW * sizeof(floating)
+    cdef int flag = launch(&L)
+    if P.path == DEPTHWISE_ROWS:
+        with nogil:
+            return _all_finite(&w[0, 0, 0, 0, 0], g.O * g.cpg * g.kD * g.kH * g.kW)
+    return not flag
+
+
+cdef void _plan(direct_plan* P, int nt) noexcept nogil:
+    """The path, blocking and per-thread scratch of a call on ``nt`` threads."""
+    cdef const c3_geom* g = &P.g
+    cdef c3_idx itemsize = sizeof(double) if P.f64 else sizeof(float)
+    # (a vector's lanes hold output channels)
+    P.K = layer_kernels(g.opg, P.f64)
+    cdef int narrow = P.K.ocb_narrow[P.f64]
+    if g.opg < narrow:
+        P.path = DEPTHWISE_ROWS
+    elif (g.kD == 1 and g.kH == 1 and g.kW == 1 and g.sD == 1 and g.sH == 1 and g.sW == 1
+          and g.D == g.oD and g.H == g.oH and g.W == g.oW):
+        P.path = POINTWISE
     else:
-        offs, offs_stride = thread_buffers(nt, 2 * max_rows + 3 * cpg * kD + 2 * R + 2 * kD,
-                                           np.intp)
-    if use_rows:
-        with nogil:
-            _rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &bias[0], &out[0, 0, 0, 0, 0],
-                  &scratch[0], &offs[0], per_thread, offs_stride, max_rows, N, C, D, H, W, O,
-                  groups, kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Hp, Wp,
-                  R, nt, K)
-            return _all_finite(&w[0, 0, 0, 0, 0], w.shape[0] * cpg * kD * kH * kW)
-    # One flag per thread, each on its own line: a weight seen non-finite while packing.
-    cdef int[::1] flags
-    cdef c3_idx flag_stride
-    flags, flag_stride = thread_flags(nt)
-    if pointwise:
-        with nogil:
-            _pointwise(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &wp[0], &bias[0],
-                       &out[0, 0, 0, 0, 0],
-                       &scratch[0], &offs[0], per_thread, N, C, O, groups, D * H * W,
-                       chunk, ps, ocb, wide, nxmax, nt, &flags[0], flag_stride, K)
+        P.path = BLOCKED
+    P.R = ring_depth(g.kD, g.dD, g.D)
+    P.zstep = z_step(g)
+    # Padded row width: every tap of every output column lands inside it.
+    P.Wp = max(g.pW + g.W, (g.oW - 1) * g.sW + (g.kW - 1) * g.dW + 1)
+    P.lay = gather_layout(g, P.R)
+    cdef c3_idx row_step, Hp, extent = (g.kH - 1) * g.dH + 1
+    if P.path == DEPTHWISE_ROWS:
+        # Whole input planes, padded in H and W; the row kernel reads whole vectors past the
+        # row end (kernels.h: C3_ROW_UNROLL vectors of the table's narrow block at a time).
+        row_step = C3_ROW_UNROLL * narrow
+        if g.sW == 1:
+            P.Wp = max(P.Wp, (g.oW + row_step - 1) // row_step * row_step + (g.kW - 1) * g.dW)
+        P.hs = max(g.pH + g.H, (g.oH - 1) * g.sH + extent)
+        P.copy = True
+        P.slab, P.tile = 0, 0
+        P.scratch_size = g.cpg * P.R * P.hs * P.Wp
+        return
+    P.T = tiling_of(P.K, P.f64, g.opg)
+    P.wblock = g.cpg * g.kD * g.kH * g.kW * P.T.ocb
+    if P.path == POINTWISE:
+        # Items of up to C3_POINTWISE_TILES tiles, no more than a thread's share of the
+        # volume, so that the threads' slabs together stay about the size of the input.
+        P.chunk = min(C3_POINTWISE_TILES * P.T.nxmax,
+                      ((g.D * g.H * g.W + nt - 1) // nt + P.T.nxmax - 1)
+                      // P.T.nxmax * P.T.nxmax)
+        P.ps = odd_lines(P.chunk, itemsize)
+        P.lay.size = 0  # (offsets shared by the threads: pw_offs)
+        P.tile, P.slab = 0, P.T.nxmax * P.T.ocb
+        P.scratch_size = P.slab + g.cpg * P.ps
+        return
+    P.yb = _rows_per_item(g, nt, g.cpg * P.R * P.Wp * itemsize)
+    P.nyb = (g.oH + P.yb - 1) // P.yb
+    P.hs = (P.yb - 1) * g.sH + extent
+    P.copy = P.Wp != g.W
+    # As many depth chunks of an (n, g)'s items as threads: each thread then writes whole
+    # output planes (two threads writing bands of one plane share a cache line at every
+    # band edge).
+    P.nzc = min(g.oD, max(1, (nt + g.N * g.groups - 1) // (g.N * g.groups)))
+    P.slab, P.tile = 0, g.cpg * P.R * P.hs * P.Wp
+    P.scratch_size = P.tile + P.T.nxmax * P.T.ocb
+
+
+cdef c3_idx _rows_per_item(const c3_geom* g, int nt, c3_idx row_bytes) noexcept nogil:
+    """Output rows per work item of the blocked path.
+
+    As many as keep C3_ITEMS_PER_THREAD items per thread (load balance) and the per-thread
+    slab of (rows - 1) * sH + extent input rows per (c, a) plane within C3_SLAB_BYTES."""
+    cdef c3_idx planes = g.N * g.oD * g.groups, extent = (g.kH - 1) * g.dH + 1
+    cdef c3_idx per_plane = max(1, (C3_ITEMS_PER_THREAD * nt + planes - 1) // planes)
+    cdef c3_idx yb = max(1, (g.oH + per_plane - 1) // per_plane)
+    while yb > 1 and ((yb - 1) * g.sH + extent) * row_bytes > C3_SLAB_BYTES:
+        yb = (yb + 1) // 2
+    return yb
+
+
+# ---- hooks (launch.pxd) -------------------------------------------------------------------
+
+cdef int _ring_start(const void* plan, c3_thread* thread) noexcept nogil:
+    cdef const direct_plan* P = <const direct_plan*>plan
+    cdef c3_rows rows
+    cdef c3_slots slots
+    cdef c3_ring ring
+    gather_bind(&P.lay, &P.g, P.R, thread.index, &rows, &slots, &ring)
+    ring_reset(&ring)
+    return 0
+
+
+cdef int _pack(const void* plan, c3_idx blk) noexcept nogil:
+    cdef const direct_plan* P = <const direct_plan*>plan
+    if P.f64:
+        return _pack_block(P, blk, <const double*>P.w)
+    return _pack_block(P, blk, <const float*>P.w)
+
+
+cdef int _blocked_item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
+    cdef const direct_plan* P = <const direct_plan*>plan
+    if P.f64:
+        _blocked_rows(P, thread, item, <const double*>P.x)
     else:
-        with nogil:
-            _blocked(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], &wp[0], &bias[0],
-                     &out[0, 0, 0, 0, 0],
-                     &scratch[0], &offs[0], per_thread, offs_stride, max_rows, N, C, D, H, W,
-                     O, groups,
-                     kD, kH, kW, oD, oH, oW, sD, sH, sW, pD, pH, pW, dD, dH, dW, Wp, yb, R,
-                     ocb, wide, nxmax, nt, &flags[0], flag_stride, K)
-    return not any_thread_flag(&flags[0], flag_stride, nt)
+        _blocked_rows(P, thread, item, <const float*>P.x)
+    return 0
+
+
+cdef int _pointwise_item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
+    cdef const direct_plan* P = <const direct_plan*>plan
+    if P.f64:
+        _pointwise_positions(P, thread, item, <const double*>P.x)
+    else:
+        _pointwise_positions(P, thread, item, <const float*>P.x)
+    return 0
+
+
+cdef int _depthwise_item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
+    cdef const direct_plan* P = <const direct_plan*>plan
+    if P.f64:
+        _depthwise_plane(P, thread, item, <const double*>P.x)
+    else:
+        _depthwise_plane(P, thread, item, <const float*>P.x)
+    return 0
+
+
+# ---- the paths ----------------------------------------------------------------------------
+
+cdef inline c3_idx _chunk_start(c3_idx oD, c3_idx nzc, c3_idx zc) noexcept nogil:
+    return <c3_idx>c3_share_start(oD, <int>nzc, <int>zc)
+
+
+cdef void _blocked_rows(const direct_plan* P, c3_thread* thread, c3_idx item,
+                        const floating* x) noexcept nogil:
+    """Work item: ``yb`` output rows of one output plane (n, z) and one group, all its
+    channel blocks. The ``nyb * oD`` items of one (n, g) come in ``nzc`` depth chunks (equal
+    shares of oD), each chunk band by band, each band along z (z_of): a run that the thread's
+    ring serves, so rows shared by neighbouring output rows and planes are copied once."""
+    cdef const c3_geom* g = &P.g
+    cdef c3_idx nyb = P.nyb, zl, z0, zc = 0
+    cdef c3_idx ng = item // (nyb * g.oD), k = item % (nyb * g.oD)
+    cdef c3_idx grp = ng % g.groups, n = ng // g.groups
+    while _chunk_start(g.oD, P.nzc, zc + 1) * nyb <= k:
+        zc += 1
+    z0 = _chunk_start(g.oD, P.nzc, zc)
+    zl = _chunk_start(g.oD, P.nzc, zc + 1) - z0
+    k -= z0 * nyb
+    cdef c3_idx z = z0 + z_of(k % zl, zl, P.zstep)
+    cdef c3_idx y0 = k // zl * P.yb, ny = min(P.yb, g.oH - y0)
+    cdef c3_idx run = (ng * P.nzc + zc) * nyb + k // zl
+    cdef c3_idx plane = g.oD * g.oH * g.oW
+    cdef const floating* xg = x + (n * g.C + grp * g.cpg) * g.D * g.H * g.W
+    cdef floating* slab = <floating*>thread.scratch + P.slab
+    cdef floating* oplane = <floating*>P.out + (n * g.O + grp * g.opg) * plane + z * g.oH * g.oW
+    cdef c3_rows rows
+    cdef c3_slots slots
+    cdef c3_ring ring
+    gather_bind(&P.lay, g, P.R, thread.index, &rows, &slots, &ring)
+    cdef c3_idx iy0 = y0 * g.sH - g.pH, y
+    gather_planes(g, &ring, &slots, run, z, xg, slab, iy0, P.hs, P.Wp, P.copy)
+    for y in range(ny):
+        tap_rows(g, &slots, &rows, iy0, y * g.sH, P.hs, P.Wp, g.kW * P.T.ocb, P.copy, True)
+        _tiles(&P.T, <const floating*>slab if P.copy else xg, &rows, g.kW, g.dW, g.sW,
+               <const floating*>P.wp + grp * P.T.nob * P.wblock, P.wblock,
+               <const floating*>P.bias + grp * g.opg, oplane + (y0 + y) * g.oW, plane, g.opg,
+               g.oW, <floating*>thread.scratch + P.tile)
+
+
+cdef void _pointwise_positions(const direct_plan* P, c3_thread* thread, c3_idx item,
+                               const floating* x) noexcept nogil:
+    """Work item: ``chunk`` consecutive positions of one batch element, all groups.
+
+    Per group the item's piece of each input row is copied to the thread's slab, rows ``ps``
+    apart (``pw_offs``: the row offsets c * ps, then the weight offsets c * ocb): read in
+    place, the rows lay D*H*W elements apart, which for many channels maps them onto a few
+    cache sets (and more streams than the prefetchers follow), and every channel block read
+    them again."""
+    cdef const c3_geom* g = &P.g
+    cdef c3_idx npts = g.D * g.H * g.W
+    cdef c3_idx nchunks = (npts + P.chunk - 1) // P.chunk
+    cdef c3_idx n = item // nchunks, p0 = (item % nchunks) * P.chunk
+    cdef c3_idx npos = min(P.chunk, npts - p0), grp, c
+    cdef floating* slab = <floating*>thread.scratch + P.slab
+    cdef const floating* xg
+    cdef c3_rows rows
+    rows.n, rows.r_off, rows.w_off = g.cpg, <c3_idx*>P.pw_offs, <c3_idx*>P.pw_offs + g.cpg
+    for grp in range(g.groups):
+        xg = x + (n * g.C + grp * g.cpg) * npts + p0
+        for c in range(g.cpg):
+            memcpy(slab + c * P.ps, xg + c * npts, npos * sizeof(floating))
+        _tiles(&P.T, slab, &rows, 1, 1, 1,
+               <const floating*>P.wp + grp * P.T.nob * P.wblock, P.wblock,
+               <const floating*>P.bias + grp * g.opg,
+               <floating*>P.out + (n * g.O + grp * g.opg) * npts + p0, npts, g.opg, npos,
+               <floating*>thread.scratch + P.tile)
+
+
+cdef void _depthwise_plane(const direct_plan* P, c3_thread* thread, c3_idx item,
+                           const floating* x) noexcept nogil:
+    """Work item: output plane z of one group of one batch element; items run over z first
+    (z_of). The group's input planes are gathered, padded in H and W, into the thread's ring,
+    where the next z finds those it shares, and serve all the group's output channels and
+    rows."""
+    cdef const c3_geom* g = &P.g
+    cdef c3_idx z = z_of(item % g.oD, g.oD, P.zstep)
+    cdef c3_idx grp = (item // g.oD) % g.groups, n = item // (g.oD * g.groups)
+    cdef c3_idx wsize = g.cpg * g.kD * g.kH * g.kW, plane = g.oD * g.oH * g.oW, y, o
+    cdef const floating* wg = <const floating*>P.w + grp * g.opg * wsize
+    cdef const floating* bias = <const floating*>P.bias + grp * g.opg
+    cdef floating* oplane = <floating*>P.out + ((n * g.O + grp * g.opg) * g.oD + z) * g.oH * g.oW
+    cdef floating* planes = <floating*>thread.scratch + P.slab
+    cdef c3_rows rows
+    cdef c3_slots slots
+    cdef c3_ring ring
+    gather_bind(&P.lay, g, P.R, thread.index, &rows, &slots, &ring)
+    gather_planes(g, &ring, &slots, item // g.oD, z,
+                  x + (n * g.C + grp * g.cpg) * g.D * g.H * g.W, planes, -g.pH, P.hs, P.Wp,
+                  True)
+    for y in range(g.oH):
+        tap_rows(g, &slots, &rows, -g.pH, y * g.sH, P.hs, P.Wp, g.kW, True, False)
+        for o in range(g.opg):
+            P.K.row[P.f64](planes, rows.r_off, rows.n, wg + o * wsize, rows.w_off, g.kW, g.dW,
+                           g.sW, oplane + o * plane + y * g.oW, g.oW, bias + o)
+
+
+cdef void _tiles(const c3_tiling* T, const floating* src, const c3_rows* rows, c3_idx kW,
+                 c3_idx dW, c3_idx sW, const floating* wg, c3_idx wblock,
+                 const floating* bias, floating* orow, c3_idx plane, c3_idx opg, c3_idx n_pos,
+                 floating* tile) noexcept nogil:
+    """``n_pos`` consecutive output positions (``sW`` apart in ``src``) of every channel block
+    of one group, from the input rows and kernel rows ``rows``.
+
+    Positions are split into equal tiles (not nxmax + remainder): a short tail tile holds
+    too few accumulators to keep the FMA units busy."""
+    cdef bint f64 = floating is double
+    cdef c3_idx ntiles = (n_pos + T.nxmax - 1) // T.nxmax
+    cdef c3_idx ob, t, x0
+    cdef int nx
+    for ob in range(T.nob):
+        x0 = 0
+        for t in range(ntiles):
+            nx = <int>(n_pos // ntiles + (t < n_pos % ntiles))
+            if rows.n > 0:
+                tile_kernel(T, f64)(src + x0 * sW, rows.r_off, rows.n, wg + ob * wblock,
+                                    rows.w_off, kW, dW, sW, tile, nx)
+            else:  # every tap in the padding: bias only
+                memset(tile, 0, nx * T.ocb * sizeof(floating))
+            T.K.store_tile[f64](tile, T.ocb, nx, orow + ob * T.ocb * plane + x0, plane,
+                                bias + ob * T.ocb, <int>min(T.ocb, opg - ob * T.ocb))
+            x0 += nx
 
 
 cdef bint _all_finite(const floating* w, c3_idx n) noexcept nogil:
@@ -591,28 +389,17 @@ cdef bint _all_finite(const floating* w, c3_idx n) noexcept nogil:
     return not bad
 
 
-cdef c3_idx _rows_per_item(c3_idx planes, c3_idx oH, int nt, c3_idx row_bytes, c3_idx sH,
-                           c3_idx extent):
-    """Output rows per work item of the blocked path.
-
-    As many as keep >= 8 items per thread (load balance) and the per-thread slab of
-    (rows - 1) * sH + extent input rows per (c, a) plane within 256 KiB (L2 share; memory)."""
-    cdef c3_idx per_plane = max(1, (8 * nt + planes - 1) // planes)
-    cdef c3_idx yb = max(1, (oH + per_plane - 1) // per_plane)
-    while yb > 1 and ((yb - 1) * sH + extent) * row_bytes > (1 << 18):
-        yb = (yb + 1) // 2
-    return yb
-
-
-cdef int _pack_block(const floating* w, floating* wp, c3_idx blk, c3_idx nob, c3_idx opg,
-                     c3_idx k, int ocb) noexcept nogil:
+cdef int _pack_block(const direct_plan* P, c3_idx blk, const floating* w) noexcept nogil:
     """Block ``blk`` = g * nob + ob of the packed weights: (O, k) -> (groups, nob, k, ocb),
     the block's ocb output channels contiguous per tap; channels past the group's last (a
     partial block) are zero. Returns nonzero when one of its weights is NaN or +-inf."""
-    cdef c3_idx g = blk // nob, ob = blk % nob
-    cdef c3_idx nvalid = min(ocb, opg - ob * ocb)
-    cdef floating* dst = wp + blk * k * ocb
-    cdef const floating* src = w + (g * opg + ob * ocb) * k
+    cdef const c3_geom* g = &P.g
+    cdef int ocb = P.T.ocb
+    cdef c3_idx k = g.cpg * g.kD * g.kH * g.kW
+    cdef c3_idx grp = blk // P.T.nob, ob = blk % P.T.nob
+    cdef c3_idx nvalid = min(ocb, g.opg - ob * ocb)
+    cdef floating* dst = <floating*>P.wp + blk * k * ocb
+    cdef const floating* src = w + (grp * g.opg + ob * ocb) * k
     cdef c3_idx c, i
     cdef floating v
     cdef int bad = 0

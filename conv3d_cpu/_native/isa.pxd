@@ -1,53 +1,42 @@
-from cython cimport floating
-
-# Micro-kernel tables (_kernels.c), one per instruction set; _isa.pyx selects one at import.
+# The micro-kernel tables (kernels/kernels.h), one per instruction set; isa.pyx selects one at
+# import. Every kernel takes void * data of the dtype it is indexed by: K.tile_wide[DT] with
+# DT = C3_F32 or C3_F64 (``floating is double``).
 cdef extern from "kernels/kernels.h" nogil:
     ctypedef Py_ssize_t c3_idx
-    ctypedef void (*c3_tile_f32)(const float*, const c3_idx*, c3_idx, const float*,
-                                 const c3_idx*, c3_idx, c3_idx, c3_idx, float*,
-                                 int) noexcept nogil
-    ctypedef void (*c3_tile_f64)(const double*, const c3_idx*, c3_idx, const double*,
-                                 const c3_idx*, c3_idx, c3_idx, c3_idx, double*,
-                                 int) noexcept nogil
-    ctypedef void (*c3_store_f32)(const float*, int, int, float*, c3_idx, const float*,
-                                  int) noexcept nogil
-    ctypedef void (*c3_store_f64)(const double*, int, int, double*, c3_idx, const double*,
-                                  int) noexcept nogil
-    ctypedef void (*c3_row_f32)(const float*, const c3_idx*, c3_idx, const float*,
-                                const c3_idx*, c3_idx, c3_idx, c3_idx, float*, c3_idx,
-                                float) noexcept nogil
-    ctypedef void (*c3_row_f64)(const double*, const c3_idx*, c3_idx, const double*,
-                                const c3_idx*, c3_idx, c3_idx, c3_idx, double*, c3_idx,
-                                double) noexcept nogil
-    ctypedef void (*c3_wino_in_f32)(int, int, int, const float*, c3_idx, int, c3_idx, c3_idx,
-                                    c3_idx, c3_idx, c3_idx, c3_idx, float*,
-                                    c3_idx) noexcept nogil
-    ctypedef void (*c3_wino_in_f64)(int, int, int, const double*, c3_idx, int, c3_idx, c3_idx,
-                                    c3_idx, c3_idx, c3_idx, c3_idx, double*,
-                                    c3_idx) noexcept nogil
-    ctypedef int (*c3_wino_out_f32)(int, int, int, int, int, int, const float*, c3_idx, int,
-                                    const float*, float*, c3_idx, c3_idx, c3_idx, int, int,
-                                    int) noexcept nogil
-    ctypedef int (*c3_wino_out_f64)(int, int, int, int, int, int, const double*, c3_idx, int,
-                                    const double*, double*, c3_idx, c3_idx, c3_idx, int, int,
-                                    int) noexcept nogil
+    enum:
+        C3_F32
+        C3_F64
+        C3_ISA_COUNT
+    ctypedef void (*c3_tile_fn)(const void* rows, const c3_idx* r_off, c3_idx n_rows,
+                                const void* w, const c3_idx* w_off, c3_idx kW, c3_idx dW,
+                                c3_idx sW, void* tile, int nx) noexcept nogil
+    ctypedef void (*c3_store_fn)(const void* tile, int ocb, int nx, void* out, c3_idx plane,
+                                 const void* bias, int nvalid) noexcept nogil
+    ctypedef void (*c3_row_fn)(const void* rows, const c3_idx* r_off, c3_idx n_rows,
+                               const void* w, const c3_idx* w_off, c3_idx kW, c3_idx dW,
+                               c3_idx sW, void* out, c3_idx oW, const void* bias) noexcept nogil
+    ctypedef struct c3_wino_tile:
+        int m[3]
+        int a[3]
+    ctypedef int (*c3_wino_in_fn)(const c3_wino_tile* tile, const void* x, c3_idx cstride,
+                                  int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0,
+                                  c3_idx x0, void* v, c3_idx v_stride) noexcept nogil
+    ctypedef int (*c3_wino_out_fn)(const c3_wino_tile* tile, const void* m_in, c3_idx m_stride,
+                                   int nc, const void* bias, void* out, c3_idx ostride,
+                                   c3_idx oH, c3_idx oW, int ez, int ey, int ex) noexcept nogil
     ctypedef struct c3_kernels:
-        const char* isa
-        int ocb_wide_f32, ocb_narrow_f32, ocb_wide_f64, ocb_narrow_f64
+        int isa
+        int ocb_wide[2]
+        int ocb_narrow[2]
         int nx_wide, nx_narrow
-        c3_tile_f32 tile_wide_f32
-        c3_tile_f32 tile_narrow_f32
-        c3_tile_f64 tile_wide_f64
-        c3_tile_f64 tile_narrow_f64
-        c3_store_f32 store_f32
-        c3_store_f64 store_f64
-        c3_row_f32 row_f32
-        c3_row_f64 row_f64
-        c3_wino_in_f32 wino_in_f32
-        c3_wino_in_f64 wino_in_f64
-        c3_wino_out_f32 wino_out_f32
-        c3_wino_out_f64 wino_out_f64
+        c3_tile_fn tile_wide[2]
+        c3_tile_fn tile_narrow[2]
+        c3_store_fn store_tile[2]
+        c3_row_fn row[2]
+        c3_wino_in_fn wino_input[2]
+        c3_wino_out_fn wino_output[2]
         const c3_kernels* narrow
+    const char* c3_isa_name(int isa)
     const c3_kernels* c3_kernels_for(int isa)
     int c3_cpu_supports(int isa)
     int c3_cpu_prefers(int isa)
@@ -56,32 +45,30 @@ cdef extern from "kernels/kernels.h" nogil:
 cdef const c3_kernels* layer_kernels(c3_idx channels, bint f64) noexcept nogil
 
 
-cdef inline int narrow_block(const c3_kernels* K, bint f64) noexcept nogil:
-    """Channels in one vector of K's kernels (its narrow block) for this dtype."""
-    return K.ocb_narrow_f64 if f64 else K.ocb_narrow_f32
+ctypedef struct c3_tiling:
+    # How the tile micro-kernels cover one group's output channels.
+    const c3_kernels* K
+    bint wide       # two vectors of output channels per block (tile_wide), else one
+    int ocb         # output channels per block
+    int nxmax       # most positions per tile-kernel call
+    c3_idx nob      # blocks per group (the last one zero padded)
 
 
-cdef inline int channel_block_of(const c3_kernels* K, bint f64, c3_idx opg,
-                                 bint* wide) noexcept nogil:
-    """Output channels per tile-kernel block for ``opg`` output channels per group: one
-    vector of them, or two (``wide[0]`` set) where one would not hold the group."""
-    wide[0] = opg > narrow_block(K, f64)
-    if f64:
-        return K.ocb_wide_f64 if wide[0] else K.ocb_narrow_f64
-    return K.ocb_wide_f32 if wide[0] else K.ocb_narrow_f32
+cdef inline c3_tiling tiling_of(const c3_kernels* K, bint f64, c3_idx opg) noexcept nogil:
+    """One vector of output channels per block, or two where one would not hold a group's
+    ``opg``."""
+    cdef c3_tiling T
+    T.K = K
+    T.wide = opg > K.ocb_narrow[f64]
+    T.ocb = K.ocb_wide[f64] if T.wide else K.ocb_narrow[f64]
+    T.nxmax = K.nx_wide if T.wide else K.nx_narrow
+    T.nob = (opg + T.ocb - 1) // T.ocb
+    return T
 
 
-cdef inline void tile_kernel(const c3_kernels* K, bint wide, const floating* rows,
-                       const c3_idx* r_off, c3_idx n_rows, const floating* w,
-                       const c3_idx* w_off, c3_idx kW, c3_idx dW, c3_idx sW, floating* tile,
-                       int nx) noexcept nogil:
-    """The wide or narrow tile micro-kernel of K for this dtype (see _kernels.h)."""
-    if floating is float:
-        (K.tile_wide_f32 if wide else K.tile_narrow_f32)(
-            rows, r_off, n_rows, w, w_off, kW, dW, sW, tile, nx)
-    else:
-        (K.tile_wide_f64 if wide else K.tile_narrow_f64)(
-            rows, r_off, n_rows, w, w_off, kW, dW, sW, tile, nx)
+cdef inline c3_tile_fn tile_kernel(const c3_tiling* T, bint f64) noexcept nogil:
+    """The tile micro-kernel of T's blocks (see kernels/kernels.h)."""
+    return T.K.tile_wide[f64] if T.wide else T.K.tile_narrow[f64]
 
 
 cdef inline c3_idx odd_lines(c3_idx n, c3_idx itemsize) noexcept nogil:

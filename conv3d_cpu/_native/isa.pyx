@@ -1,8 +1,23 @@
-"""Instruction-set dispatch: the micro-kernels are compiled for several ISAs (_kernels.c);
-the best one for this CPU is chosen at import (default_isa), or the one CONV3D_CPU_ISA names."""
+"""Instruction-set dispatch: the micro-kernels are compiled for several ISAs (kernels/); the
+best one for this CPU is chosen at import (default_isa), or the one CONV3D_CPU_ISA names.
+
+Also where a build is checked against constants.py: every extension of the package cimports
+this module, so none runs with constants other than those the Python layer uses.
+"""
 import os
 
-ISA_NAMES = ("baseline", "avx2", "avx512", "avx512_zmm")
+from conv3d_cpu._native import constants
+
+from conv3d_cpu._native.constants cimport C3_CONSTANTS_DIGEST
+
+if (<bytes>C3_CONSTANTS_DIGEST).decode() != constants.DIGEST:
+    raise ImportError(
+        "conv3d_cpu's compiled extensions were built from other constants than "
+        "conv3d_cpu/_native/constants.py defines now: rebuild them (make install, or "
+        "python setup.py build_ext --inplace)")
+
+# The names in C3_ISAS order (kernels/kernels.h): a table's index is its position here.
+ISA_NAMES = tuple((<bytes>c3_isa_name(i)).decode() for i in range(C3_ISA_COUNT))
 cdef const c3_kernels* _K = NULL
 
 
@@ -10,7 +25,7 @@ cdef const c3_kernels* layer_kernels(c3_idx channels, bint f64) noexcept nogil:
     """The kernel table for a layer with ``channels`` per group in a vector's lanes: the
     selected ISA's (use_isa), or the table it names for fewer channels than its narrow block
     (avx512_zmm's 16 float lanes: avx512's 8)."""
-    if _K.narrow != NULL and channels < narrow_block(_K, f64):
+    if _K.narrow != NULL and channels < _K.ocb_narrow[f64]:
         return _K.narrow
     return _K
 
@@ -56,7 +71,7 @@ def use_isa(name=None):
 
 
 def current_isa():
-    return (<bytes>_K.isa).decode()
+    return ISA_NAMES[_K.isa]
 
 
 use_isa(os.environ.get("CONV3D_CPU_ISA") or None)

@@ -1,4 +1,4 @@
-# OpenMP queries that also compile without OpenMP (see _openmp_compat.h).
+# OpenMP queries that also compile without OpenMP (see openmp_compat.h).
 cdef extern from "openmp_compat.h" nogil:
     int CONV3D_CPU_HAVE_OPENMP
     int omp_get_max_threads()
@@ -29,11 +29,10 @@ cdef inline bint any_thread_flag(const int* flags, Py_ssize_t stride,
     return False
 
 
-# Static scheduling with stealing (see _schedule.h).
+# Static scheduling with stealing (see schedule.h); C3_MAX_RANGES is in constants.pxd.
 cdef extern from "schedule.h" nogil:
     ctypedef struct c3_range:
         pass
-    enum: C3_MAX_RANGES
     size_t c3_share_start(size_t total, int n, int t)
     int c3_ranges_init(c3_range* r, int nthreads, Py_ssize_t total)
     Py_ssize_t c3_ranges_next(c3_range* r, int nranges, int tid)

@@ -21,8 +21,8 @@ typedef struct {
     char lock;
 } __attribute__((aligned(64))) c3_range;
 
-/* Ranges a caller keeps (on its stack); larger teams share them. */
-#define C3_MAX_RANGES 64
+/* C3_MAX_RANGES: ranges a caller keeps (on its stack); larger teams share them. */
+#include "constants.h"
 
 /* Where share t of `total` split into n equal shares starts (t = n: total), that is
  * total * t / n without overflow for any total. */

@@ -14,11 +14,11 @@ tiles of one group:
 3. output transform y_{t,o} = A^T M[.][t][o] A + bias               (partial edge tiles cut)
 
 U (the transformed weights) is computed by ``transform_weights`` in float64 and cached by the
-caller. OpenMP threads take (group, tile block) items (static ranges with stealing,
-_schedule.h); each thread owns one V and one M block, so the workspace is
+caller. Work items are (group, tile block) pairs, run by ``launch`` (launch.pyx); each thread owns one V
+and one M block, so the workspace is
 threads * A * TB * (C/groups + O/groups rounded up to the channel block) elements, whatever
 the volume; TB (<= 16) is lowered where needed to keep that within the size of input + output
-plus 2^20 elements. Each output is computed by one thread in an order fixed by the shapes, so
+plus WORKSPACE_SLACK elements. Each output is computed by one thread in an order fixed by the shapes, so
 results are bitwise identical for any thread count.
 """
 import functools
@@ -26,19 +26,15 @@ import functools
 import numpy as np
 
 from cython cimport floating
-from cython.parallel cimport parallel, threadid
+from libc.string cimport memset
 
-from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, channel_block_of, layer_kernels,
-                              odd_lines, tile_kernel)
-from conv3d_cpu._native.openmp import thread_buffers, thread_flags
-from conv3d_cpu._native.openmp cimport (C3_MAX_RANGES, any_thread_flag, c3_range,
-                                         c3_ranges_init, c3_ranges_next, effective_threads)
-
-# Tiles per block: at least 12 (a multiple of the wide micro-kernels' 6 or 12 positions) and
-# a whole narrow micro-kernel call (up to 16), keeping V and M in cache.
-MIN_TILE_BLOCK = 12
-# Workspace allowed beyond input + output (elements): small layers keep full blocks.
-WORKSPACE_SLACK = 1 << 20
+from conv3d_cpu._native.constants import (MIN_TILE_BLOCK, WINOGRAD_INPUT_TILES,
+                                          WINOGRAD_OUTPUT_TILES, WORKSPACE_SLACK)
+from conv3d_cpu._native.geometry cimport c3_geom, geom_of
+from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, c3_tiling, c3_wino_tile,
+                                     layer_kernels, odd_lines, tile_kernel, tiling_of)
+from conv3d_cpu._native.launch cimport c3_launch, c3_thread, launch
+from conv3d_cpu._native.openmp cimport effective_threads
 
 # G for F(m, r) keyed (m, r): F(2,3) (points 0, +-1, inf), F(4,3) and F(2,5) (0, +-1, +-1/2,
 # inf), matching the B^T and A^T in _winograd_tmpl.h: y = A^T [(G g) * (B^T d)]. Row i is
@@ -62,9 +58,9 @@ cdef inline const c3_kernels* _kernels(c3_idx cpg, c3_idx opg, bint f64) noexcep
 
 def channel_block(dtype, cpg, opg):
     """(ocb, wide) of the GEMM micro-kernel for this dtype and channels per group."""
-    cdef bint f64 = np.dtype(dtype) == np.float64, wide
-    cdef int ocb = channel_block_of(_kernels(cpg, opg, f64), f64, opg, &wide)
-    return ocb, wide
+    cdef bint f64 = np.dtype(dtype) == np.float64
+    cdef c3_tiling T = tiling_of(_kernels(cpg, opg, f64), f64, opg)
+    return T.ocb, T.wide
 
 
 def alphas(m, kernel):
@@ -110,49 +106,128 @@ def transform_weights(w, groups, m):
     return packed.reshape(-1)
 
 
-cdef int _block(const c3_kernels* K, const floating* x, const floating* U,
-                 const floating* bias, floating* out, floating* vbuf, floating* mbuf,
-                 const c3_idx* r_off, const c3_idx* w_off, c3_idx tb, c3_idx vstride,
-                 c3_idx mstride, c3_idx t0, c3_idx ntb, c3_idx g,
-                 c3_idx C, c3_idx D, c3_idx H, c3_idx W, c3_idx O, c3_idx groups,
-                 c3_idx oD, c3_idx oH, c3_idx oW, c3_idx pD, c3_idx pH, c3_idx pW, int mz,
-                 int my, int mx, int az, int ay, int ax, int ocb, bint wide,
-                 int nxmax) noexcept nogil:
-    """All three stages for tiles t0 .. t0 + ntb - 1 (ntb <= tb, the block size) of group g.
+ctypedef struct wino_plan:
+    # One call of the Winograd engine: what the item hook reads.
+    c3_geom g
+    bint f64
+    const c3_kernels* K
+    c3_tiling T         # the GEMM's micro-kernel and output-channel blocks
+    c3_wino_tile tile   # outputs and transformed points per axis
+    int a3              # transformed points per tile (A)
+    c3_idx tb           # tiles per block
+    c3_idx ntiles, nblocks
+    c3_idx vstride, mstride, vsize
+    const c3_idx* offs  # the GEMM's row offsets (c), then its weight offsets (c * ocb)
+    const void* x
+    const void* U
+    const void* bias
+    void* out
+
+
+def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
+             const floating[::1] bias, floating[:, :, :, :, ::1] out, padding, m, kernel,
+             Py_ssize_t groups, int num_threads):
+    """Write the convolution of ``x`` into ``out`` using U = transform_weights(w, groups, m).
+
+    ``m`` is the per-axis tile (mz, my, mx) for the kernel size ``kernel`` (kD, kH, kW): 2 or 4
+    where the kernel is 3, 2 where it is 5, 1 where it is 1.
+    ``padding`` is the front zero padding per axis; ``num_threads`` <= 0 means the OpenMP
+    default. Returns True when every output is finite (checked as it is stored).
+    """
+    a = alphas(m, kernel)
+    if a not in WINOGRAD_INPUT_TILES or tuple(m) + a not in WINOGRAD_OUTPUT_TILES:
+        raise ValueError(f"no Winograd transform is compiled for tile {tuple(m)} of kernel "
+                         f"{tuple(kernel)} (constants.WINOGRAD_SHAPES)")
+    cdef wino_plan P
+    memset(&P, 0, sizeof(P))
+    P.g = geom_of(&x.shape[0], &out.shape[0], kernel, (1, 1, 1), padding, (1, 1, 1), groups)
+    P.f64 = floating is double
+    cdef const c3_geom* g = &P.g
+    cdef int nt = effective_threads(num_threads)
+    P.K = _kernels(g.cpg, g.opg, P.f64)
+    P.T = tiling_of(P.K, P.f64, g.opg)
+    P.tile.m = m
+    P.tile.a = a
+    P.a3 = P.tile.a[0] * P.tile.a[1] * P.tile.a[2]
+    P.ntiles = g.N * ((g.oD + P.tile.m[0] - 1) // P.tile.m[0]) * (
+        (g.oH + P.tile.m[1] - 1) // P.tile.m[1]) * ((g.oW + P.tile.m[2] - 1) // P.tile.m[2])
+    # Workspace bound: nt * a3 * tb * (cpg + nob * ocb) elements stays within the size of
+    # input + output (plus WORKSPACE_SLACK); tiny volumes with many channels get smaller blocks.
+    cdef c3_idx budget = x.size + out.size + WORKSPACE_SLACK
+    P.tb = _balanced_block(P.ntiles, g.groups, nt,
+                           max(1, min(max(MIN_TILE_BLOCK, P.T.nxmax),
+                                      budget // (nt * P.a3 * (g.cpg + P.T.nob * P.T.ocb)))))
+    P.nblocks = (P.ntiles + P.tb - 1) // P.tb
+    P.vstride = odd_lines(P.tb * g.cpg, sizeof(floating))
+    P.mstride = odd_lines(P.tb * P.T.nob * P.T.ocb, sizeof(floating))
+    P.vsize = P.a3 * P.vstride
+    if U.shape[0] != g.groups * P.a3 * P.T.nob * g.cpg * P.T.ocb:
+        raise ValueError("transformed weights do not match this layer")
+    cdef const c3_idx[::1] offs = _gemm_offsets(g.cpg, P.T.ocb)
+    P.offs = &offs[0]
+    P.x, P.U, P.bias, P.out = &x[0, 0, 0, 0, 0], &U[0], &bias[0], &out[0, 0, 0, 0, 0]
+    cdef c3_launch L
+    memset(&L, 0, sizeof(L))
+    L.plan, L.n_threads, L.f64 = &P, nt, P.f64
+    L.scratch_size = P.vsize + P.a3 * P.mstride
+    L.n_items, L.item = g.groups * P.nblocks, _item
+    return not launch(&L)
+
+
+cdef int _item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
+    cdef const wino_plan* P = <const wino_plan*>plan
+    cdef c3_idx grp = item // P.nblocks, t0 = item % P.nblocks * P.tb
+    cdef c3_idx ntb = min(P.tb, P.ntiles - t0)
+    if P.f64:
+        return _block(P, <double*>thread.scratch, t0, ntb, grp)
+    return _block(P, <float*>thread.scratch, t0, ntb, grp)
+
+
+cdef int _block(const wino_plan* P, floating* vbuf, c3_idx t0, c3_idx ntb,
+                c3_idx grp) noexcept nogil:
+    """All three stages for tiles t0 .. t0 + ntb - 1 (ntb <= tb, the block size) of group grp.
 
     V[xi] starts at vbuf + xi * vstride, M[xi] at mbuf + xi * mstride (odd_lines: A blocks a
     tile writes, a power-of-two stride apart, would share a few cache sets).
     Returns nonzero when an output of these tiles is NaN or +-inf."""
+    cdef const c3_geom* g = &P.g
+    cdef bint f64 = floating is double
+    cdef const c3_kernels* K = P.K
+    cdef const c3_tiling* T = &P.T
+    cdef floating* mbuf = vbuf + P.vsize
+    cdef const floating* U = <const floating*>P.U
     cdef int nonfinite = 0
-    cdef int a3 = az * ay * ax
-    cdef int lanes = K.ocb_narrow_f32 if floating is float else K.ocb_narrow_f64
-    cdef c3_idx cpg = C // groups, opg = O // groups
-    cdef c3_idx nob = (opg + ocb - 1) // ocb
-    cdef c3_idx ntz = (oD + mz - 1) // mz, nty = (oH + my - 1) // my, ntx = (oW + mx - 1) // mx
-    cdef c3_idx dhw = D * H * W, plane = oD * oH * oW
+    cdef int lanes = K.ocb_narrow[f64], ocb = T.ocb
+    cdef int mz = P.tile.m[0], my = P.tile.m[1], mx = P.tile.m[2]
+    cdef c3_idx cpg = g.cpg, opg = g.opg, nob = T.nob, tb = P.tb
+    cdef c3_idx vstride = P.vstride, mstride = P.mstride
+    cdef c3_idx ntz = (g.oD + mz - 1) // mz, nty = (g.oH + my - 1) // my
+    cdef c3_idx ntx = (g.oW + mx - 1) // mx
+    cdef c3_idx dhw = g.D * g.H * g.W, plane = g.oD * g.oH * g.oW
     cdef c3_idx t, n, tz, ty, tx, c0, xi, ob, j0, k, o, ntiles, c
     cdef int nc, nx
     cdef const floating* xg
     # 1. input transform
     for t in range(ntb):
         n = _tile_origin(t0 + t, mz, my, mx, ntz, nty, ntx, &tz, &ty, &tx)
-        xg = x + (n * C + g * cpg) * dhw
+        xg = <const floating*>P.x + (n * g.C + grp * cpg) * dhw
         c0 = 0
         while c0 < cpg:
             nc = <int>min(lanes, cpg - c0)
-            _wino_input(K, az, ay, ax, xg + c0 * dhw, dhw, nc, D, H, W, tz - pD, ty - pH, tx - pW,
-                        vbuf + t * cpg + c0, vstride)
+            K.wino_input[f64](&P.tile, xg + c0 * dhw, dhw, nc, g.D, g.H, g.W, tz - g.pD,
+                              ty - g.pH, tx - g.pW, vbuf + t * cpg + c0, vstride)
             c0 += nc
     # 2. one GEMM per transformed position, in equal chunks of at most nxmax tiles
-    ntiles = (ntb + nxmax - 1) // nxmax
-    for xi in range(a3):
+    ntiles = (ntb + T.nxmax - 1) // T.nxmax
+    for xi in range(P.a3):
         for ob in range(nob):
             j0 = 0
             for k in range(ntiles):
                 nx = <int>(ntb // ntiles + (k < ntb % ntiles))
-                tile_kernel(K, wide, vbuf + xi * vstride + j0 * cpg, r_off, cpg,
-                            U + ((g * a3 + xi) * nob + ob) * cpg * ocb, w_off, 1, 1, cpg,
-                            mbuf + xi * mstride + (ob * tb + j0) * ocb, nx)
+                tile_kernel(T, f64)(vbuf + xi * vstride + j0 * cpg, P.offs, cpg,
+                                    U + ((grp * P.a3 + xi) * nob + ob) * cpg * ocb,
+                                    P.offs + cpg, 1, 1, cpg,
+                                    mbuf + xi * mstride + (ob * tb + j0) * ocb, nx)
                 j0 += nx
     # 3. output transform, `lanes` output channels at a time
     for t in range(ntb):
@@ -161,12 +236,13 @@ cdef int _block(const c3_kernels* K, const floating* x, const floating* U,
             c = 0
             while c < min(ocb, opg - ob * ocb):
                 nc = <int>min(lanes, opg - ob * ocb - c)
-                o = g * opg + ob * ocb + c
-                nonfinite |= _wino_output(
-                    K, mz, my, mx, az, ay, ax, mbuf + (ob * tb + t) * ocb + c, mstride, nc,
-                    bias + o,
-                    out + ((n * O + o) * oD + tz) * oH * oW + ty * oW + tx, plane, oH, oW,
-                    <int>min(mz, oD - tz), <int>min(my, oH - ty), <int>min(mx, oW - tx))
+                o = grp * opg + ob * ocb + c
+                nonfinite |= K.wino_output[f64](
+                    &P.tile, mbuf + (ob * tb + t) * ocb + c, mstride, nc,
+                    <const floating*>P.bias + o,
+                    <floating*>P.out + ((n * g.O + o) * g.oD + tz) * g.oH * g.oW + ty * g.oW + tx,
+                    plane, g.oH, g.oW, <int>min(mz, g.oD - tz), <int>min(my, g.oH - ty),
+                    <int>min(mx, g.oW - tx))
                 c += nc
     return nonfinite
 
@@ -178,27 +254,6 @@ cdef inline c3_idx _tile_origin(c3_idx tile, int mz, int my, int mx, c3_idx ntz,
     y[0] = (tile // ntx) % nty * my
     x[0] = tile % ntx * mx
     return tile // (ntz * nty * ntx)
-
-
-cdef inline void _wino_input(const c3_kernels* K, int az, int ay, int ax, const floating* x,
-                             c3_idx cstride, int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0,
-                             c3_idx y0, c3_idx x0, floating* v, c3_idx v_stride) noexcept nogil:
-    if floating is float:
-        K.wino_in_f32(az, ay, ax, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
-    else:
-        K.wino_in_f64(az, ay, ax, x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride)
-
-
-cdef inline int _wino_output(const c3_kernels* K, int mz, int my, int mx, int az, int ay,
-                             int ax, const floating* m_in, c3_idx m_stride, int nc,
-                             const floating* bias, floating* out, c3_idx ostride, c3_idx oH,
-                             c3_idx oW, int ez, int ey, int ex) noexcept nogil:
-    if floating is float:
-        return K.wino_out_f32(mz, my, mx, az, ay, ax, m_in, m_stride, nc, bias, out, ostride,
-                              oH, oW, ez, ey, ex)
-    else:
-        return K.wino_out_f64(mz, my, mx, az, ay, ax, m_in, m_stride, nc, bias, out, ostride,
-                              oH, oW, ez, ey, ex)
 
 
 @functools.lru_cache(maxsize=64)
@@ -222,73 +277,3 @@ cdef c3_idx _balanced_block(c3_idx ntiles, c3_idx groups, int nt, c3_idx tbmax):
         if best_cost < 0 or cost < best_cost:
             best, best_cost = tb, cost
     return best
-
-
-def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
-             const floating[::1] bias, floating[:, :, :, :, ::1] out, padding, m, kernel,
-             Py_ssize_t groups, int num_threads):
-    """Write the convolution of ``x`` into ``out`` using U = transform_weights(w, groups, m).
-
-    ``m`` is the per-axis tile (mz, my, mx) for the kernel size ``kernel`` (kD, kH, kW): 2 or 4
-    where the kernel is 3, 2 where it is 5, 1 where it is 1.
-    ``padding`` is the front zero padding per axis; ``num_threads`` <= 0 means the OpenMP
-    default. Returns True when every output is finite (checked as it is stored).
-    """
-    cdef c3_idx N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
-    cdef c3_idx O = out.shape[1], oD = out.shape[2], oH = out.shape[3], oW = out.shape[4]
-    cdef c3_idx pD = padding[0], pH = padding[1], pW = padding[2]
-    cdef c3_idx cpg = C // groups, opg = O // groups
-    cdef const c3_kernels* K = _kernels(cpg, opg, floating is double)
-    cdef int nt = effective_threads(num_threads)
-    cdef int ocb, nxmax
-    cdef bint wide
-    ocb = channel_block_of(K, floating is double, opg, &wide)
-    nxmax = K.nx_wide if wide else K.nx_narrow
-    cdef c3_idx nob = (opg + ocb - 1) // ocb
-    cdef int mz = m[0], my = m[1], mx = m[2]
-    cdef int az, ay, ax
-    az, ay, ax = alphas(m, kernel)
-    cdef int a3 = az * ay * ax
-    cdef c3_idx ntiles = N * ((oD + mz - 1) // mz) * ((oH + my - 1) // my) * ((oW + mx - 1) // mx)
-    # Workspace bound: nt * a3 * tb * (cpg + nob * ocb) elements stays within the size of
-    # input + output (plus WORKSPACE_SLACK); tiny volumes with many channels get smaller blocks.
-    cdef c3_idx budget = x.size + out.size + WORKSPACE_SLACK
-    cdef c3_idx tb = _balanced_block(ntiles, groups, nt,
-                                     max(1, min(max(MIN_TILE_BLOCK, nxmax),
-                                                budget // (nt * a3 * (cpg + nob * ocb)))))
-    cdef c3_idx nblocks = (ntiles + tb - 1) // tb
-    cdef c3_idx vstride = odd_lines(tb * cpg, sizeof(floating))
-    cdef c3_idx mstride = odd_lines(tb * nob * ocb, sizeof(floating))
-    cdef c3_idx vsize = a3 * vstride, per_thread = vsize + a3 * mstride
-    dtype = np.float32 if floating is float else np.float64
-    if U.shape[0] != groups * a3 * nob * cpg * ocb:
-        raise ValueError("transformed weights do not match this layer")
-    cdef floating[::1] scratch
-    scratch, per_thread = thread_buffers(nt, per_thread, dtype)
-    # One flag per thread, each on its own line.
-    cdef int[::1] flags
-    cdef c3_idx flag_stride
-    flags, flag_stride = thread_flags(nt)
-    cdef const c3_idx[::1] offs = _gemm_offsets(cpg, ocb)
-    cdef c3_idx item = 0, blk = 0, g = 0
-    cdef floating* vbuf = NULL
-    cdef int tid = 0, nr
-    cdef c3_range ranges[C3_MAX_RANGES]
-    # Static ranges with stealing (_schedule.h): cache affinity across calls, and help for a
-    # thread that falls behind.
-    nr = c3_ranges_init(ranges, nt, groups * nblocks)
-    with nogil, parallel(num_threads=nt):
-        tid = threadid()
-        vbuf = &scratch[0] + tid * per_thread
-        item = c3_ranges_next(ranges, nr, tid)
-        while item >= 0:
-            g = item // nblocks
-            blk = item % nblocks
-            flags[tid * flag_stride] |= _block(
-                K, &x[0, 0, 0, 0, 0], &U[0], &bias[0], &out[0, 0, 0, 0, 0], vbuf, vbuf + vsize,
-                &offs[0], &offs[cpg], tb, vstride, mstride, blk * tb,
-                min(tb, ntiles - blk * tb), g, C, D, H, W, O, groups, oD, oH, oW, pD, pH, pW, mz,
-                my, mx, az, ay, ax, ocb, wide, nxmax)
-            item = c3_ranges_next(ranges, nr, tid)
-    return not any_thread_flag(&flags[0], flag_stride, nt)
-

@@ -1,8 +1,10 @@
-/* One type's micro-kernels; included by _kernels.c with
- *   T (scalar), VT (32-byte vector of T), V (lanes), KN(name) (name mangling),
+/* The direct convolution's micro-kernels (tile_wide, tile_narrow, row, store_tile; contracts in
+ * kernels.h) for one dtype and ISA; included by dtype_section.h with
+ *   T (scalar), VT (vector of T), V (its lanes), KN(name) (name mangling),
  *   NXW / NXN (positions per wide / narrow tile call).
  * The wide tile holds 2 vectors of output channels, the narrow one 1. Accumulators are small
- * arrays indexed by compile-time constants after unrolling, so they stay in registers. */
+ * arrays indexed by compile-time constants after unrolling, so they stay in registers.
+ * Data pointers arrive as void * (one table signature for both dtypes) and are typed first. */
 
 static inline VT KN(loadu)(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; }
 static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
@@ -94,11 +96,14 @@ static inline VT KN(gather)(const T *p, c3_idx st) { return GATHER(p, st); }
     } while (0)
 
 #define C3_TILE_ARGS                                                                          \
-    const T *rows, const c3_idx *r_off, c3_idx n_rows, const T *w, const c3_idx *w_off,     \
-    c3_idx kW,                                                                                \
-    c3_idx dW, c3_idx sW, T *tile, int nx
+    const void *rows_, const c3_idx *r_off, c3_idx n_rows, const void *w_, const c3_idx *w_off, \
+    c3_idx kW, c3_idx dW, c3_idx sW, void *tile_, int nx
+#define C3_TILE_TYPED                                                                         \
+    const T *rows = rows_, *w = w_;                                                           \
+    T *tile = tile_
 
 static void KN(tile_wide)(C3_TILE_ARGS) {
+    C3_TILE_TYPED;
     switch (nx) {
 #define C3_CASE(n)                                                                            \
     case n:                                                                                   \
@@ -114,11 +119,11 @@ static void KN(tile_wide)(C3_TILE_ARGS) {
     default: break;
     }
 }
-#undef C3_ROW_BODY
 
 static void KN(tile_narrow)(C3_TILE_ARGS) {
 #undef C3_NV
 #define C3_NV 1
+    C3_TILE_TYPED;
     switch (nx) {
     C3_CASE(1) C3_CASE(2) C3_CASE(3) C3_CASE(4) C3_CASE(5) C3_CASE(6)
     C3_CASE(7) C3_CASE(8) C3_CASE(9) C3_CASE(10) C3_CASE(11) C3_CASE(12)
@@ -128,16 +133,16 @@ static void KN(tile_narrow)(C3_TILE_ARGS) {
     default: break;
     }
 }
-#undef C3_ROW_BODY
 #undef C3_CASE
 #undef C3_NV
 #undef C3_TILE_BODY
 #undef C3_TILE_ARGS
+#undef C3_TILE_TYPED
 
 /* Row kernel (few output channels per group): vectorized along the output row. Row i of the
  * sum starts at rows + r_off[i]; with sW == 1 every row must be readable up to
- * ceil(oW / (4V)) * 4V + (kW - 1) * dW elements (the caller pads), so the tail needs no
- * scalar loop: whole vectors are computed and only oW outputs are stored. */
+ * ceil(oW / (U V)) * U V + (kW - 1) * dW elements, U = C3_ROW_UNROLL (the caller pads), so
+ * the tail needs no scalar loop: whole vectors are computed and only oW outputs are stored. */
 /* NCH independent accumulator chains (rows i, i + NCH, ... go to chain i % NCH), so that
  * short rows, which hold few vectors, are not bound by the FMA latency of a single chain. */
 #define C3_ROW_BODY(NVEC, NCH)                                                                \
@@ -170,11 +175,17 @@ static void KN(tile_narrow)(C3_TILE_ARGS) {
         }                                                                                     \
     } while (0)
 
-static void KN(row)(const T *rows, const c3_idx *r_off, c3_idx n_rows, const T *w,
-                    const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW, T *out, c3_idx oW,
-                    T bias) {
+#if C3_ROW_UNROLL != 4
+#error "the row kernel below is written out for C3_ROW_UNROLL == 4"
+#endif
+static void KN(row)(const void *rows_, const c3_idx *r_off, c3_idx n_rows, const void *w_,
+                    const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW, void *out_,
+                    c3_idx oW, const void *bias_) {
+    const T *rows = rows_, *w = w_;
+    T *out = out_;
+    const T bias = *(const T *)bias_;
     if (sW == 1) {
-        for (c3_idx x = 0; x < oW; x += 4 * V) {
+        for (c3_idx x = 0; x < oW; x += C3_ROW_UNROLL * V) {
             /* Up to 4 vectors of consecutive outputs; short rows use fewer. */
             c3_idx left = oW - x;
             if (left > 3 * V) C3_ROW_BODY(4, 1);
@@ -202,8 +213,10 @@ static void KN(row)(const T *rows, const c3_idx *r_off, c3_idx n_rows, const T *
  * `plane` cost as much as the arithmetic on layers with few input channels. (Done on the
  * tile in L1 rather than in the tile kernels: there, it made GCC keep the accumulators in
  * memory, 7-12% slower.) ocb is a multiple of V. */
-static void KN(store_tile)(const T *tile, int ocb, int nx, T *out, c3_idx plane,
-                           const T *bias, int nvalid) {
+static void KN(store_tile)(const void *tile_, int ocb, int nx, void *out_, c3_idx plane,
+                           const void *bias_, int nvalid) {
+    const T *tile = tile_, *bias = bias_;
+    T *out = out_;
     for (int c0 = 0; c0 < nvalid; c0 += V) {
         int kmax = nvalid - c0 < V ? nvalid - c0 : V;
         for (int j0 = 0; j0 < nx; j0 += V) {

@@ -1,5 +1,5 @@
-/* One dtype's kernels (T, VT, IDX, V, KN, VFMA, SFMA and maybe VSTOREN defined by
- * _kernels_isa.h); undefines them after. */
+/* One dtype's micro-kernels (T, VT, IDX, V, KN, VFMA, SFMA and maybe VSTOREN defined by
+ * isa_section.h): the vector helpers they share, then the templates; undefines them after. */
 #if V == 16
 #define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s)})
 #define GATHER(p, st) ((VT){(p)[0], (p)[(st)], (p)[2 * (st)], (p)[3 * (st)], (p)[4 * (st)], \

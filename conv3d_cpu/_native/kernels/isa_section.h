@@ -1,5 +1,6 @@
-/* Both dtypes' kernels for one instruction set, and its table. Included by _kernels.c with
- *   C3_ISA     name suffix (_base, _avx2, _avx512, ...)  C3_ISA_LABEL  its name for users
+/* Both dtypes' kernels for one instruction set, and its table c3_table_<C3_ISA>. Included by
+ * kernels.c with
+ *   C3_ISA     its name in C3_ISAS (baseline, avx2, ...), which suffixes every function
  *   C3_LF, C3_LD   lane counts of the float / double vectors, which name their types
  *                  (c3_v<LF>f, c3_v<LD>d, and c3_v<LF>i, c3_v<LD>l for shuffle indices)
  *   NXW, NXN   positions per wide / narrow tile call (bounded by the vector registers)
@@ -14,7 +15,7 @@
 #define VT C3_VF
 #define IDX C3_IF
 #define V C3_LF
-#define KN(name) C3_CAT(C3_CAT(c3_f32_, name), C3_ISA)
+#define KN(name) C3_CAT(C3_CAT(C3_CAT(c3_f32_, name), _), C3_ISA)
 #define VFMA C3_FMA_VF
 #define SFMA C3_FMA_F
 #ifdef C3_STOREN_VF
@@ -25,7 +26,7 @@
 #define VT C3_VD
 #define IDX C3_ID
 #define V C3_LD
-#define KN(name) C3_CAT(C3_CAT(c3_f64_, name), C3_ISA)
+#define KN(name) C3_CAT(C3_CAT(C3_CAT(c3_f64_, name), _), C3_ISA)
 #define VFMA C3_FMA_VD
 #define SFMA C3_FMA_D
 #ifdef C3_STOREN_VD
@@ -33,15 +34,18 @@
 #endif
 #include "dtype_section.h"
 
-#define C3_FN(name) C3_CAT(name, C3_ISA)
-static const c3_kernels C3_FN(c3_table) = {
-    C3_ISA_LABEL, 2 * C3_LF, C3_LF, 2 * C3_LD, C3_LD, NXW, NXN,
-    C3_FN(c3_f32_tile_wide), C3_FN(c3_f32_tile_narrow), C3_FN(c3_f64_tile_wide),
-    C3_FN(c3_f64_tile_narrow), C3_FN(c3_f32_store_tile), C3_FN(c3_f64_store_tile),
-    C3_FN(c3_f32_row), C3_FN(c3_f64_row),
-    C3_FN(c3_f32_wino_input), C3_FN(c3_f64_wino_input), C3_FN(c3_f32_wino_output),
-    C3_FN(c3_f64_wino_output), C3_NARROW_TABLE,
+#define C3_FN(dt, name) C3_CAT(C3_CAT(C3_CAT(C3_CAT(c3_, dt), name), _), C3_ISA)
+#define C3_KERNEL_ENTRY(name, type) .name = {C3_FN(f32_, name), C3_FN(f64_, name)},
+static const c3_kernels C3_CAT(c3_table_, C3_ISA) = {
+    .isa = C3_CAT(C3_ISA_, C3_ISA),
+    .ocb_wide = {2 * C3_LF, 2 * C3_LD},
+    .ocb_narrow = {C3_LF, C3_LD},
+    .nx_wide = NXW,
+    .nx_narrow = NXN,
+    C3_MICROKERNELS(C3_KERNEL_ENTRY)
+    .narrow = C3_NARROW_TABLE,
 };
+#undef C3_KERNEL_ENTRY
 #undef C3_FN
 /* The section's parameters (the lane counts and FMA macros may serve the next section). */
 #undef C3_VF
@@ -49,7 +53,6 @@ static const c3_kernels C3_FN(c3_table) = {
 #undef C3_IF
 #undef C3_ID
 #undef C3_ISA
-#undef C3_ISA_LABEL
 #undef NXW
 #undef NXN
 #undef C3_NARROW_TABLE

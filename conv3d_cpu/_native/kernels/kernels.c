@@ -1,6 +1,6 @@
-/* Instantiates the micro-kernels of _kernels_tmpl.h / _winograd_tmpl.h for each instruction
- * set the compiler can target (per-function target attributes, so the rest of the extension
- * stays portable), and tells at run time which of them the CPU can execute. */
+/* Instantiates the micro-kernels of direct_tmpl.h / winograd_tmpl.h for each instruction set
+ * the compiler can target (per-function target attributes, so the rest of the extension stays
+ * portable), and tells at run time which of them the CPU can execute. */
 #include <string.h>
 #if defined(__GNUC__) && !defined(__clang__)
 /* Vector helpers are static inline; the ABI note about 32-byte vectors does not apply. */
@@ -36,10 +36,10 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
  * has not: either way the same for every call of one ISA. */
 #define C3_FMA_PLAIN(a, b, c) ((a) * (b) + (c))
 
-/* Each section below defines C3_ISA, C3_ISA_LABEL, NXW, NXN, C3_NARROW_TABLE and optionally
- * C3_STOREN_VF/VD, then includes _kernels_isa.h, which undefines them; the lane counts
- * C3_LF/C3_LD (which name the vector types) and the FMA macros stay defined for sections that
- * share them. Target attributes per section: */
+/* Each section below defines C3_ISA (its name in C3_ISAS), NXW, NXN, C3_NARROW_TABLE and
+ * optionally C3_STOREN_VF/VD, then includes isa_section.h, which undefines them; the lane
+ * counts C3_LF/C3_LD (which name the vector types) and the FMA macros stay defined for
+ * sections that share them. Target attributes per section: */
 #define C3_STR(x) #x
 #if defined(__clang__)
 #define C3_TARGET_BEGIN(t)                                                                    \
@@ -58,8 +58,7 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 #define C3_FMA_VD C3_FMA_PLAIN
 #define C3_FMA_F C3_FMA_PLAIN
 #define C3_FMA_D C3_FMA_PLAIN
-#define C3_ISA _base
-#define C3_ISA_LABEL "baseline"
+#define C3_ISA baseline
 #define NXW 6
 #define NXN 12
 #define C3_NARROW_TABLE NULL
@@ -82,8 +81,7 @@ typedef long long c3_v4l __attribute__((vector_size(32)));
 
 /* ---- AVX2 + FMA (x86-64-v3): 16 ymm registers ---- */
 C3_TARGET_BEGIN("avx2,fma")
-#define C3_ISA _avx2
-#define C3_ISA_LABEL "avx2"
+#define C3_ISA avx2
 #define NXW 6
 #define NXN 12
 #define C3_NARROW_TABLE NULL
@@ -93,8 +91,7 @@ C3_TARGET_END
 /* ---- AVX-512 (x86-64-v4): 32 vector registers allow a wider tile ---- */
 #define C3_AVX512_TARGET "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"
 C3_TARGET_BEGIN(C3_AVX512_TARGET)
-#define C3_ISA _avx512
-#define C3_ISA_LABEL "avx512"
+#define C3_ISA avx512
 #define NXW 12
 #define NXN 16
 #define C3_NARROW_TABLE NULL
@@ -120,8 +117,7 @@ typedef long long c3_v8l __attribute__((vector_size(64)));
 #define C3_FMA_VF(a, b, c) ((c3_v16f)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
 #define C3_FMA_VD(a, b, c) ((c3_v8d)_mm512_fmadd_pd((__m512d)(a), (__m512d)(b), (__m512d)(c)))
 C3_TARGET_BEGIN(C3_AVX512_TARGET)
-#define C3_ISA _avx512_zmm
-#define C3_ISA_LABEL "avx512_zmm"
+#define C3_ISA avx512_zmm
 #define NXW 12
 #define NXN 16
 #define C3_NARROW_TABLE (&c3_table_avx512)
@@ -131,27 +127,37 @@ C3_TARGET_BEGIN(C3_AVX512_TARGET)
 C3_TARGET_END
 #endif /* C3_X86 */
 
-const c3_kernels *c3_kernels_for(int isa) {
-    switch (isa) {
-    case C3_ISA_BASELINE: return &c3_table_base;
+#define C3_ISA_NAME(name) #name,
+static const char *const c3_isa_names[C3_ISA_COUNT] = {C3_ISAS(C3_ISA_NAME)};
+#undef C3_ISA_NAME
+
+const char *c3_isa_name(int isa) {
+    return isa >= 0 && isa < C3_ISA_COUNT ? c3_isa_names[isa] : "";
+}
+
+/* The tables compiled here; NULL for an ISA the compiler cannot target. */
+static const c3_kernels *const c3_tables[C3_ISA_COUNT] = {
+    [C3_ISA_baseline] = &c3_table_baseline,
 #ifdef C3_X86
-    case C3_ISA_AVX2: return &c3_table_avx2;
-    case C3_ISA_AVX512: return &c3_table_avx512;
-    case C3_ISA_AVX512_ZMM: return &c3_table_avx512_zmm;
+    [C3_ISA_avx2] = &c3_table_avx2,
+    [C3_ISA_avx512] = &c3_table_avx512,
+    [C3_ISA_avx512_zmm] = &c3_table_avx512_zmm,
 #endif
-    default: return NULL;
-    }
+};
+
+const c3_kernels *c3_kernels_for(int isa) {
+    return isa >= 0 && isa < C3_ISA_COUNT ? c3_tables[isa] : NULL;
 }
 
 int c3_cpu_supports(int isa) {
     switch (isa) {
-    case C3_ISA_BASELINE: return 1;
+    case C3_ISA_baseline: return 1;
 #ifdef C3_X86
-    case C3_ISA_AVX2:
+    case C3_ISA_avx2:
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case C3_ISA_AVX512:
-    case C3_ISA_AVX512_ZMM:
+    case C3_ISA_avx512:
+    case C3_ISA_avx512_zmm:
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
@@ -165,7 +171,7 @@ int c3_cpu_prefers(int isa) {
     /* Intel's server cores run 512-bit FMAs on two units (twice the 256-bit rate); AMD's Zen 4
      * splits them in two, and measured 512-bit kernels no faster there, slower on small
      * channel blocks. */
-    if (isa == C3_ISA_AVX512_ZMM) {
+    if (isa == C3_ISA_avx512_zmm) {
         __builtin_cpu_init();
         return c3_cpu_supports(isa) && __builtin_cpu_is("intel");
     }

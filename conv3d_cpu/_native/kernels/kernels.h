@@ -1,82 +1,89 @@
-/* Micro-kernels of the direct convolution, compiled once per instruction set in _kernels.c
- * and chosen at import (conv3d_kernels_select).
+/* The micro-kernel tables: one per instruction set, compiled in kernels.c, one of them chosen
+ * at import (isa.pyx). Each table holds every micro-kernel of C3_MICROKERNELS for both dtypes,
+ * indexed [C3_F32] / [C3_F64]; their data pointers point at elements of that dtype.
  *
- * Data they read: n_rows input rows, row i starting at rows + r_off[i] (the tile's first
- * input column), either in place in the input or gathered and zero padded along W by the
- * caller; row i pairs with the kernel row at w + w_off[i] (kW taps, each a block of OCB output
- * channels for the tile kernels, a single scalar for the row kernel).
- */
+ * Data the direct kernels read: n_rows input rows, row i starting at rows + r_off[i] (the
+ * tile's first input column), either in place in the input or gathered and zero padded along
+ * W by the caller; row i pairs with the kernel row at w + w_off[i] (kW taps, each a block of
+ * ocb output channels for the tile kernels, a single scalar for the row kernel). */
 #ifndef CONV3D_CPU_KERNELS_H
 #define CONV3D_CPU_KERNELS_H
 #include <stddef.h>
 
+#include "constants.h"
+
 typedef ptrdiff_t c3_idx;
 
-/* tile[j * OCB + k] = sum_i sum_e w[w_off[i] + e * OCB + k] * rows[r_off[i] + j * sW + e * dW]
- * for j < nx (nx <= tile_nx), k < OCB. */
-typedef void (*c3_tile_f32)(const float *rows, const c3_idx *r_off, c3_idx n_rows,
-                            const float *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
-                            c3_idx sW, float *tile, int nx);
-typedef void (*c3_tile_f64)(const double *rows, const c3_idx *r_off, c3_idx n_rows,
-                            const double *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
-                            c3_idx sW, double *tile, int nx);
+enum { C3_F32 = 0, C3_F64 = 1 };
+
+/* tile[j * ocb + k] = sum_i sum_e w[w_off[i] + e * ocb + k] * rows[r_off[i] + j * sW + e * dW]
+ * for j < nx (nx <= the table's nx_wide or nx_narrow), k < ocb (2 vectors for tile_wide, 1
+ * for tile_narrow). */
+typedef void (*c3_tile_fn)(const void *rows, const c3_idx *r_off, c3_idx n_rows, const void *w,
+                           const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW, void *tile,
+                           int nx);
 /* out[k * plane + j] = tile[j * ocb + k] + bias[k] for j < nx, k < nvalid (ocb a multiple of
  * the vector length): a tile stored as output rows. */
-typedef void (*c3_store_f32)(const float *tile, int ocb, int nx, float *out, c3_idx plane,
-                             const float *bias, int nvalid);
-typedef void (*c3_store_f64)(const double *tile, int ocb, int nx, double *out, c3_idx plane,
-                             const double *bias, int nvalid);
-/* out[x] = bias + sum_i sum_e w[w_off[i] + e] * rows[r_off[i] + x * sW + e * dW], x < oW.
- * With sW == 1 rows are read in whole vectors past oW, 4 vectors (4 x the table's narrow
- * block) at a time: callers pad rows to a multiple of that (see _kernels_tmpl.h). */
-typedef void (*c3_row_f32)(const float *rows, const c3_idx *r_off, c3_idx n_rows,
-                           const float *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
-                           c3_idx sW, float *out, c3_idx oW, float bias);
-typedef void (*c3_row_f64)(const double *rows, const c3_idx *r_off, c3_idx n_rows,
-                           const double *w, const c3_idx *w_off, c3_idx kW, c3_idx dW,
-                           c3_idx sW, double *out, c3_idx oW, double bias);
-/* Winograd transforms of one tile with az x ay x ax transformed points and mz x my x mx
- * outputs (see _winograd_tmpl.h for the shapes compiled). */
-typedef void (*c3_wino_in_f32)(int az, int ay, int ax, const float *x, c3_idx cstride, int nc,
-                               c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0,
-                               float *v, c3_idx v_stride);
-typedef void (*c3_wino_in_f64)(int az, int ay, int ax, const double *x, c3_idx cstride, int nc,
-                               c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0,
-                               double *v, c3_idx v_stride);
-/* The output transforms store ez x ey x ex outputs (edge tiles are cut) and return nonzero
- * when the tile holds a NaN or an infinity. */
-typedef int (*c3_wino_out_f32)(int mz, int my, int mx, int az, int ay, int ax,
-                               const float *m_in, c3_idx m_stride, int nc, const float *bias,
-                               float *out, c3_idx ostride, c3_idx oH, c3_idx oW, int ez,
-                               int ey, int ex);
-typedef int (*c3_wino_out_f64)(int mz, int my, int mx, int az, int ay, int ax,
-                               const double *m_in, c3_idx m_stride, int nc, const double *bias,
-                               double *out, c3_idx ostride, c3_idx oH, c3_idx oW, int ez,
-                               int ey, int ex);
+typedef void (*c3_store_fn)(const void *tile, int ocb, int nx, void *out, c3_idx plane,
+                            const void *bias, int nvalid);
+/* out[x] = *bias + sum_i sum_e w[w_off[i] + e] * rows[r_off[i] + x * sW + e * dW], x < oW.
+ * With sW == 1 rows are read in whole vectors past oW, C3_ROW_UNROLL x the table's narrow
+ * block at a time: callers pad rows to a multiple of that (see direct_tmpl.h). */
+typedef void (*c3_row_fn)(const void *rows, const c3_idx *r_off, c3_idx n_rows, const void *w,
+                          const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW, void *out,
+                          c3_idx oW, const void *bias);
+
+/* A Winograd tile: per axis (z, y, x) the outputs m and the transformed points a (see
+ * winograd_tmpl.h; the shapes compiled are C3_WINOGRAD_INPUT_TILES / _OUTPUT_TILES). */
+typedef struct {
+    int m[3], a[3];
+} c3_wino_tile;
+/* The input transform of one tile for nc <= one vector of channels: see winograd_tmpl.h.
+ * Returns 0, or -1 (writing nothing) for a tile shape that was not compiled. */
+typedef int (*c3_wino_in_fn)(const c3_wino_tile *tile, const void *x, c3_idx cstride, int nc,
+                             c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0,
+                             void *v, c3_idx v_stride);
+/* The output transform: stores ez x ey x ex outputs (edge tiles are cut); returns 1 when the
+ * tile holds a NaN or an infinity, else 0, or -1 (writing nothing) for a shape not compiled. */
+typedef int (*c3_wino_out_fn)(const c3_wino_tile *tile, const void *m_in, c3_idx m_stride,
+                              int nc, const void *bias, void *out, c3_idx ostride, c3_idx oH,
+                              c3_idx oW, int ez, int ey, int ex);
+
+/* Every micro-kernel, X(name, signature). Adding one: an entry here, its template KN(name)
+ * (direct_tmpl.h or winograd_tmpl.h), its declaration in isa.pxd, a contract test. */
+#define C3_MICROKERNELS(X)                                                                    \
+    X(tile_wide, c3_tile_fn)                                                                  \
+    X(tile_narrow, c3_tile_fn)                                                                \
+    X(store_tile, c3_store_fn)                                                                \
+    X(row, c3_row_fn)                                                                         \
+    X(wino_input, c3_wino_in_fn)                                                              \
+    X(wino_output, c3_wino_out_fn)
 
 typedef struct c3_kernels_s {
-    const char *isa;
-    /* Output-channel block widths and the most positions one tile call handles. */
-    int ocb_wide_f32, ocb_narrow_f32, ocb_wide_f64, ocb_narrow_f64;
+    int isa; /* its index in C3_ISAS */
+    /* Output-channel block widths per dtype (the wide tile's and the narrow tile's, which is
+     * one vector), and the most positions one wide / narrow tile call handles. */
+    int ocb_wide[2], ocb_narrow[2];
     int nx_wide, nx_narrow;
-    c3_tile_f32 tile_wide_f32, tile_narrow_f32;
-    c3_tile_f64 tile_wide_f64, tile_narrow_f64;
-    c3_store_f32 store_f32;
-    c3_store_f64 store_f64;
-    c3_row_f32 row_f32;
-    c3_row_f64 row_f64;
-    c3_wino_in_f32 wino_in_f32;
-    c3_wino_in_f64 wino_in_f64;
-    c3_wino_out_f32 wino_out_f32;
-    c3_wino_out_f64 wino_out_f64;
+#define C3_KERNEL_FIELD(name, type) type name[2];
+    C3_MICROKERNELS(C3_KERNEL_FIELD)
+#undef C3_KERNEL_FIELD
     /* The table for layers with fewer channels per group than this one's narrow block, or
      * NULL (this one): 512-bit vectors hand them to 256-bit ones, whose lanes they fill. */
     const struct c3_kernels_s *narrow;
 } c3_kernels;
 
-enum { C3_ISA_BASELINE = 0, C3_ISA_AVX2 = 1, C3_ISA_AVX512 = 2, C3_ISA_AVX512_ZMM = 3,
-       C3_ISA_COUNT = 4 };
+/* The instruction sets, worst first: the tables' order (C3_ISA_<name>) and their names for
+ * users (CONV3D_CPU_ISA, show_config). Adding one: an entry here, a section in kernels.c and
+ * its case in c3_cpu_supports. */
+#define C3_ISAS(X) X(baseline) X(avx2) X(avx512) X(avx512_zmm)
 
+#define C3_ISA_ENUM(name) C3_ISA_##name,
+enum { C3_ISAS(C3_ISA_ENUM) C3_ISA_COUNT };
+#undef C3_ISA_ENUM
+
+/* The name of ISA isa (0 <= isa < C3_ISA_COUNT). */
+const char *c3_isa_name(int isa);
 /* The kernel table for an ISA, or NULL when it was not compiled in. */
 const c3_kernels *c3_kernels_for(int isa);
 /* 1 when this CPU can run the ISA's kernels. */

@@ -1,5 +1,5 @@
-/* Winograd input and output transforms for one type and ISA; included by _kernels.c after
- * _kernels_tmpl.h (same T, VT, V, BCAST, KN). Each call transforms one tile for up to V
+/* Winograd input and output transforms for one dtype and ISA; included by dtype_section.h after
+ * direct_tmpl.h (same T, VT, V, BCAST, KN). Each call transforms one tile for up to V
  * channels at once, one channel per vector lane, so the arithmetic is vector code whatever
  * the memory layout.
  *
@@ -10,7 +10,7 @@
  * only on the points, so F(2, 5) shares F(4, 3)'s; its A^T is F(4, 3)'s first row and a
  * second row ending in the point at infinity.
  *
- * Toom-Cook matrices, y = A^T [(G g) * (B^T d)] (G lives in _winograd.pyx). F2 uses the points
+ * Toom-Cook matrices, y = A^T [(G g) * (B^T d)] (G lives in winograd.pyx). F2 uses the points
  * 0, +-1, inf; F4 uses 0, +-1, +-1/2, inf, better conditioned than +-2. B^T rows are scaled
  * to small integers, G compensates:
  *   F2: B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 -1 0 1],  A^T = [1 1 1 0; 0 1 -1 1]
@@ -78,7 +78,7 @@ static inline int KN(clamp)(c3_idx v, int hi) { return v < 0 ? 0 : v > hi ? hi :
 static inline __attribute__((always_inline)) void KN(wino_input_body)(
     const T *x, c3_idx cstride, int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0,
     c3_idx x0, T *v, c3_idx v_stride, const int AZ, const int AY, const int AX) {
-    VT p[6 * 6 * 6];
+    VT p[C3_WINOGRAD_MAX_ALPHA * C3_WINOGRAD_MAX_ALPHA * C3_WINOGRAD_MAX_ALPHA];
     const int AYX = AY * AX;
     /* The in-range part of the patch: [a0, a1) x [b0, b1) x [c0, c1); the rest is zero.
      * Clamped to [0, A] in c3_idx first: an origin far outside the input (huge padding) must
@@ -103,12 +103,12 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
         for (int a = a0; a < a1; a++)
             for (int b = b0; b < b1; b++) {
                 const T *src = x + ((z0 + a) * H + y0 + b) * W + xs;
-                VT win[3 * V]; /* NCOLV <= 3: AX <= 6, V >= 2 */
+                VT win[(C3_WINOGRAD_MAX_ALPHA + 1) / 2 * V]; /* NCOLV <= this / V: V >= 2 */
                 for (int h = 0; h < NCOLV; h++) {
                     for (int l = 0; l < V; l++) win[h * V + l] = KN(loadu)(src + l * cstride + h * V);
                     KN(transpose)(win + h * V);
                 }
-                VT row[6];
+                VT row[C3_WINOGRAD_MAX_ALPHA];
                 if (c0 == 0 && c1 == AX) {
                     for (int c = 0; c < AX; c++) row[c] = win[c + shift];
                 } else {
@@ -121,7 +121,7 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
         for (int a = a0; a < a1; a++)
             for (int b = b0; b < b1; b++) {
                 const T *src = x + ((z0 + a) * H + y0 + b) * W + x0;
-                VT row[6];
+                VT row[C3_WINOGRAD_MAX_ALPHA];
                 for (int c = 0; c < AX; c++) {
                     row[c] = (VT){0};
                     if (c < c0 || c >= c1) continue;
@@ -137,10 +137,10 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
     /* Along H then D, one patch column at a time: its AZ x AY values stay in registers
      * between the two passes instead of a round trip through a second stack array. */
     for (int c = 0; c < AX; c++) {
-        VT t[6 * 6];
+        VT t[C3_WINOGRAD_MAX_ALPHA * C3_WINOGRAD_MAX_ALPHA];
         for (int a = 0; a < AZ; a++) KN(bt)(AY, p + a * AYX + c, AX, t + a * AY, 1);
         for (int b = 0; b < AY; b++) {
-            VT r[6];
+            VT r[C3_WINOGRAD_MAX_ALPHA];
             KN(bt)(AZ, t + b, AY, r, 1);
             for (int k = 0; k < AZ; k++) {
                 T *dst = v + (c3_idx)((k * AY + b) * AX + c) * v_stride;
@@ -163,12 +163,13 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
     const T *m_in, c3_idx m_stride, int nc, const T *bias, T *out, c3_idx ostride, c3_idx oH,
     c3_idx oW, int mz, int my, int mx, const int AZ, const int AY, const int AX, const int MZ,
     const int MY, const int MX) {
-    VT p[6 * 6 * 6], q[6 * 6 * 6];
+    VT p[C3_WINOGRAD_MAX_ALPHA * C3_WINOGRAD_MAX_ALPHA * C3_WINOGRAD_MAX_ALPHA];
+    VT q[C3_WINOGRAD_MAX_ALPHA * C3_WINOGRAD_MAX_ALPHA * C3_WINOGRAD_MAX_ALPHA];
     const int AYX = AY * AX;
     VT b = (VT){0};
     for (int l = 0; l < nc; l++) b[l] = bias[l];
     for (int i = 0; i < AYX; i++) {                  /* D: MZ x AY x AX, as M is loaded */
-        VT col[6];
+        VT col[C3_WINOGRAD_MAX_ALPHA];
         for (int k = 0; k < AZ; k++) col[k] = KN(loadu)(m_in + (c3_idx)(k * AYX + i) * m_stride);
         KN(at)(AZ, MZ, col, 1, q + i, AYX);
     }
@@ -217,36 +218,31 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
     return nonfinite;
 }
 
-/* The tiles compiled: per axis the transformed points A (input transform) and the outputs m
- * (output transform; 1 along kernel axes of size 1). Any other combination is a caller bug;
- * it computes nothing. */
-#define C3_WINO_INPUTS(X) X(4, 4, 4) X(6, 6, 6) X(1, 4, 4) X(1, 6, 6) X(4, 1, 1) X(6, 1, 1)
-#define C3_WINO_OUTPUTS(X)                                                                    \
-    X(2, 2, 2, 4, 4, 4) X(4, 4, 4, 6, 6, 6) X(1, 2, 2, 1, 4, 4) X(1, 4, 4, 1, 6, 6)              \
-    X(2, 1, 1, 4, 1, 1) X(4, 1, 1, 6, 1, 1) X(2, 2, 2, 6, 6, 6)
-
-static void KN(wino_input)(int az, int ay, int ax, const T *x, c3_idx cstride, int nc,
-                           c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0, T *v,
-                           c3_idx v_stride) {
+/* The tile shapes compiled, generated from constants.py (constants.h); a caller asking for
+ * another gets -1 and nothing written. */
+static int KN(wino_input)(const c3_wino_tile *tile, const void *x, c3_idx cstride, int nc,
+                          c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0, c3_idx x0, void *v,
+                          c3_idx v_stride) {
+    const int *a = tile->a;
 #define C3_IN_CASE(AZ, AY, AX)                                                                \
-    if (az == AZ && ay == AY && ax == AX) {                                                   \
+    if (a[0] == AZ && a[1] == AY && a[2] == AX) {                                             \
         KN(wino_input_body)(x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride, AZ, AY, AX);    \
-        return;                                                                               \
+        return 0;                                                                             \
     }
-    C3_WINO_INPUTS(C3_IN_CASE)
+    C3_WINOGRAD_INPUT_TILES(C3_IN_CASE)
 #undef C3_IN_CASE
+    return -1;
 }
 
-static int KN(wino_output)(int mz, int my, int mx, int az, int ay, int ax, const T *m_in,
-                           c3_idx m_stride, int nc, const T *bias, T *out, c3_idx ostride,
-                           c3_idx oH, c3_idx oW, int ez, int ey, int ex) {
+static int KN(wino_output)(const c3_wino_tile *tile, const void *m_in, c3_idx m_stride, int nc,
+                           const void *bias, void *out, c3_idx ostride, c3_idx oH, c3_idx oW,
+                           int ez, int ey, int ex) {
+    const int *m = tile->m, *a = tile->a;
 #define C3_OUT_CASE(MZ, MY, MX, AZ, AY, AX)                                                   \
-    if (mz == MZ && my == MY && mx == MX && az == AZ && ay == AY && ax == AX)                 \
+    if (m[0] == MZ && m[1] == MY && m[2] == MX && a[0] == AZ && a[1] == AY && a[2] == AX)     \
         return KN(wino_output_body)(m_in, m_stride, nc, bias, out, ostride, oH, oW, ez, ey,   \
                                     ex, AZ, AY, AX, MZ, MY, MX);
-    C3_WINO_OUTPUTS(C3_OUT_CASE)
+    C3_WINOGRAD_OUTPUT_TILES(C3_OUT_CASE)
 #undef C3_OUT_CASE
-    return 0;
+    return -1;
 }
-#undef C3_WINO_INPUTS
-#undef C3_WINO_OUTPUTS

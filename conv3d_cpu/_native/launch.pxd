@@ -1,0 +1,37 @@
+from conv3d_cpu._native.isa cimport c3_idx
+
+
+ctypedef struct c3_thread:
+    # What a hook knows of the thread that runs it.
+    int tid
+    void* scratch    # its elements of the call's dtype (laid out by the engine)
+    c3_idx* index    # its index scratch
+
+
+# Hooks return a flag: nonzero reports a condition (a non-finite weight seen, ...).
+ctypedef int (*c3_thread_hook)(const void* plan, c3_thread* thread) noexcept nogil
+ctypedef int (*c3_block_hook)(const void* plan, c3_idx block) noexcept nogil
+ctypedef int (*c3_item_hook)(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil
+
+
+ctypedef struct c3_launch:
+    # One parallel call of an engine: its plan (passed to every hook), what each thread
+    # needs, and the hooks that fill in the work. The order on every thread: clear its scratch,
+    # thread_start, a share of the blocks, a share of the touched output, (a barrier when
+    # there were blocks or a touch), then work items until none is left.
+    const void* plan
+    int n_threads
+    bint f64                     # dtype of the scratch: float64, else float32
+    c3_idx scratch_size          # elements per thread
+    bint clear_scratch           # zero it before anything else
+    c3_idx index_size            # index (c3_idx) elements per thread
+    c3_thread_hook thread_start  # or NULL
+    c3_idx n_blocks              # set-up shared by the threads (e.g. packing weight blocks),
+    c3_block_hook block          # done before any work item; 0 / NULL for none
+    void* touch                  # an output whose fresh pages each thread first touches in
+    size_t touch_bytes           # equal shares (schedule.h: c3_touch_share), or NULL
+    c3_idx n_items
+    c3_item_hook item
+
+
+cdef int launch(const c3_launch* L) except -1
