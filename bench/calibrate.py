@@ -1,4 +1,4 @@
-"""Calibrate the cost model of conv3d_cpu/_dispatch.py ('auto' between direct and Winograd).
+"""Calibrate the cost model of conv3d_cpu/_core/algorithms.py ('auto' between direct and Winograd).
 
 Times each algorithm on one thread with the thread's CPU time (robust to other processes on a
 shared machine), then fits, by least squares over the layers:
@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from conv3d_cpu import conv3d
-from conv3d_cpu._core import forward as _dispatch
+from conv3d_cpu._core import algorithms
 
 # (N, C, O, groups, spatial) 3x3x3, stride 1, padding 1: the suite's eligible layers plus a
 # spread of channel counts so the fit separates GEMM from transform costs.
@@ -72,11 +72,11 @@ def main():
         (inv_gemm, t_in, t_out), *_ = np.linalg.lstsq(np.array(a), np.array(b), rcond=None)
         print(f"m={m}: _GEMM_FLOPS ~ {1 / inv_gemm:.3g}, _TRANSFORM_IN {t_in:.3g} s, "
               f"_TRANSFORM_OUT {t_out:.3g} s")
-    print("\nlayer -> model's choice vs measured best (with the constants in _dispatch.py now)")
+    print("\nlayer -> model's choice vs measured best (with the constants in _core/algorithms.py now)")
     hits = 0
     names = {None: "direct", (2, 2, 2): "winograd_f2", (4, 4, 4): "winograd_f4"}
     for (n, c, o, g, sp), t in rows:
-        chosen = names[_dispatch.choose("auto", (n, c) + sp, (o, c // g, 3, 3, 3), (1, 1, 1),
+        chosen = names[algorithms.choose("auto", (n, c) + sp, (o, c // g, 3, 3, 3), (1, 1, 1),
                                         (1, 1, 1), g, sp)]
         best = min(t, key=t.get)
         hits += chosen == best

@@ -1,6 +1,6 @@
 """``conv3d``: PyTorch's ``torch.nn.functional.conv3d`` on numpy arrays."""
 from conv3d_cpu._core import validation as v
-from conv3d_cpu._core.forward import check_algorithm, convolve
+from conv3d_cpu._core.forward import convolve
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -39,30 +39,14 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ndarray, shape (N, O, oD, oH, oW) or (O, oD, oH, oW)
         A new C-contiguous array of the input's dtype.
     """
-    weight = v.float_array("weight", weight)
-    if weight.ndim != 5 or 0 in weight.shape:
-        raise ValueError(
-            f"weight must be a 5-D array (out_channels, in_channels/groups, kD, kH, kW) with "
-            f"positive sizes, got shape {weight.shape}"
-        )
-    groups = v.positive_int("groups", groups)
-    if weight.shape[0] % groups:
-        raise ValueError(
-            f"weight.shape[0] (out_channels) must be divisible by groups, got "
-            f"{weight.shape[0]} and groups={groups}"
-        )
-    if bias is not None:
-        bias = v.float_array("bias", bias)
-        v.same_dtype("bias", bias, weight.dtype)
-        if bias.shape != (weight.shape[0],):
-            raise ValueError(
-                f"bias must have shape ({weight.shape[0]},) (out_channels), got {bias.shape}"
-            )
+    weight, groups = v.weight_and_groups(weight, groups)
+    bias = v.bias_arg(bias, weight)
     stride = v.triple("stride", stride, 1, allow_single=True)
     dilation = v.triple("dilation", dilation, 1, allow_single=True)
     padding = v.padding_arg(padding, allow_single=True)
     v.check_same_stride(padding, stride)
-    check_algorithm(algorithm)
+    v.algorithm_arg(algorithm)
+    v.algorithm_fits(algorithm, weight.shape[2:], stride, dilation)
     num_threads = v.num_threads_arg(num_threads)
 
     x = v.float_array("input", input)

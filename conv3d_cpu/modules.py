@@ -1,12 +1,12 @@
 """``Conv3d``: the module, with PyTorch's parameters, initialization, repr and state_dict."""
-import collections.abc
 import math
 
 import numpy as np
 
 from conv3d_cpu._core import validation as v
-from conv3d_cpu._core.forward import TransformCache, check_algorithm, convolve
+from conv3d_cpu._core.forward import convolve
 from conv3d_cpu._core.padding import pad_input
+from conv3d_cpu._core.weight_cache import TransformCache
 
 
 def _readonly(name, doc):
@@ -81,7 +81,8 @@ class Conv3d:
         self._dilation = v.triple("dilation", dilation, 1)
         v.check_same_stride(self._padding, self._stride)
         self._padding_mode = v.padding_mode_arg(padding_mode)
-        self._algorithm = check_algorithm(algorithm)
+        self._algorithm = v.algorithm_arg(algorithm)
+        v.algorithm_fits(self._algorithm, self._kernel_size, self._stride, self._dilation)
         v.device_arg(device)
         self._dtype = v.dtype_arg(dtype)
         self._pads = v.padding_pairs(self._padding, self._kernel_size, self._dilation)
@@ -110,7 +111,8 @@ class Conv3d:
 
     @weight.setter
     def weight(self, value):
-        self._weight = self._checked_param("weight", value, self._weight_shape, cast=False)
+        self._weight = v.parameter_arg("weight", value, self._dtype, self._weight_shape,
+                                       cast=False)
 
     @property
     def bias(self):
@@ -119,32 +121,9 @@ class Conv3d:
 
     @bias.setter
     def bias(self, value):
-        if self._bias is None or value is None:
-            raise ValueError(
-                "bias cannot be added to or removed from a Conv3d after construction "
-                f"(constructed with bias={self._bias is not None}); build a new module"
-            )
-        self._bias = self._checked_param("bias", value, (self._out_channels,), cast=False)
-
-    def _checked_param(self, name, value, shape, cast):
-        """``value`` as a C-contiguous array of the module's dtype and ``shape``.
-
-        ``cast`` allows lossless (safe) casts from other floating dtypes, as loading does;
-        otherwise the dtype must match exactly.
-        """
-        arr = np.asarray(value)
-        if arr.dtype != self._dtype:
-            lossless = arr.dtype.kind == "f" and np.can_cast(arr.dtype, self._dtype, "safe")
-            if not (cast and lossless):
-                raise TypeError(
-                    f"{name} has dtype {arr.dtype}, expected {self._dtype} (the module's dtype); "
-                    f"no lossy or implicit cast is made"
-                )
-        if arr.shape != shape:
-            raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
-        if cast or not arr.flags.aligned:  # (the kernels need aligned data)
-            return np.array(arr, dtype=self._dtype, order="C", copy=True)
-        return np.ascontiguousarray(arr)
+        v.bias_assignment(self._bias is not None, value)
+        self._bias = v.parameter_arg("bias", value, self._dtype, (self._out_channels,),
+                                     cast=False)
 
     def state_dict(self):
         """``{'weight': ..., 'bias': ...}`` (no 'bias' when built with ``bias=False``)."""
@@ -159,23 +138,13 @@ class Conv3d:
         Keys must be exactly those of ``state_dict()``; values must have the parameter's shape
         and a floating dtype that converts to the module's dtype without loss.
         """
-        if not isinstance(state_dict, collections.abc.Mapping):
-            raise TypeError(
-                f"state_dict must be a mapping such as a dict, got {type(state_dict).__name__}"
-            )
-        expected = set(self.state_dict())
-        given = set(state_dict.keys())
-        if given != expected:
-            missing = ", ".join(sorted(map(repr, expected - given))) or "none"
-            unexpected = ", ".join(sorted(map(repr, given - expected))) or "none"
-            raise ValueError(
-                f"state_dict keys do not match Conv3d's: missing key(s): {missing}; "
-                f"unexpected key(s): {unexpected}"
-            )
-        weight = self._checked_param("weight", state_dict["weight"], self._weight_shape, True)
+        v.state_dict_arg(state_dict, self.state_dict())
+        weight = v.parameter_arg("weight", state_dict["weight"], self._dtype,
+                                 self._weight_shape, cast=True)
         bias = None
         if self._bias is not None:
-            bias = self._checked_param("bias", state_dict["bias"], (self._out_channels,), True)
+            bias = v.parameter_arg("bias", state_dict["bias"], self._dtype,
+                                   (self._out_channels,), cast=True)
         self._weight, self._bias = weight, bias
 
     # -- forward ----------------------------------------------------------------------------
@@ -186,6 +155,7 @@ class Conv3d:
         x, unbatched = v.input_5d(x, self._in_channels)
         pads = self._pads
         if self._padding_mode != "zeros":
+            v.padding_mode_fits(self._padding_mode, x.shape[2:], pads)
             x = pad_input(x, self._padding_mode, pads)
             pads = ((0, 0),) * 3
         out = convolve(x, self._weight, self._bias, self._stride, pads, self._dilation,

@@ -1,15 +1,21 @@
 """Argument normalization and validation: the one place a parameter is checked.
 
 Every function here raises ``ValueError`` (a bad value) or ``TypeError`` (a bad type) whose
-message names the argument, what was expected and what was given.
+message names the argument, what was expected and what was given (``check_workspace``: a
+``MemoryError``). The functional API, the module and the padding modes all check through it.
 """
+import collections.abc
 import operator
 import os
 import sys
 
 import numpy as np
 
+from conv3d_cpu._core.algorithms import ALGORITHMS, FORCED_TILE, winograd_ineligible
+from conv3d_cpu._native.constants import ROW_OVERREAD, WINOGRAD_SHAPES
+
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_AXES = ("depth", "height", "width")
 PADDING_STRINGS = ("valid", "same")
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Most OpenMP threads one call may ask for. libgomp reserves per-thread bookkeeping on the
@@ -74,6 +80,61 @@ def padding_arg(value, allow_single=False):
     return triple("padding", value, 0, allow_single=allow_single)
 
 
+def weight_and_groups(weight, groups):
+    """``(weight, groups)``: a float array of shape (O, C / groups, kD, kH, kW) with O
+    divisible by ``groups``, a positive int (checked in that order, as PyTorch does)."""
+    weight = float_array("weight", weight)
+    if weight.ndim != 5 or 0 in weight.shape:
+        raise ValueError(
+            f"weight must be a 5-D array (out_channels, in_channels/groups, kD, kH, kW) with "
+            f"positive sizes, got shape {weight.shape}"
+        )
+    groups = positive_int("groups", groups)
+    if weight.shape[0] % groups:
+        raise ValueError(
+            f"weight.shape[0] (out_channels) must be divisible by groups, got "
+            f"{weight.shape[0]} and groups={groups}"
+        )
+    return weight, groups
+
+
+def bias_arg(bias, weight):
+    """``bias`` (or None) as an array of ``weight``'s dtype and shape (out_channels,)."""
+    if bias is None:
+        return None
+    bias = float_array("bias", bias)
+    same_dtype("bias", bias, weight.dtype)
+    if bias.shape != (weight.shape[0],):
+        raise ValueError(
+            f"bias must have shape ({weight.shape[0]},) (out_channels), got {bias.shape}"
+        )
+    return bias
+
+
+def algorithm_arg(algorithm):
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise ValueError(
+            f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}"
+        )
+    return algorithm
+
+
+def algorithm_fits(algorithm, kernel_size, stride, dilation):
+    """ValueError when an explicit Winograd ``algorithm`` cannot compute this layer."""
+    if algorithm in ("auto", "direct"):
+        return
+    reason = winograd_ineligible(kernel_size, stride, dilation)
+    if reason:
+        raise ValueError(f"algorithm={algorithm!r} cannot compute this layer: {reason}")
+    kernel = tuple(kernel_size)
+    tiles = WINOGRAD_SHAPES[kernel]
+    if algorithm in FORCED_TILE and FORCED_TILE[algorithm] not in tiles:
+        raise ValueError(
+            f"algorithm={algorithm!r} cannot compute this layer: kernel_size {kernel} "
+            f"has F({', '.join(map(str, tiles))}, {max(kernel)}) only (use 'winograd_f2' or "
+            f"'winograd')")
+
+
 def check_same_stride(padding, stride):
     if padding == "same" and stride != (1, 1, 1):
         raise ValueError(
@@ -102,6 +163,24 @@ def padding_mode_arg(mode):
             f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}, got {mode!r}"
         )
     return mode
+
+
+def padding_mode_fits(mode, spatial, pads):
+    """PyTorch's limits: reflect needs pad < size, circular pad <= size, on every side."""
+    # Checked width first, as PyTorch does, so the first reported axis matches its error.
+    for axis in (2, 1, 0):
+        size, (lo, hi) = spatial[axis], pads[axis]
+        if mode == "reflect" and max(lo, hi) >= size:
+            raise ValueError(
+                f"padding_mode='reflect' needs padding < input size on each axis, got padding "
+                f"({lo}, {hi}) on {_AXES[axis]} of size {size}"
+            )
+        if mode == "circular" and max(lo, hi) > size:
+            raise ValueError(
+                f"padding_mode='circular' needs padding <= input size on each axis (it cannot "
+                f"wrap around more than once), got padding ({lo}, {hi}) on {_AXES[axis]} "
+                f"of size {size}"
+            )
 
 
 def device_arg(device):
@@ -152,6 +231,53 @@ def float_array(name, value):
             f"{name} must have dtype float32 or float64, got {arr.dtype}{_dtype_hint(arr.dtype)}"
         )
     return arr if arr.flags.aligned else arr.copy()
+
+
+def parameter_arg(name, value, dtype, shape, cast):
+    """A module parameter: ``value`` as a C-contiguous array of ``dtype`` and ``shape``.
+
+    ``cast`` allows lossless (safe) casts from other floating dtypes, as loading does;
+    otherwise the dtype must match exactly.
+    """
+    arr = np.asarray(value)
+    if arr.dtype != dtype:
+        lossless = arr.dtype.kind == "f" and np.can_cast(arr.dtype, dtype, "safe")
+        if not (cast and lossless):
+            raise TypeError(
+                f"{name} has dtype {arr.dtype}, expected {dtype} (the module's dtype); "
+                f"no lossy or implicit cast is made"
+            )
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+    if cast or not arr.flags.aligned:  # (the kernels need aligned data)
+        return np.array(arr, dtype=dtype, order="C", copy=True)
+    return np.ascontiguousarray(arr)
+
+
+def bias_assignment(has_bias, value):
+    """A module built with or without a bias keeps it so."""
+    if not has_bias or value is None:
+        raise ValueError(
+            "bias cannot be added to or removed from a Conv3d after construction "
+            f"(constructed with bias={has_bias}); build a new module"
+        )
+
+
+def state_dict_arg(state_dict, expected):
+    """``state_dict`` as a mapping whose keys are exactly ``expected``."""
+    if not isinstance(state_dict, collections.abc.Mapping):
+        raise TypeError(
+            f"state_dict must be a mapping such as a dict, got {type(state_dict).__name__}"
+        )
+    given = set(state_dict.keys())
+    if given != set(expected):
+        missing = ", ".join(sorted(map(repr, set(expected) - given))) or "none"
+        unexpected = ", ".join(sorted(map(repr, given - set(expected)))) or "none"
+        raise ValueError(
+            f"state_dict keys do not match Conv3d's: missing key(s): {missing}; "
+            f"unexpected key(s): {unexpected}"
+        )
+    return state_dict
 
 
 def same_dtype(name, arr, dtype, other="weight"):
@@ -239,13 +365,14 @@ def check_workspace(x_shape, weight_shape, pads, groups):
     ((C/groups) * kD planes of the padded H x W), and sizes them in C ssize_t arithmetic. With
     a huge padding (and a stride that keeps the output small) that product would wrap around
     and the kernel would write past a too-small buffer; here it is computed exactly first.
-    The bound used, per thread, is (C/groups) * kD * kH * padded H * (padded W + 64) elements;
-    the padded depth only enters index sums, bounded here to a quarter of the ssize_t range.
+    The bound used, per thread, is (C/groups) * kD * kH * padded H * (padded W + ROW_OVERREAD)
+    elements (the row kernel's rows are padded to whole steps); the padded depth only enters
+    index sums, bounded here to a quarter of the ssize_t range.
     """
     cpg = x_shape[1] // groups
     kd, kh = weight_shape[2], weight_shape[3]
     padded_d, padded_h, padded_w = (n + lo + hi for n, (lo, hi) in zip(x_shape[2:], pads))
-    per_thread = cpg * kd * kh * padded_h * (padded_w + 64)
+    per_thread = cpg * kd * kh * padded_h * (padded_w + ROW_OVERREAD)
     if per_thread * MAX_THREADS * 8 > sys.maxsize or padded_d > sys.maxsize // 4:
         raise MemoryError(
             f"this layer cannot be computed: the padded input ({padded_d} x {padded_h} x "

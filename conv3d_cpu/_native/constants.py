@@ -43,20 +43,23 @@ WORKSPACE_SLACK = 1 << 20
 # Work-stealing ranges a kernel keeps on its stack (schedule.h); larger teams share them.
 MAX_RANGES = 64
 
-# The per-axis tiles the transforms need: input transforms by transformed points A per axis,
-# output transforms by (outputs m, points A) per axis.
-def _alphas(kernel, m):
-    return tuple(m + k - 1 if k > 1 else 1 for k in kernel)
 
-
-def _outputs(kernel, m):
+def winograd_tile(m, kernel):
+    """Per-axis outputs of a Winograd tile of size m: m where the kernel is larger than 1, 1
+    where it is 1."""
     return tuple(m if k > 1 else 1 for k in kernel)
 
 
-WINOGRAD_INPUT_TILES = tuple(sorted({_alphas(k, m) for k, ms in WINOGRAD_SHAPES.items()
-                                     for m in ms}))
-WINOGRAD_OUTPUT_TILES = tuple(sorted({_outputs(k, m) + _alphas(k, m)
-                                      for k, ms in WINOGRAD_SHAPES.items() for m in ms}))
+def winograd_points(tile, kernel):
+    """Per-axis transformed points of a tile with per-axis outputs ``tile``: m + k - 1."""
+    return tuple(md + k - 1 for md, k in zip(tile, kernel))
+
+
+# The transforms compiled (derived): input transforms by transformed points per axis, output
+# transforms by (outputs, points) per axis.
+_TILES = [(winograd_tile(m, k), k) for k, ms in WINOGRAD_SHAPES.items() for m in ms]
+WINOGRAD_INPUT_TILES = tuple(sorted({winograd_points(t, k) for t, k in _TILES}))
+WINOGRAD_OUTPUT_TILES = tuple(sorted({t + winograd_points(t, k) for t, k in _TILES}))
 WINOGRAD_MAX_ALPHA = max(max(a) for a in WINOGRAD_INPUT_TILES)
 
 _INTS = ("ROW_UNROLL", "MAX_FLOAT_LANES", "ROW_OVERREAD", "ITEMS_PER_THREAD", "SLAB_BYTES",

@@ -29,7 +29,8 @@ from cython cimport floating
 from libc.string cimport memset
 
 from conv3d_cpu._native.constants import (MIN_TILE_BLOCK, WINOGRAD_INPUT_TILES,
-                                          WINOGRAD_OUTPUT_TILES, WORKSPACE_SLACK)
+                                          WINOGRAD_OUTPUT_TILES, WORKSPACE_SLACK,
+                                          winograd_points)
 from conv3d_cpu._native.geometry cimport c3_geom, geom_of
 from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, c3_tiling, c3_wino_tile,
                                      layer_kernels, odd_lines, tile_kernel, tiling_of)
@@ -63,11 +64,6 @@ def channel_block(dtype, cpg, opg):
     return T.ocb, T.wide
 
 
-def alphas(m, kernel):
-    """Transformed points per axis of a tile with per-axis outputs m for this kernel size."""
-    return tuple(md + k - 1 for md, k in zip(m, kernel))
-
-
 # Float64 elements of transform temporaries at a time: the first call's memory peak is then
 # the packed result plus a few MiB, not several float64 copies of it (C3D: 31 MiB -> ~9).
 _TRANSFORM_CHUNK = 1 << 18
@@ -82,7 +78,7 @@ def transform_weights(w, groups, m):
     """
     kernel = w.shape[2:]
     Gz, Gy, Gx = (_G[md, k] if k > 1 else np.ones((1, 1)) for md, k in zip(m, kernel))
-    a3 = int(np.prod(alphas(m, kernel)))
+    a3 = int(np.prod(winograd_points(m, kernel)))
     O, cpg = w.shape[:2]
     opg = O // groups
     ocb, _ = channel_block(w.dtype, cpg, opg)
@@ -134,7 +130,7 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     ``padding`` is the front zero padding per axis; ``num_threads`` <= 0 means the OpenMP
     default. Returns True when every output is finite (checked as it is stored).
     """
-    a = alphas(m, kernel)
+    a = winograd_points(m, kernel)
     if a not in WINOGRAD_INPUT_TILES or tuple(m) + a not in WINOGRAD_OUTPUT_TILES:
         raise ValueError(f"no Winograd transform is compiled for tile {tuple(m)} of kernel "
                          f"{tuple(kernel)} (constants.WINOGRAD_SHAPES)")

@@ -1,0 +1,100 @@
+"""Which algorithm computes a layer: the names, Winograd's eligibility and the cost model.
+
+Algorithms: 'direct' (any layer) and Winograd for the kernel shapes of
+``constants.WINOGRAD_SHAPES`` (3x3x3, (1,3,3), (3,1,1), 5x5x5) with stride 1 and dilation 1:
+F(m, 3) along each axis where the kernel is 3, F(2, 5) where it is 5 (identity where it is 1);
+'winograd_f2' (m = 2), 'winograd_f4' (m = 4; kernels of 3 only), 'winograd' (the tile size the
+cost model prefers). 'auto' picks by the cost model below; forward.py makes sure that it never
+lets Winograd change where NaN/Inf appear.
+
+Cost model (``estimate_seconds``): time = FLOPs / sustained rate per stage, with rates measured
+by the benchmark suite (bench/calibrate.py) on an AVX-512 machine, one thread. Direct:
+2 N O P (C/g) kD kH kW FLOPs. Winograd: the element-wise GEMM does 2 N T A (C/g) (O/g) g FLOPs
+for T tiles of A transformed positions (A = (m+2)^3 for 3x3x3 kernels, (m+2)^2 for (1,3,3),
+m+2 for (3,1,1), 6^3 for 5x5x5); the transforms cost per tile and channel, in proportion to A.
+Ratios, not absolute rates, decide, so the choice holds on other machines as long as the stages
+scale alike.
+
+Pure Python: nothing here needs the compiled extension.
+"""
+import functools
+import math
+
+from conv3d_cpu._native.constants import WINOGRAD_SHAPES, winograd_points, winograd_tile
+
+ALGORITHMS = ("auto", "direct", "winograd", "winograd_f2", "winograd_f4")
+# The tile size an explicit Winograd algorithm asks for.
+FORCED_TILE = {"winograd_f2": 2, "winograd_f4": 4}
+
+# Sustained rates (FLOP/s or transforms/s), one AVX-512 thread, float32; see module docstring.
+_DIRECT_FLOPS = 95e9
+_GEMM_FLOPS = 90e9
+# Seconds per (tile, channel) for the input and per (tile, output channel) for the output
+# transform, by tile size.
+_TRANSFORM_IN = {2: 32e-9, 4: 150e-9}
+_TRANSFORM_OUT = {2: 24e-9, 4: 90e-9}
+# Below this many multiply-adds (about 10 microseconds of one core) the default thread count
+# is 1: waking an OpenMP team costs more than the work it would share.
+TINY_MACS = 1_000_000
+
+
+def winograd_ineligible(kernel_size, stride, dilation):
+    """Why Winograd cannot compute this layer, or None when it can."""
+    reasons = []
+    if tuple(kernel_size) not in WINOGRAD_SHAPES:
+        shapes = list(map(str, WINOGRAD_SHAPES))
+        reasons.append(f"kernel_size {tuple(kernel_size)} (needs "
+                       f"{', '.join(shapes[:-1])} or {shapes[-1]})")
+    if tuple(stride) != (1, 1, 1):
+        reasons.append(f"stride {tuple(stride)} (needs (1, 1, 1))")
+    # Dilation along an axis where the kernel is 1 changes nothing.
+    if any(d != 1 and k != 1 for d, k in zip(dilation, kernel_size)):
+        reasons.append(f"dilation {tuple(dilation)} (needs 1 where the kernel is larger than 1)")
+    return ", ".join(reasons) or None
+
+
+def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial, kernel_size):
+    """Cost-model time of one float32 call: direct when m is None, else Winograd F(m, r) along
+    the kernel's axes of size r > 1."""
+    cpg, opg = in_channels // groups, out_channels // groups
+    if m is None:
+        points = n * math.prod(out_spatial)
+        return 2.0 * points * out_channels * cpg * math.prod(kernel_size) / _DIRECT_FLOPS
+    ms = winograd_tile(m, kernel_size)
+    tiles = n * math.prod(-(-s // md) for s, md in zip(out_spatial, ms))
+    positions = math.prod(winograd_points(ms, kernel_size))
+    gemm = 2.0 * tiles * positions * cpg * opg * groups / _GEMM_FLOPS
+    # The transform rates were measured on 3-D tiles; scaled by their share of the positions.
+    share = positions / (m + 2) ** 3
+    return gemm + share * tiles * (in_channels * _TRANSFORM_IN[m]
+                                   + out_channels * _TRANSFORM_OUT[m])
+
+
+@functools.lru_cache(maxsize=256)
+def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spatial):
+    """The per-axis Winograd tile (mz, my, mx) to run with, or None for direct.
+
+    ``algorithm`` is one the layer can use (validation.algorithm_fits). Cached: a network
+    calls each layer with the same shapes, and the model costs ~6 us."""
+    if algorithm == "direct":
+        return None
+    kernel = tuple(weight_shape[2:])
+    if algorithm in FORCED_TILE:
+        return winograd_tile(FORCED_TILE[algorithm], kernel)
+    if winograd_ineligible(kernel, stride, dilation):
+        return None  # (algorithm 'auto')
+    n, cin, cout = x_shape[0], x_shape[1], weight_shape[0]
+    costs = {m: estimate_seconds(m, n, cin, cout, groups, out_spatial, kernel)
+             for m in (None,) + WINOGRAD_SHAPES[kernel]}
+    if algorithm == "winograd":
+        costs.pop(None)
+    m = min(costs, key=costs.get)
+    return None if m is None else winograd_tile(m, kernel)
+
+
+def threads_for(num_threads, macs):
+    """The thread count to run with: ``num_threads``, or for the default (0) one thread when
+    the call has fewer than TINY_MACS multiply-adds, else 0 (the OpenMP default)."""
+    if num_threads == 0 and macs < TINY_MACS:
+        return 1
+    return num_threads
