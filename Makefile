@@ -55,7 +55,7 @@ wheel: $(VENV)/.wheeltools
 
 # `make wheel-test`: install the repaired wheel (built first if wheelhouse/ has none) into a
 # fresh virtual environment where no compiler can run (CC=/bin/false, binary packages only),
-# then run tests/wheel_smoke.py and the test suite (without PyTorch) there, from outside the
+# then run tests/install/wheel_smoke.py and the test suite (without PyTorch) there, from outside the
 # source tree so that only the installed wheel can be imported. WHEEL_TEST_SUITE=0: smoke only.
 WHEEL_TEST_VENV ?= build/wheel-test-venv
 WHEEL_TEST_SUITE ?= 1
@@ -65,7 +65,7 @@ wheel-test: $(VENV)/.created
 	rm -rf $(WHEEL_TEST_VENV)
 	$(PY) -m venv $(WHEEL_TEST_VENV)
 	$(NO_COMPILER) $(WHEEL_TEST_VENV)/bin/python -m pip install --only-binary=:all: wheelhouse/conv3d_cpu-*.whl $(if $(filter-out 0 no false,$(WHEEL_TEST_SUITE)),"pytest>=7" "hypothesis>=6" threadpoolctl)
-	cd $(WHEEL_TEST_VENV) && $(NO_COMPILER) ./bin/python -I "$(CURDIR)/tests/wheel_smoke.py"
+	cd $(WHEEL_TEST_VENV) && $(NO_COMPILER) ./bin/python -I "$(CURDIR)/tests/install/wheel_smoke.py"
 	$(if $(filter-out 0 no false,$(WHEEL_TEST_SUITE)),cd $(WHEEL_TEST_VENV) && $(NO_COMPILER) ./bin/python -I -m pytest -q -p no:cacheprovider "$(CURDIR)/tests")
 
 # A fresh copy of the tree (the files git tracks or would track) in $(1), for the builds below
@@ -97,7 +97,7 @@ clean:
 # ---- hardening: sanitizers and a long fuzz run -------------------------------------------
 # make sanitize: build a copy of the package with AddressSanitizer + UndefinedBehaviorSanitizer
 # in $(SANITIZE_DIR) (the in-place build in conv3d_cpu/ is left alone) and run the test suite
-# against it (SANITIZE_TESTS="tests/test_fuzz.py ..." for a subset). Python itself is not
+# against it (SANITIZE_TESTS="tests/robustness ..." for a subset). Python itself is not
 # instrumented: libasan is preloaded, leak detection is off (CPython keeps memory by design),
 # allocations over 2 GiB fail (-> MemoryError) as RLIMIT_AS cannot be used under ASan, and
 # the first UBSan report aborts the run. PyTorch is hidden (its parity tests skip): a C++
@@ -135,6 +135,6 @@ FUZZ_SEED ?= $(shell date +%s)
 fuzz-long: install $(VENV)/.torch
 	@echo "fuzz-long: FUZZ_SEED=$(FUZZ_SEED) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES)"
 	CONV3D_CPU_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CONV3D_CPU_SLOW_TESTS=1 HYPOTHESIS_PROFILE=explore \
-		$(PY) -m pytest tests/test_fuzz.py tests/test_memory.py tests/test_concurrency.py \
-		tests/test_determinism.py tests/test_special_values.py -q -p no:cacheprovider \
+		$(PY) -m pytest tests/robustness tests/kernels/test_concurrency.py \
+		tests/kernels/test_determinism.py tests/accuracy/test_special_values.py -q -p no:cacheprovider \
 		--hypothesis-seed=$(FUZZ_SEED) --hypothesis-show-statistics

@@ -191,6 +191,7 @@ setup(
             _extension("winograd"),
             _extension("openmp"),
             _extension("launch"),
+            _extension("microkernels"),
         ],
         compiler_directives=CYTHON_DIRECTIVES,
     ),

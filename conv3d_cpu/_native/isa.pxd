@@ -43,6 +43,7 @@ cdef extern from "kernels/kernels.h" nogil:
 
 
 cdef const c3_kernels* layer_kernels(c3_idx channels, bint f64) noexcept nogil
+cdef const c3_kernels* current_kernels() noexcept nogil
 
 
 ctypedef struct c3_tiling:

@@ -30,6 +30,11 @@ cdef const c3_kernels* layer_kernels(c3_idx channels, bint f64) noexcept nogil:
     return _K
 
 
+cdef const c3_kernels* current_kernels() noexcept nogil:
+    """The selected ISA's table (use_isa)."""
+    return _K
+
+
 def available_isas():
     """Instruction sets compiled in and supported by this CPU, worst first."""
     return tuple(name for i, name in enumerate(ISA_NAMES)

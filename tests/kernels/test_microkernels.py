@@ -1,0 +1,244 @@
+"""Contract tests: each micro-kernel of C3_MICROKERNELS (kernels/kernels.h) against its
+contract, under every instruction set this CPU runs and both dtypes.
+
+The kernels are called one at a time through conv3d_cpu._native.microkernels, on random data,
+and compared with the formula of their contract computed in float64 by numpy. Kernels that
+only move data (store_tile) must match exactly; those that sum must stay within float rounding
+of the exact sum, and a tile kernel's result for one position must not depend on how many
+positions share its call (the bits of a convolution must not depend on the thread count).
+A new micro-kernel gets its test here.
+"""
+import numpy as np
+import pytest
+
+from conv3d_cpu._native import microkernels as mk
+from conv3d_cpu._native.constants import (ROW_UNROLL, WINOGRAD_INPUT_TILES,
+                                          WINOGRAD_OUTPUT_TILES)
+from isa_helpers import ISAS, isa_selected
+
+DTYPES = [np.float32, np.float64]
+F64 = {np.float32: 0, np.float64: 1}
+
+
+def _close(got, exact, terms, dtype):
+    """Within the rounding of a short sum whose |terms| add up to ``terms`` (per element):
+    64 units of roundoff of that, far below any wrong coefficient or missing term."""
+    eps = np.finfo(dtype).eps
+    np.testing.assert_array_less(np.abs(got.astype(np.float64) - exact), 64 * eps * terms + 1e-30)
+
+
+def test_table_blocking():
+    for isa in ISAS:
+        with isa_selected(isa):
+            t = mk.table()
+        assert t["isa"] == isa
+        for dt in (0, 1):
+            assert t["ocb_wide"][dt] == 2 * t["ocb_narrow"][dt]
+        assert t["ocb_narrow"][0] == 2 * t["ocb_narrow"][1]  # float lanes: twice the doubles
+        assert 1 <= t["nx_wide"] <= t["nx_narrow"]
+
+
+# ---- tile_wide, tile_narrow --------------------------------------------------------------
+
+def _tile_case(rng, dtype, ocb, nx, n_rows, kW, dW, sW):
+    span = (nx - 1) * sW + (kW - 1) * dW + 1
+    rows = rng.standard_normal(n_rows * span + 7).astype(dtype)
+    r_off = rng.permutation(n_rows * span + 7 - span + 1)[:n_rows]
+    w = rng.standard_normal(n_rows * kW * ocb + 5).astype(dtype)
+    w_off = rng.integers(0, w.size - kW * ocb + 1, n_rows)
+    return rows, r_off, w, w_off
+
+
+def _tile_exact(rows, r_off, w, w_off, kW, dW, sW, nx, ocb):
+    r, wv = rows.astype(np.float64), w.astype(np.float64)
+    exact = np.zeros((nx, ocb))
+    terms = np.zeros((nx, ocb))
+    for i in range(len(r_off)):
+        for e in range(kW):
+            x = r[r_off[i] + np.arange(nx) * sW + e * dW]
+            k = wv[w_off[i] + e * ocb + np.arange(ocb)]
+            exact += np.outer(x, k)
+            terms += np.abs(np.outer(x, k))
+    return exact, terms
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("wide", [True, False], ids=["tile_wide", "tile_narrow"])
+def test_tile_contract(wide, dtype, isa):
+    rng = np.random.default_rng(1)
+    with isa_selected(isa):
+        t = mk.table()
+        ocb = (t["ocb_wide"] if wide else t["ocb_narrow"])[F64[dtype]]
+        nxmax = t["nx_wide"] if wide else t["nx_narrow"]
+        for nx in range(1, nxmax + 1):
+            for n_rows, kW, dW, sW in [(1, 1, 1, 1), (5, 3, 1, 1), (3, 2, 2, 2), (4, 3, 2, 3)]:
+                rows, r_off, w, w_off = _tile_case(rng, dtype, ocb, nx, n_rows, kW, dW, sW)
+                got = mk.tile(wide, rows, r_off, w, w_off, kW, dW, sW, nx)
+                exact, terms = _tile_exact(rows, r_off, w, w_off, kW, dW, sW, nx, ocb)
+                _close(got, exact, terms, dtype)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("wide", [True, False], ids=["tile_wide", "tile_narrow"])
+def test_tile_position_bits_independent_of_nx(wide, dtype, isa):
+    # Position j of a call of nx positions == position 0 of a call starting at j: the sum's
+    # order (rows, then taps) is the same whatever the tile width.
+    rng = np.random.default_rng(2)
+    n_rows, kW, dW, sW = 6, 3, 1, 2
+    with isa_selected(isa):
+        t = mk.table()
+        ocb = (t["ocb_wide"] if wide else t["ocb_narrow"])[F64[dtype]]
+        nx = t["nx_wide"] if wide else t["nx_narrow"]
+        rows, r_off, w, w_off = _tile_case(rng, dtype, ocb, nx, n_rows, kW, dW, sW)
+        full = mk.tile(wide, rows, r_off, w, w_off, kW, dW, sW, nx)
+        for j in range(nx):
+            one = mk.tile(wide, rows, r_off + j * sW, w, w_off, kW, dW, sW, 1)
+            np.testing.assert_array_equal(one[0], full[j])
+
+
+# ---- store_tile ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_store_tile_contract(dtype, isa):
+    rng = np.random.default_rng(3)
+    with isa_selected(isa):
+        t = mk.table()
+        for ocb in (t["ocb_narrow"][F64[dtype]], t["ocb_wide"][F64[dtype]]):
+            for nx in range(1, t["nx_narrow"] + 1):
+                for nvalid in sorted({1, ocb // 2 + 1, ocb}):
+                    plane = nx + 3
+                    tile = rng.standard_normal(nx * ocb).astype(dtype)
+                    bias = rng.standard_normal(ocb).astype(dtype)
+                    out = np.full(ocb * plane, 7.0, dtype)
+                    mk.store_tile(tile, ocb, nx, out, plane, bias, nvalid)
+                    expected = np.full((ocb, plane), 7.0, dtype)
+                    expected[:nvalid, :nx] = (tile.reshape(nx, ocb) + bias).T[:nvalid]
+                    np.testing.assert_array_equal(out.reshape(ocb, plane), expected)
+
+
+# ---- row ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_contract(dtype, isa):
+    rng = np.random.default_rng(4)
+    with isa_selected(isa):
+        step = ROW_UNROLL * mk.table()["ocb_narrow"][F64[dtype]]
+        for oW in (1, 3, step - 1, step, step + 1, 2 * step + 5):
+            for n_rows, kW, dW, sW in [(1, 1, 1, 1), (4, 3, 1, 1), (3, 3, 2, 1), (5, 2, 1, 2),
+                                       (2, 3, 2, 3)]:
+                reach = (-(-oW // step) * step if sW == 1 else (oW - 1) * sW + 1) \
+                    + (kW - 1) * dW
+                rows = rng.standard_normal(n_rows * reach + 3).astype(dtype)
+                r_off = np.arange(n_rows) * reach + rng.integers(0, 4, n_rows) % 4
+                r_off = np.minimum(r_off, rows.size - reach)
+                w = rng.standard_normal(n_rows * kW + 2).astype(dtype)
+                w_off = rng.integers(0, w.size - kW + 1, n_rows)
+                bias = dtype(rng.standard_normal())
+                got = mk.row(rows, r_off, w, w_off, kW, dW, sW, oW, bias)
+                r, wv = rows.astype(np.float64), w.astype(np.float64)
+                exact, terms = np.full(oW, float(bias)), np.full(oW, abs(float(bias)))
+                for i in range(n_rows):
+                    for e in range(kW):
+                        p = wv[w_off[i] + e] * r[r_off[i] + np.arange(oW) * sW + e * dW]
+                        exact += p
+                        terms += np.abs(p)
+                _close(got, exact, terms, dtype)
+
+
+# ---- wino_input, wino_output ----------------------------------------------------------------
+
+# B^T and A^T of winograd_tmpl.h, by transformed points A and outputs m per axis.
+BT = {
+    1: np.eye(1),
+    4: np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]], float),
+    6: np.array([[1, 0, -5, 0, 4, 0], [0, -1, -1, 4, 4, 0], [0, 1, -1, -4, 4, 0],
+                 [0, -1, -2, 1, 2, 0], [0, 1, -2, -1, 2, 0], [0, 1, 0, -5, 0, 4]], float),
+}
+AT = {
+    (1, 1): np.eye(1),
+    (2, 4): np.array([[1, 1, 1, 0], [0, 1, -1, 1]], float),
+    (4, 6): np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, .5, -.5, 0], [0, 1, 1, .25, .25, 0],
+                      [0, 1, -1, .125, -.125, 1]]),
+    (2, 6): np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, .5, -.5, 1]]),
+}
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("a", WINOGRAD_INPUT_TILES, ids=str)
+def test_wino_input_contract(a, dtype, isa):
+    rng = np.random.default_rng(5)
+    m = (1, 1, 1)  # (the input transform reads only a)
+    D, H, W = 9, 8, 13
+    with isa_selected(isa):
+        lanes = mk.table()["ocb_narrow"][F64[dtype]]
+        for nc in sorted({1, lanes // 2 + 1, lanes}):
+            x = rng.standard_normal((nc, D, H, W)).astype(dtype)
+            # origins inside, across every edge and far outside the input
+            for z0, y0, x0 in [(0, 0, 0), (-1, -2, -1), (D - a[0] + 1, H - 2, W - a[2] + 2),
+                               (2, 1, 3), (-a[0], 0, 0), (3, 2, W)]:
+                v, rc = mk.wino_input(m, a, x.reshape(-1), D * H * W, nc, D, H, W, z0, y0, x0,
+                                      lanes + 1)
+                assert rc == 0
+                patch = np.zeros((nc,) + a)
+                for i in np.ndindex(*a):
+                    z, y, w_ = z0 + i[0], y0 + i[1], x0 + i[2]
+                    if 0 <= z < D and 0 <= y < H and 0 <= w_ < W:
+                        patch[(slice(None),) + i] = x[:, z, y, w_]
+                exact = np.einsum("ka,lb,mc,nabc->klmn", BT[a[0]], BT[a[1]], BT[a[2]], patch)
+                terms = np.einsum("ka,lb,mc,nabc->klmn", *(np.abs(BT[d]) for d in a),
+                                  np.abs(patch))
+                got = v[:, :nc].reshape(a + (nc,))
+                _close(got, exact, terms, dtype)
+                assert not v[:, nc:].any()  # lanes past nc and the stride's slack untouched
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tile", WINOGRAD_OUTPUT_TILES, ids=str)
+def test_wino_output_contract(tile, dtype, isa):
+    rng = np.random.default_rng(6)
+    m, a = tile[:3], tile[3:]
+    A = int(np.prod(a))
+    with isa_selected(isa):
+        lanes = mk.table()["ocb_narrow"][F64[dtype]]
+        for nc in sorted({1, lanes // 2 + 1, lanes}):
+            for cut in [m, tuple(max(1, d - 1) for d in m)]:
+                oH, oW = m[1] + 2, m[2] + 3
+                ostride = (m[0] + 1) * oH * oW
+                mstride = lanes + 3
+                m_in = rng.standard_normal(A * mstride).astype(dtype)
+                bias = rng.standard_normal(nc).astype(dtype)
+                out = np.full(nc * ostride, 5.0, dtype)
+                rc = mk.wino_output(m, a, m_in, mstride, nc, bias, out, ostride, oH, oW, *cut)
+                assert rc == 0
+                M = m_in.astype(np.float64).reshape(A, mstride)[:, :nc].reshape(a + (nc,))
+                ats = [AT[md, ad] for md, ad in zip(m, a)]
+                exact = np.einsum("zk,yl,xm,klmn->nzyx", *ats, M) + bias[:, None, None, None]
+                terms = np.einsum("zk,yl,xm,klmn->nzyx", *(np.abs(t) for t in ats), np.abs(M))
+                expected = np.full((nc, m[0] + 1, oH, oW), 5.0)
+                got = out.reshape(nc, m[0] + 1, oH, oW)
+                ez, ey, ex = cut
+                _close(got[:, :ez, :ey, :ex], exact[:, :ez, :ey, :ex],
+                       terms[:, :ez, :ey, :ex] + np.abs(bias)[:, None, None, None], dtype)
+                expected[:, :ez, :ey, :ex] = got[:, :ez, :ey, :ex]
+                np.testing.assert_array_equal(got, expected)  # nothing else written
+            # a NaN or an infinity in the tile is reported
+            m_in[mstride * (A // 2)] = np.inf
+            assert mk.wino_output(m, a, m_in, mstride, nc, bias, out, ostride, oH, oW, *m) == 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_wino_transforms_refuse_tiles_not_compiled(dtype):
+    x = np.ones(1000, dtype)
+    v, rc = mk.wino_input((3, 3, 3), (5, 5, 5), x, 100, 1, 4, 5, 5, 0, 0, 0, 4)
+    assert rc == -1 and not v.any()
+    m_in = np.ones(125 * 16, dtype)
+    out = np.zeros(100, dtype)
+    assert mk.wino_output((3, 3, 3), (5, 5, 5), m_in, 16, 1, np.zeros(1, dtype), out, 27, 3, 3,
+                          3, 3, 3) == -1
+    assert not out.any()
