@@ -10,7 +10,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0+cpu
 BUILD_DEPS := "setuptools>=77" "Cython>=3.1" "numpy>=2" wheel
 
-.PHONY: install test bench wheel wheel-test test-noopenmp clean
+.PHONY: install test bench wheel wheel-test test-noopenmp clean constants
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,10 @@ test-noopenmp: install $(VENV)/.torch
 	  assert conv3d_cpu.__file__.startswith('$(abspath $(NOOMP_DIR))'), conv3d_cpu.__file__; \
 	  assert not h.openmp_enabled(), 'built with OpenMP'; conv3d_cpu.show_config()"
 	cd $(NOOMP_DIR) && "$(abspath $(PY))" -m pytest tests -q -p no:cacheprovider
+
+# `make constants`: rewrite conv3d_cpu/_native/constants.h from constants.py (commit both).
+constants:
+	$(PYTHON) conv3d_cpu/_native/constants.py
 
 clean:
 	rm -rf build dist wheelhouse *.egg-info conv3d_cpu/_native/*.so conv3d_cpu/_native/*.html

@@ -75,7 +75,7 @@ def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spati
     """The per-axis Winograd tile (mz, my, mx) to run with, or None for direct.
 
     ``algorithm`` is one the layer can use (validation.algorithm_fits). Cached: a network
-    calls each layer with the same shapes, and the model costs ~6 us."""
+    calls each layer with the same shapes."""
     if algorithm == "direct":
         return None
     kernel = tuple(weight_shape[2:])

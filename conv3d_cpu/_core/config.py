@@ -10,7 +10,7 @@ import sys
 
 # Imported with the package (not lazily) so that this extension is loaded, and binds its OpenMP
 # symbols, at the same moment as the kernels' extensions: what it reports holds for them.
-from conv3d_cpu._native import openmp as _openmp_helpers
+from conv3d_cpu._native import openmp
 
 __all__ = ["show_config"]
 
@@ -86,7 +86,7 @@ def _openmp_library():
     imported earlier made global (PyTorch loads its libgomp with RTLD_GLOBAL) takes precedence.
     """
     try:
-        addr = _openmp_helpers.omp_get_max_threads_address()
+        addr = openmp.omp_get_max_threads_address()
         path = _library_of_address(addr) if addr else None
         if path:
             return path, "dladdr"
@@ -99,12 +99,12 @@ def _openmp_library():
 def _config():
     import platform  # here, not at module level: it costs import time (re, collections)
 
-    from conv3d_cpu._native import isa as _isa
+    from conv3d_cpu._native import isa
     from conv3d_cpu._version import __version__
     import numpy
 
-    openmp = _openmp_helpers.openmp_enabled()
-    library, found_by = _openmp_library() if openmp else (None, None)
+    enabled = openmp.openmp_enabled()
+    library, found_by = _openmp_library() if enabled else (None, None)
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -113,17 +113,17 @@ def _config():
         "version": __version__,
         "package_dir": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         "isa": {
-            "selected": _isa.current_isa(),
-            "available": list(_isa.available_isas()),
-            "compiled": list(_isa.compiled_isas()),
+            "selected": isa.current_isa(),
+            "available": list(isa.available_isas()),
+            "compiled": list(isa.compiled_isas()),
             "CONV3D_CPU_ISA": os.environ.get("CONV3D_CPU_ISA") or None,
         },
         "openmp": {
-            "enabled": openmp,
+            "enabled": enabled,
             "runtime": (_runtime_name(library) or "unknown") if library else None,
             "library": library,
             "library_found_by": found_by,
-            "num_threads": _openmp_helpers.default_num_threads(),
+            "num_threads": openmp.default_num_threads(),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "usable_cpus": cpus,
         },

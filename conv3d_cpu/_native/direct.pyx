@@ -82,7 +82,7 @@ def direct(x, w, bias, out, stride, padding, dilation, Py_ssize_t groups, int nu
     OpenMP default, read now. Taps that fall in the padding are skipped, so with a NaN or an
     infinite weight the result differs from PyTorch's (0 * NaN is NaN): the caller then
     recomputes with the padding made explicit. (Found while the weights are packed, which
-    reads them anyway: a separate np.isfinite pass cost 22 us a call on a 64 -> 128 layer.)
+    reads them anyway, rather than in a pass of its own.)
     """
     # Explicit dispatch: a fused def function would inspect every argument's buffer first.
     if x.dtype == np.float32:

@@ -55,9 +55,9 @@ cdef int launch(const c3_launch* L) except -1:
     # (Initialized: Cython makes a parallel block's variables firstprivate.)
     cdef c3_thread thread
     cdef c3_idx item = 0, blk = 0
-    cdef int tid = 0, flag = 0, nr
+    cdef int tid = 0, flag = 0, n_ranges
     cdef c3_range ranges[C3_MAX_RANGES]
-    nr = c3_ranges_init(ranges, nt, L.n_items)
+    n_ranges = c3_ranges_init(ranges, nt, L.n_items)
     with nogil, parallel(num_threads=nt):
         tid = threadid()
         thread = _thread_of(tid, scratch, scratch_bytes, &index[0], index_stride)
@@ -72,9 +72,9 @@ cdef int launch(const c3_launch* L) except -1:
             c3_touch_share(L.touch, L.touch_bytes, tid, nt)
         if barrier:
             conv3d_cpu_barrier()  # every block done (and page touched) before any item
-        item = c3_ranges_next(ranges, nr, tid)
+        item = c3_ranges_next(ranges, n_ranges, tid)
         while item >= 0:
             flag = flag | L.item(L.plan, &thread, item)
-            item = c3_ranges_next(ranges, nr, tid)
+            item = c3_ranges_next(ranges, n_ranges, tid)
         flags[tid * flag_stride] |= flag
     return any_thread_flag(&flags[0], flag_stride, nt)

@@ -33,8 +33,8 @@ def thread_buffers(nthreads, per_thread, dtype):
     elements, region t starting at ``buffer[t * stride]``.
 
     Each region starts on its own 128-byte boundary, so no two threads ever write to one
-    cache line (a shared line at a region boundary, written by both threads in every call,
-    slowed a 16^3 grouped layer by a third at 2 threads)."""
+    cache line (a line shared at a region boundary, written by both threads in every call,
+    would move between their caches all the time)."""
     dtype = np.dtype(dtype)
     per_line = _THREAD_ALIGN // dtype.itemsize
     stride = -(-per_thread // per_line) * per_line

@@ -67,8 +67,8 @@ static inline ptrdiff_t c3_ranges_next(c3_range *r, int nranges, int tid) {
 /* Fresh output memory (numpy maps large arrays anew each call, in 2 MiB huge pages where it
  * can) is zeroed by the OS on the first write to each page, by the writing thread. Kernels
  * whose threads each write a slice of every output channel would all fault on the same
- * pages at once, one thread zeroing while the others wait: on a 2-core VM the 32 MiB output
- * of a 1 -> 32 channel 64^3 layer then took 2 ms of serial zeroing per call. Instead each
+ * pages at once, one thread zeroing while the others wait (docs/performance.md: a 32 MiB
+ * output). Instead each
  * thread first writes one byte per 4 KiB of its own contiguous share of the output (`part`
  * of `nparts`), so the zeroing is split evenly; the caller puts a barrier after it, before
  * any real store. On memory already mapped this costs a few store misses per page. */

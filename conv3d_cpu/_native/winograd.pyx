@@ -200,7 +200,7 @@ cdef int _block(const wino_plan* P, floating* vbuf, c3_idx t0, c3_idx ntb,
     cdef c3_idx ntz = (g.oD + mz - 1) // mz, nty = (g.oH + my - 1) // my
     cdef c3_idx ntx = (g.oW + mx - 1) // mx
     cdef c3_idx dhw = g.D * g.H * g.W, plane = g.oD * g.oH * g.oW
-    cdef c3_idx t, n, tz, ty, tx, c0, xi, ob, j0, k, o, ntiles, c
+    cdef c3_idx t, n, tz, ty, tx, c0, xi, ob, j0, k, o, nchunks, c
     cdef int nc, nx
     cdef const floating* xg
     # 1. input transform
@@ -214,12 +214,12 @@ cdef int _block(const wino_plan* P, floating* vbuf, c3_idx t0, c3_idx ntb,
                               ty - g.pH, tx - g.pW, vbuf + t * cpg + c0, vstride)
             c0 += nc
     # 2. one GEMM per transformed position, in equal chunks of at most nxmax tiles
-    ntiles = (ntb + T.nxmax - 1) // T.nxmax
+    nchunks = (ntb + T.nxmax - 1) // T.nxmax
     for xi in range(P.a3):
         for ob in range(nob):
             j0 = 0
-            for k in range(ntiles):
-                nx = <int>(ntb // ntiles + (k < ntb % ntiles))
+            for k in range(nchunks):
+                nx = <int>(ntb // nchunks + (k < ntb % nchunks))
                 tile_kernel(T, f64)(vbuf + xi * vstride + j0 * cpg, P.offs, cpg,
                                     U + ((grp * P.a3 + xi) * nob + ob) * cpg * ocb,
                                     P.offs + cpg, 1, 1, cpg,
@@ -255,7 +255,8 @@ cdef inline c3_idx _tile_origin(c3_idx tile, int mz, int my, int mx, c3_idx ntz,
 @functools.lru_cache(maxsize=64)
 def _gemm_offsets(cpg, ocb):
     """The GEMM micro-kernel's row offsets (c) then weight offsets (c * ocb) over a block's
-    cpg input channels; cached (read-only), as building them took ~2 us a call."""
+    cpg input channels; cached (read-only): building them costs a noticeable part of a small
+    call."""
     offs = np.concatenate([np.arange(cpg, dtype=np.intp), np.arange(cpg, dtype=np.intp) * ocb])
     offs.flags.writeable = False
     return offs

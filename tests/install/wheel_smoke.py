@@ -1,10 +1,14 @@
 """Smoke test of an installed wheel (`make wheel-test` runs it in a fresh virtual environment).
 
-Checks that the package imports from site-packages (not from a source tree), was built with
-the default flags (OpenMP, no -march=native), calls the OpenMP runtime that auditwheel bundled
-into the wheel, and computes correct results under every ISA this CPU supports, with any
-thread count. Needs only numpy; exits non-zero on the first failure.
+Checks that the package imports from site-packages (not from a source tree), holds every
+module of the source tree it was built from (each .py, an extension for each .pyx, the .pxd and
+.h files, no C sources), was built with the default flags (OpenMP, no -march=native), calls
+the OpenMP runtime that auditwheel bundled into the wheel, and computes correct results under
+every ISA this CPU supports, with any thread count. Needs only numpy; exits non-zero on the
+first failure.
 """
+import glob
+import importlib.machinery
 import os
 import subprocess
 import sys
@@ -17,6 +21,31 @@ import conv3d_cpu
 from conv3d_cpu import Conv3d, conv3d
 from conv3d_cpu._native import isa as _isa
 
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conv3d_cpu")
+
+
+def check_files(pkg):
+    """The installed package has what the source tree says it should, and no build inputs."""
+    def rel(root, pattern):
+        return {os.path.relpath(p, root)
+                for p in glob.glob(os.path.join(root, "**", pattern), recursive=True)}
+
+    installed = rel(pkg, "*")
+    wanted = set()
+    for pattern in ("*.py", "*.pxd", "*.h"):
+        wanted |= rel(SOURCE, pattern)
+    missing = sorted(wanted - installed)
+    assert not missing, f"not in the wheel: {missing}"
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    for pyx in rel(SOURCE, "*.pyx"):
+        stem = pyx[:-len(".pyx")]
+        assert any(stem + suffix in installed for suffix in suffixes), f"no extension: {pyx}"
+    extra = sorted(f for f in installed if f.endswith((".c", ".pyx")))
+    assert not extra, f"build inputs in the wheel: {extra}"
+    assert "_native/build_info.py" in installed
+    print(f"  files: {len(installed)} in the package, every module of the source tree")
+
+
 def reference(x, w, b, padding):
     """float64 F.conv3d (stride 1, dilation 1, groups 1, zero padding)."""
     x = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + [(padding, padding)] * 3)
@@ -28,11 +57,12 @@ def main():
     pkg = os.path.dirname(os.path.abspath(conv3d_cpu.__file__))
     site = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")}
     assert os.path.realpath(os.path.dirname(pkg)) in site, f"not imported from site-packages: {pkg}"
+    check_files(pkg)
     conv3d_cpu.show_config()
     cfg = conv3d_cpu.show_config(mode="dicts")
 
     build = cfg["build"]
-    assert build is not None, "the wheel has no _build_info.py"
+    assert build is not None, "the wheel has no _native/build_info.py"
     assert build["openmp"], "the wheel was built without OpenMP"
     assert not build["native"], "the wheel was built with -march=native"
     assert not any(a.startswith(("-march", "-mtune=native")) for a in build["all_compile_args"]), \
@@ -46,7 +76,7 @@ def main():
 
     isas = cfg["isa"]["available"]
     assert "baseline" in isas, cfg["isa"]
-    # the best this CPU runs, but 512-bit vectors on Intel only (_isa.default_isa)
+    # the best this CPU runs, but 512-bit vectors on Intel only (isa.default_isa)
     default = isas[-1]
     if default == "avx512_zmm":
         try:

@@ -212,7 +212,7 @@ static void KN(row)(const void *rows_, const c3_idx *r_off, c3_idx n_rows, const
  * channel's positions are one contiguous store: element stores scattered with a stride of
  * `plane` cost as much as the arithmetic on layers with few input channels. (Done on the
  * tile in L1 rather than in the tile kernels: there, it made GCC keep the accumulators in
- * memory, 7-12% slower.) ocb is a multiple of V. */
+ * memory.) ocb is a multiple of V. */
 static void KN(store_tile)(const void *tile_, int ocb, int nx, void *out_, c3_idx plane,
                            const void *bias_, int nvalid) {
     const T *tile = tile_, *bias = bias_;
@@ -233,7 +233,7 @@ static void KN(store_tile)(const void *tile_, int ocb, int nx, void *out_, c3_id
                 } else {
 #ifdef VSTOREN
                     /* one masked store: 16-lane vectors with 12-position tiles would
-                     * otherwise extract 12 lanes one by one (med_stem: +35% time) */
+                     * otherwise extract 12 lanes one by one */
                     VSTOREN(dst, y, cnt);
 #else
                     for (int e = 0; e < cnt; e++) dst[e] = y[e];

@@ -87,7 +87,7 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
     int b0 = KN(clamp)(-y0, AY), b1 = KN(clamp)(H - y0, AY);
     int c0 = KN(clamp)(-x0, AX), c1 = KN(clamp)(W - x0, AX);
     /* Rows outside the input transform to zero along W (only those: most tiles of a small
-     * volume touch an edge, and clearing the whole patch cost 7% of the transform). */
+     * volume touch an edge, and clearing the whole patch would cost every one of them). */
     if (a0 > 0 || b0 > 0 || a1 < AZ || b1 < AY)
         for (int a = 0; a < AZ; a++)
             for (int b = 0; b < AY; b++)
