@@ -84,7 +84,7 @@ class BuildExtOpenMP(build_ext):
             warnings.warn(
                 "conv3d_cpu: the C compiler does not support OpenMP; building serial kernels."
             )
-        # -ffp-contract=off: the kernels fuse multiply-adds explicitly (_kernels.c); left to
+        # -ffp-contract=off: the kernels fuse multiply-adds explicitly (_native/kernels/kernels.c); left to
         # the compiler, fusing differed between unrolled copies of one loop (GCC 13) and
         # results between thread counts.
         base = ["/O2"] if ctype == "msvc" else ["-O3", "-fno-math-errno", "-ffp-contract=off"]

@@ -250,7 +250,7 @@ def test_module_same_padding_matches_torch_functional(dtype):
 
 
 # reference doc 5.1: PyTorch's float32 output passes the default float32 assert_close
-# (rtol 1.3e-6, atol 1e-5) against a float64 reference.  test_winograd.py holds 'direct' and
+# (rtol 1.3e-6, atol 1e-5) against a float64 reference.  accuracy/test_winograd.py holds 'direct' and
 # 'winograd_f2' to the same criterion ('auto' may use F4, held to 1e-4 * max|y|); this shows
 # the criterion is one PyTorch itself meets, and that our direct path matches torch within it.
 @pytest.mark.parametrize("xshape, cout, k, padding", [

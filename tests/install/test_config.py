@@ -20,11 +20,11 @@ import pytest
 
 import conv3d_cpu
 from conv3d_cpu import conv3d, show_config
-from conv3d_cpu._native import isa as _isa, openmp as _openmp_helpers
+from conv3d_cpu._native import isa as _isa, openmp as _openmp
 from isa_helpers import HAS_ISA_SWITCH, ISAS, isa_selected
 from reference import assert_conv_close, check_conv, conv3d_ref
 
-OPENMP = _openmp_helpers.openmp_enabled()
+OPENMP = _openmp.openmp_enabled()
 needs_openmp = pytest.mark.skipif(
     not OPENMP, reason="built without OpenMP (CONV3D_CPU_OPENMP=0 or a compiler without it)")
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(conv3d_cpu.__file__)))
@@ -73,11 +73,11 @@ def test_show_config_dict():
     assert set(isa["available"]) <= set(isa["compiled"]) <= set(_isa.ISA_NAMES)
     omp = cfg["openmp"]
     assert omp["enabled"] is OPENMP
-    assert omp["num_threads"] == _openmp_helpers.default_num_threads() >= 1
+    assert omp["num_threads"] == _openmp.default_num_threads() >= 1
     if not OPENMP:
         assert omp["library"] is None and omp["runtime"] is None
     build = cfg["build"]
-    assert build is not None, "no conv3d_cpu/_build_info.py: setup.py should write it"
+    assert build is not None, "no conv3d_cpu/_native/build_info.py: setup.py should write it"
     assert build["openmp"] is OPENMP
     assert build["compiler"]
     assert build["native"] == ("-march=native" in build["all_compile_args"])
@@ -204,7 +204,7 @@ LAYERS = {
     "c3d-first": ((1, 3, 4, 14, 14), 17, 3, 1, 1, 1, 1),
     "k2-stride2": ((1, 4, 8, 12, 7), 33, 2, 2, 0, 1, 1),
 }
-# Winograd's rounding error scales with the tile's magnitudes (see test_winograd.py): bound it
+# Winograd's rounding error scales with the tile's magnitudes (see accuracy/test_winograd.py): bound it
 # by K * gamma_n * max(sum|w*x|), K the transform amplification.
 WINOGRAD_K = {"winograd_f2": 4.0, "winograd_f4": 64.0}
 
@@ -320,12 +320,12 @@ def test_threadpoolctl_lists_our_openmp_runtime():
 @needs_openmp
 def test_threadpool_limits_apply_per_call():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    before = _openmp_helpers.default_num_threads()
+    before = _openmp.default_num_threads()
     target = 1 if before != 1 else 2
     with threadpoolctl.threadpool_limits(limits=target, user_api="openmp"):
-        assert _openmp_helpers.default_num_threads() == target
+        assert _openmp.default_num_threads() == target
         assert show_config(mode="dicts")["openmp"]["num_threads"] == target
-    assert _openmp_helpers.default_num_threads() == before
+    assert _openmp.default_num_threads() == before
 
 
 def _long_and_short_calls(x_long, w, x_short, w_short, y_short):

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, strategies as st
 
 from conv3d_cpu import Conv3d, conv3d
+from conv3d_cpu._native.constants import MAX_RANGES
 from hardening import bits, budget, run_python
 from isa_helpers import ISAS, isa_selected
 
 ALGORITHMS = ["direct", "winograd", "winograd_f2", "winograd_f4", "auto"]
 DTYPES = [np.float32, np.float64]
-# 70: more threads than the work-stealing ranges (C3_MAX_RANGES = 64 in _schedule.h), so
-# several threads share a range.
-THREADS = [1, 2, 3, 4, 5, 70, None]
+# More threads than the work-stealing ranges (schedule.h), so several threads share a range.
+THREADS = [1, 2, 3, 4, 5, MAX_RANGES + 6, None]
 
 # (input shape, weight shape, kwargs): the kernel paths (blocked wide/narrow, rows for
 # depthwise-like layers, pointwise, Winograd with partial edge tiles), groups, padding.
@@ -34,7 +34,7 @@ LAYERS = [
     ((1, 4, 9, 9, 9), (8, 4, 2, 3, 2), dict(stride=(2, 1, 3), dilation=(1, 2, 1), padding=2)),
     ((2, 3, 8, 8, 40), (2, 3, 3, 3, 3), dict(stride=(1, 1, 1), padding=(1, 1, 0))),  # rows
     # outputs of 2 MiB and more: the blocked and pointwise paths first touch the output's
-    # pages, each thread its own share, before any thread stores a result (_schedule.h)
+    # pages, each thread its own share, before any thread stores a result (schedule.h)
     ((1, 1, 16, 32, 32), (32, 1, 3, 3, 3), dict(padding=1)),
     ((1, 4, 8, 32, 32), (64, 4, 1, 1, 1), dict()),
 ]
@@ -191,7 +191,7 @@ def test_omp_num_threads_in_fresh_processes():
 def test_teams_smaller_than_requested_still_compute_every_item():
     # OpenMP may start fewer threads than num_threads asks for (OMP_THREAD_LIMIT here, or
     # OMP_DYNAMIC, or nested regions). Work items are split into one range per requested
-    # thread (_schedule.h); the ranges of threads that never start must be taken by the
+    # thread (schedule.h); the ranges of threads that never start must be taken by the
     # others. Same bytes as a 1-thread run, for every kernel path.
     code = """
     import hashlib, json

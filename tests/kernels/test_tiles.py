@@ -1,7 +1,9 @@
 """Kernel edge cases: register-tile remainders and every compiled instruction set.
 
-The direct kernel (forced with algorithm='direct'; Winograd is in test_winograd.py) tiles output channels by SIMD vectors and output columns by a fixed
-number of positions, and it is built once per ISA (chosen at import).  These tests sweep
+The direct kernel (forced with algorithm='direct'; Winograd is in accuracy/test_winograd.py,
+each micro-kernel alone in test_microkernels.py) tiles output channels by SIMD vectors and
+output columns by a fixed number of positions, and it is built once per ISA (chosen at
+import).  These tests sweep
 channel counts and row lengths around the tile sizes of every ISA, and run under each ISA
 this CPU supports, so a CI machine with a different CPU cannot hide a broken variant.
 """

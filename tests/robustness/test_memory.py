@@ -2,8 +2,8 @@
 workspace cannot be allocated, and 64-bit index arithmetic past 2**31 elements.
 
 Every workspace of the kernels is a numpy allocation made before the GIL is released
-(_direct.pyx: scratch, offsets, packed weights; _winograd.pyx: scratch, offsets; transformed
-weights in _dispatch.TransformCache), so a failed allocation is numpy's MemoryError; the C
+(_native/launch.pyx: per-thread scratch; direct.pyx: packed weights, offsets; winograd.pyx:
+offsets; transformed weights in _core/weight_cache.py), so a failed allocation is numpy's MemoryError; the C
 micro-kernels allocate nothing but fixed-size stack arrays. The tests below hold the package
 to that under an address-space limit (RLIMIT_AS, in a subprocess so nothing else is affected).
 
