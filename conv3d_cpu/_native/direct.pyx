@@ -71,6 +71,7 @@ ctypedef struct direct_plan:
     const c3_idx* pw_offs
     # each thread's scratch (elements of the dtype): the slab and the tile
     c3_idx slab, tile, scratch_size
+    c3_idx n_items      # work items of the call
 
 
 def direct(x, w, bias, out, stride, padding, dilation, Py_ssize_t groups, int num_threads):
@@ -117,16 +118,7 @@ cdef int _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1]
     cdef c3_launch L
     memset(&L, 0, sizeof(L))
     L.plan, L.n_threads, L.f64, L.scratch_size = &P, nt, P.f64, P.scratch_size
-    L.index_size = P.lay.size
-    if P.path == BLOCKED:
-        L.n_items = g.N * g.oD * P.nyb * g.groups
-        L.item = _blocked_item
-    elif P.path == POINTWISE:
-        L.n_items = g.N * ((g.D * g.H * g.W + P.chunk - 1) // P.chunk)
-        L.item = _pointwise_item
-    else:
-        L.n_items = g.N * g.groups * g.oD
-        L.item = _depthwise_item
+    L.index_size, L.n_items, L.item = P.lay.size, P.n_items, _item
     if P.path != POINTWISE:
         # Gathered rows rely on their padding staying zero; the ring starts empty.
         L.clear_scratch, L.thread_start = True, _ring_start
@@ -170,6 +162,7 @@ cdef void _plan(direct_plan* P, int nt) noexcept nogil:
         P.copy = True
         P.slab, P.tile = 0, 0
         P.scratch_size = g.cpg * P.R * P.hs * P.Wp
+        P.n_items = g.N * g.groups * g.oD
         return
     P.T = tiling_of(P.K, P.f64, g.opg)
     P.wblock = g.cpg * g.kD * g.kH * g.kW * P.T.ocb
@@ -183,6 +176,7 @@ cdef void _plan(direct_plan* P, int nt) noexcept nogil:
         P.lay.size = 0  # (offsets shared by the threads: pw_offs)
         P.tile, P.slab = 0, P.T.nxmax * P.T.ocb
         P.scratch_size = P.slab + g.cpg * P.ps
+        P.n_items = g.N * ((g.D * g.H * g.W + P.chunk - 1) // P.chunk)
         return
     P.yb = _rows_per_item(g, nt, g.cpg * P.R * P.Wp * itemsize)
     P.nyb = (g.oH + P.yb - 1) // P.yb
@@ -194,6 +188,7 @@ cdef void _plan(direct_plan* P, int nt) noexcept nogil:
     P.nzc = min(g.oD, max(1, (nt + g.N * g.groups - 1) // (g.N * g.groups)))
     P.slab, P.tile = 0, g.cpg * P.R * P.hs * P.Wp
     P.scratch_size = P.tile + P.T.nxmax * P.T.ocb
+    P.n_items = g.N * g.oD * P.nyb * g.groups
 
 
 cdef c3_idx _rows_per_item(const c3_geom* g, int nt, c3_idx row_bytes) noexcept nogil:
@@ -228,31 +223,23 @@ cdef int _pack(const void* plan, c3_idx blk) noexcept nogil:
     return _pack_block(P, blk, <const float*>P.w)
 
 
-cdef int _blocked_item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
+cdef int _item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
     cdef const direct_plan* P = <const direct_plan*>plan
     if P.f64:
-        _blocked_rows(P, thread, item, <const double*>P.x)
+        _path_item(P, thread, item, <const double*>P.x)
     else:
-        _blocked_rows(P, thread, item, <const float*>P.x)
+        _path_item(P, thread, item, <const float*>P.x)
     return 0
 
 
-cdef int _pointwise_item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
-    cdef const direct_plan* P = <const direct_plan*>plan
-    if P.f64:
-        _pointwise_positions(P, thread, item, <const double*>P.x)
+cdef inline void _path_item(const direct_plan* P, c3_thread* thread, c3_idx item,
+                            const floating* x) noexcept nogil:
+    if P.path == BLOCKED:
+        _blocked_rows(P, thread, item, x)
+    elif P.path == POINTWISE:
+        _pointwise_positions(P, thread, item, x)
     else:
-        _pointwise_positions(P, thread, item, <const float*>P.x)
-    return 0
-
-
-cdef int _depthwise_item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
-    cdef const direct_plan* P = <const direct_plan*>plan
-    if P.f64:
-        _depthwise_plane(P, thread, item, <const double*>P.x)
-    else:
-        _depthwise_plane(P, thread, item, <const float*>P.x)
-    return 0
+        _depthwise_plane(P, thread, item, x)
 
 
 # ---- the paths ----------------------------------------------------------------------------
