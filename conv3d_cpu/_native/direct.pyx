@@ -33,8 +33,8 @@ from conv3d_cpu._native.gather cimport (c3_gather_layout, c3_ring, c3_rows, c3_s
                                         gather_bind, gather_layout, gather_planes, ring_depth,
                                         ring_reset, tap_rows, z_of, z_step)
 from conv3d_cpu._native.geometry cimport c3_geom, geom_of
-from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, c3_tiling, layer_kernels, odd_lines,
-                                     tile_kernel, tiling_of)
+from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, c3_row_fn, c3_tiling, layer_kernels,
+                                     odd_lines, tile_kernel, tiling_of)
 from conv3d_cpu._native.launch cimport c3_launch, c3_thread, launch
 from conv3d_cpu._native.openmp cimport c3_share_start, effective_threads
 
@@ -334,11 +334,13 @@ cdef void _depthwise_plane(const direct_plan* P, c3_thread* thread, c3_idx item,
     gather_planes(g, &ring, &slots, item // g.oD, z,
                   x + (n * g.C + grp * g.cpg) * g.D * g.H * g.W, planes, -g.pH, P.hs, P.Wp,
                   True)
+    cdef c3_row_fn row = P.K.row[P.f64]
+    cdef c3_idx kW = g.kW, dW = g.dW, sW = g.sW, oW = g.oW, opg = g.opg
     for y in range(g.oH):
-        tap_rows(g, &slots, &rows, -g.pH, y * g.sH, P.hs, P.Wp, g.kW, True, False)
-        for o in range(g.opg):
-            P.K.row[P.f64](planes, rows.r_off, rows.n, wg + o * wsize, rows.w_off, g.kW, g.dW,
-                           g.sW, oplane + o * plane + y * g.oW, g.oW, bias + o)
+        tap_rows(g, &slots, &rows, -g.pH, y * g.sH, P.hs, P.Wp, kW, True, False)
+        for o in range(opg):
+            row(planes, rows.r_off, rows.n, wg + o * wsize, rows.w_off, kW, dW, sW,
+                oplane + o * plane + y * oW, oW, bias + o)
 
 
 cdef void _tiles(const c3_tiling* T, const floating* src, const c3_rows* rows, c3_idx kW,

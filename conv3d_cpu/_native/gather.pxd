@@ -129,16 +129,19 @@ cdef inline void ring_planes(c3_ring* ring, const c3_geom* g, c3_idx run,
     with the previous item are still there; any other order is also correct, only slower.
     Which position holds a plane never changes what is computed: results stay bitwise the
     same."""
-    cdef c3_idx a, iz, r
+    # (Fields read into locals: stores through the c3_idx pointers below could alias them.)
+    cdef c3_idx a, iz, r, R = ring.R, kD = g.kD, sD = g.sD, dD = g.dD, pD = g.pD, D = g.D
     cdef c3_idx* tags = ring.tags
-    for a in range(g.kD):
-        iz = z * g.sD + a * g.dD - g.pD
-        if 0 <= iz < g.D:
-            r = iz % ring.R
-            ring.fill[a] = tags[2 * r] != run or tags[2 * r + 1] != iz
+    cdef c3_idx* pos = ring.pos
+    cdef c3_idx* fill = ring.fill
+    for a in range(kD):
+        iz = z * sD + a * dD - pD
+        if 0 <= iz < D:
+            r = iz % R
+            fill[a] = tags[2 * r] != run or tags[2 * r + 1] != iz
             tags[2 * r] = run
             tags[2 * r + 1] = iz
-            ring.pos[a] = r
+            pos[a] = r
 
 
 cdef inline c3_idx gather_planes(const c3_geom* g, c3_ring* ring, c3_slots* slots,
@@ -149,24 +152,30 @@ cdef inline c3_idx gather_planes(const c3_geom* g, c3_ring* ring, c3_slots* slot
     when the ring does not hold them already (the W padding is zero from the thread's start
     and never written). Returns the number of slots."""
     cdef c3_idx c, a, iz, j, iy, n = 0
-    cdef c3_idx plane = g.H * g.W
+    cdef c3_idx cpg = g.cpg, kD = g.kD, sD = g.sD, dD = g.dD, pD = g.pD, D = g.D
+    cdef c3_idx H = g.H, W = g.W, pW = g.pW, plane = g.H * g.W, R = ring.R
+    cdef c3_idx* sw = slots.w
+    cdef c3_idx* sx = slots.x
+    cdef c3_idx* ss = slots.s
+    cdef const c3_idx* pos = ring.pos
+    cdef const c3_idx* fill = ring.fill
     if copy:
         ring_planes(ring, g, run, z)
-    for c in range(g.cpg):
-        for a in range(g.kD):
-            iz = z * g.sD + a * g.dD - g.pD
-            if iz < 0 or iz >= g.D:
+    for c in range(cpg):
+        for a in range(kD):
+            iz = z * sD + a * dD - pD
+            if iz < 0 or iz >= D:
                 continue
-            slots.w[n] = c * g.kD + a
-            slots.x[n] = (c * g.D + iz) * plane
+            sw[n] = c * kD + a
+            sx[n] = (c * D + iz) * plane
             if copy:
-                slots.s[n] = c * ring.R + ring.pos[a]
-                if ring.fill[a]:
+                ss[n] = c * R + pos[a]
+                if fill[a]:
                     for j in range(hs):
                         iy = iy0 + j
-                        if 0 <= iy < g.H:
-                            memcpy(slab + (slots.s[n] * hs + j) * Wp + g.pW,
-                                   xg + slots.x[n] + iy * g.W, g.W * sizeof(floating))
+                        if 0 <= iy < H:
+                            memcpy(slab + (ss[n] * hs + j) * Wp + pW, xg + sx[n] + iy * W,
+                                   W * sizeof(floating))
             n += 1
     slots.n = n
     return n
@@ -181,15 +190,20 @@ cdef inline c3_idx tap_rows(const c3_geom* g, const c3_slots* slots, c3_rows* ro
     r_off is relative to the slab (``copy``) or to the group's input. ``skip_padding`` leaves
     out rows in the zero padding along H; without it (gathered rows only) they stay in the
     sum as rows of zeros. Returns the number of rows."""
-    cdef c3_idx s, b, j, iy, n = 0
+    cdef c3_idx s, b, j, iy, n = 0, kH = g.kH, dH = g.dH, H = g.H, W = g.W
+    cdef const c3_idx* sw = slots.w
+    cdef const c3_idx* sx = slots.x
+    cdef const c3_idx* ss = slots.s
+    cdef c3_idx* r_off = rows.r_off
+    cdef c3_idx* w_off = rows.w_off
     for s in range(slots.n):
-        for b in range(g.kH):
-            j = j0 + b * g.dH
+        for b in range(kH):
+            j = j0 + b * dH
             iy = iy0 + j
-            if skip_padding and (iy < 0 or iy >= g.H):
+            if skip_padding and (iy < 0 or iy >= H):
                 continue
-            rows.r_off[n] = (slots.s[s] * hs + j) * Wp if copy else slots.x[s] + iy * g.W
-            rows.w_off[n] = (slots.w[s] * g.kH + b) * wstride
+            r_off[n] = (ss[s] * hs + j) * Wp if copy else sx[s] + iy * W
+            w_off[n] = (sw[s] * kH + b) * wstride
             n += 1
     rows.n = n
     return n

@@ -1,4 +1,5 @@
-"""Winograd convolution for 3x3x3, (1,3,3), (3,1,1) and 5x5x5 kernels, stride 1, dilation 1.
+"""Winograd convolution, the engine behind the 'winograd*' algorithms: the kernel shapes of
+constants.WINOGRAD_SHAPES (3x3x3, (1,3,3), (3,1,1), 5x5x5), stride 1, dilation 1.
 
 Per axis F(m, r) with alpha = m + r - 1 points for a kernel of r along it (r = 3: m = 2, F2,
 alpha 4, or m = 4, F4, alpha 6; r = 5: m = 2, alpha 6) and the identity where the kernel is 1
@@ -14,12 +15,12 @@ tiles of one group:
 3. output transform y_{t,o} = A^T M[.][t][o] A + bias               (partial edge tiles cut)
 
 U (the transformed weights) is computed by ``transform_weights`` in float64 and cached by the
-caller. Work items are (group, tile block) pairs, run by ``launch`` (launch.pyx); each thread owns one V
-and one M block, so the workspace is
-threads * A * TB * (C/groups + O/groups rounded up to the channel block) elements, whatever
-the volume; TB (<= 16) is lowered where needed to keep that within the size of input + output
-plus WORKSPACE_SLACK elements. Each output is computed by one thread in an order fixed by the shapes, so
-results are bitwise identical for any thread count.
+caller. Work items are (group, tile block) pairs, run by ``launch`` (launch.pyx); each thread
+owns one V and one M block, so the workspace is threads * A * TB * (C/groups + O/groups
+rounded up to the channel block) elements, whatever the volume; TB (<= 16) is lowered where
+needed to keep that within the size of input + output plus WORKSPACE_SLACK elements. Each
+output is computed by one thread in an order fixed by the shapes, so results are bitwise
+identical for any thread count.
 """
 import functools
 
@@ -38,7 +39,7 @@ from conv3d_cpu._native.launch cimport c3_launch, c3_thread, launch
 from conv3d_cpu._native.openmp cimport effective_threads
 
 # G for F(m, r) keyed (m, r): F(2,3) (points 0, +-1, inf), F(4,3) and F(2,5) (0, +-1, +-1/2,
-# inf), matching the B^T and A^T in _winograd_tmpl.h: y = A^T [(G g) * (B^T d)]. Row i is
+# inf), matching the B^T and A^T in kernels/winograd_tmpl.h: y = A^T [(G g) * (B^T d)]. Row i is
 # s_i * (1, p_i, p_i^2, ...) at point p_i (the leading coefficient at inf), s_i compensating
 # the integer scaling of B^T's rows. (Written as integer ratios divided in numpy: with
 # cdivision on, Cython folds a literal 1 / 6 to C integer division.)
