@@ -9,7 +9,7 @@ built from other values than these (``DIGEST``).
 This module imports nothing from the compiled extension, so the cost model and the argument
 checks that use these values can be imported without it.
 """
-import hashlib
+import zlib
 
 # Winograd: the kernel shapes (kD, kH, kW) the transforms are compiled for, and the tile sizes
 # m each has (F(m, r) along each axis where the kernel is r > 1, the identity where it is 1).
@@ -65,10 +65,11 @@ WINOGRAD_MAX_ALPHA = max(max(a) for a in WINOGRAD_INPUT_TILES)
 _INTS = ("ROW_UNROLL", "MAX_FLOAT_LANES", "ROW_OVERREAD", "ITEMS_PER_THREAD", "SLAB_BYTES",
          "POINTWISE_TILES", "MIN_TILE_BLOCK", "WORKSPACE_SLACK", "MAX_RANGES",
          "WINOGRAD_MAX_ALPHA")
-DIGEST = hashlib.sha256(repr(
-    [(name, globals()[name]) for name in _INTS]
-    + [sorted(WINOGRAD_SHAPES.items()), WINOGRAD_INPUT_TILES, WINOGRAD_OUTPUT_TILES]
-).encode()).hexdigest()[:16]
+# A checksum of every value above (zlib: a stale build is to be caught, not an adversary, and
+# hashlib's import would cost the package's import more than all the rest of this module).
+_VALUES = repr([(name, globals()[name]) for name in _INTS]
+               + [sorted(WINOGRAD_SHAPES.items()), WINOGRAD_INPUT_TILES, WINOGRAD_OUTPUT_TILES])
+DIGEST = f"{zlib.crc32(_VALUES.encode()):08x}"
 
 
 def header():
