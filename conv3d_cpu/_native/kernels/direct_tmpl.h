@@ -6,66 +6,6 @@
  * arrays indexed by compile-time constants after unrolling, so they stay in registers.
  * Data pointers arrive as void * (one table signature for both dtypes) and are typed first. */
 
-static inline VT KN(loadu)(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; }
-static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
-/* In-place V x V transpose: afterwards r[k][l] is the former r[l][k]. */
-static inline __attribute__((always_inline)) void KN(transpose)(VT *r) {
-#if V == 16
-    /* Swap the off-diagonal h x h blocks for h = 8, 4, 2, 1: row i (bit h clear) keeps its
-     * columns with bit h clear and takes row i + h's in the others, and row i + h the rest. */
-    VT t[16];
-    for (int i = 0; i < 16; i++) if (!(i & 8)) {
-        t[i] = C3_SHUF(r[i], r[i + 8], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-        t[i + 8] = C3_SHUF(r[i], r[i + 8], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28,
-                           29, 30, 31);
-    }
-    for (int i = 0; i < 16; i++) if (!(i & 4)) {
-        r[i] = C3_SHUF(t[i], t[i + 4], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
-        r[i + 4] = C3_SHUF(t[i], t[i + 4], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29,
-                           30, 31);
-    }
-    for (int i = 0; i < 16; i++) if (!(i & 2)) {
-        t[i] = C3_SHUF(r[i], r[i + 2], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
-        t[i + 2] = C3_SHUF(r[i], r[i + 2], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15,
-                           30, 31);
-    }
-    for (int i = 0; i < 16; i += 2) {
-        r[i] = C3_SHUF(t[i], t[i + 1], 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
-        r[i + 1] = C3_SHUF(t[i], t[i + 1], 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29,
-                           15, 31);
-    }
-#elif V == 8
-    VT t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = C3_SHUF(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-        t[i + 1] = C3_SHUF(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-    for (int i = 0; i < 8; i += 4)
-        for (int h = 0; h < 2; h++) {
-            u[i + 2 * h] = C3_SHUF(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-            u[i + 2 * h + 1] = C3_SHUF(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-        }
-    for (int k = 0; k < 4; k++) {
-        r[k] = C3_SHUF(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-        r[k + 4] = C3_SHUF(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-    }
-#elif V == 4
-    VT t0 = C3_SHUF(r[0], r[1], 0, 4, 2, 6), t1 = C3_SHUF(r[0], r[1], 1, 5, 3, 7);
-    VT t2 = C3_SHUF(r[2], r[3], 0, 4, 2, 6), t3 = C3_SHUF(r[2], r[3], 1, 5, 3, 7);
-    r[0] = C3_SHUF(t0, t2, 0, 1, 4, 5);
-    r[1] = C3_SHUF(t1, t3, 0, 1, 4, 5);
-    r[2] = C3_SHUF(t0, t2, 2, 3, 6, 7);
-    r[3] = C3_SHUF(t1, t3, 2, 3, 6, 7);
-#else
-    VT t0 = C3_SHUF(r[0], r[1], 0, 2);
-    r[1] = C3_SHUF(r[0], r[1], 1, 3);
-    r[0] = t0;
-#endif
-}
-
-/* p[0], p[st], ..., one element per lane. */
-static inline VT KN(gather)(const T *p, c3_idx st) { return GATHER(p, st); }
-
 /* SW is the column stride: the literal 1 in the common case and 2 for strided layers, so
  * broadcasts address memory directly instead of through computed offsets. */
 #define C3_TILE_BODY(NV, NX, SW)                                                              \
