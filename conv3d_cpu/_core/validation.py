@@ -111,12 +111,17 @@ def bias_arg(bias, weight):
     return bias
 
 
-def algorithm_arg(algorithm):
-    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+def one_of(name, value, choices):
+    """``value``, a string among ``choices``."""
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(
-            f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}"
+            f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
         )
-    return algorithm
+    return value
+
+
+def algorithm_arg(algorithm):
+    return one_of("algorithm", algorithm, ALGORITHMS)
 
 
 def algorithm_fits(algorithm, kernel_size, stride, dilation):
@@ -158,11 +163,7 @@ def groups_arg(groups, in_channels, out_channels):
 
 
 def padding_mode_arg(mode):
-    if not isinstance(mode, str) or mode not in PADDING_MODES:
-        raise ValueError(
-            f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}, got {mode!r}"
-        )
-    return mode
+    return one_of("padding_mode", mode, PADDING_MODES)
 
 
 def padding_mode_fits(mode, spatial, pads):
