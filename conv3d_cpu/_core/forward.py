@@ -31,7 +31,7 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
     front = tuple(lo for lo, _ in pads)
     num_threads = algorithms.threads_for(num_threads, out.size * math.prod(weight.shape[1:]))
     if m is not None:
-        transformed = (cache or functional_cache).get(weight, groups, m)
+        transformed = (cache or functional_cache).get(weight, groups, m, num_threads)
         finite = winograd.winograd(x, transformed, bias, out, front, m, weight.shape[2:], groups,
                                    num_threads)
         # Winograd mixes a tile's inputs, so one NaN/Inf would spread to outputs that direct

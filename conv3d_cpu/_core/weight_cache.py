@@ -21,8 +21,9 @@ class TransformCache:
         self._entries = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, weight, groups, m):
-        """U for C-contiguous ``weight`` with ``groups`` and the per-axis tile ``m``."""
+    def get(self, weight, groups, m, num_threads=0):
+        """U for C-contiguous ``weight`` with ``groups`` and the per-axis tile ``m`` (computed,
+        when it must be, on ``num_threads`` threads; 0: the OpenMP default)."""
         # The packing depends on the active ISA's channel block (conv3d_cpu._native.isa).
         block = winograd.channel_block(weight.dtype, weight.shape[1], weight.shape[0] // groups)
         key = (weight.__array_interface__["data"][0], weight.shape, weight.dtype.str, groups, m,
@@ -35,7 +36,7 @@ class TransformCache:
         # Transform a snapshot: a weight written meanwhile (another thread) must not be cached
         # under the old values' transform.
         snapshot = weight.copy()
-        transformed = winograd.transform_weights(snapshot, groups, m)
+        transformed = winograd.transform_weights(snapshot, groups, m, num_threads)
         with self._lock:
             self._entries[key] = (snapshot, transformed)
             self._entries.move_to_end(key)

@@ -11,9 +11,10 @@
 #define C3_POINTWISE_TILES 16
 #define C3_MIN_TILE_BLOCK 12
 #define C3_WORKSPACE_SLACK 1048576
+#define C3_WINOGRAD_WEIGHT_CHANNELS 8
 #define C3_MAX_RANGES 64
 #define C3_WINOGRAD_MAX_ALPHA 6
-#define C3_CONSTANTS_DIGEST "f2e00db0"
+#define C3_CONSTANTS_DIGEST "5f077c47"
 /* X(AZ, AY, AX): the input transforms compiled (derived from WINOGRAD_SHAPES) */
 #define C3_WINOGRAD_INPUT_TILES(X) X(1, 4, 4) X(1, 6, 6) X(4, 1, 1) X(4, 4, 4) X(6, 1, 1) X(6, 6, 6)
 /* X(MZ, MY, MX, AZ, AY, AX): the output transforms compiled */

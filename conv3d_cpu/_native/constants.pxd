@@ -9,6 +9,7 @@ cdef extern from "constants.h" nogil:
         C3_POINTWISE_TILES
         C3_MIN_TILE_BLOCK
         C3_WORKSPACE_SLACK
+        C3_WINOGRAD_WEIGHT_CHANNELS
         C3_MAX_RANGES
         C3_WINOGRAD_MAX_ALPHA
     const char* C3_CONSTANTS_DIGEST

@@ -40,6 +40,10 @@ POINTWISE_TILES = 16
 MIN_TILE_BLOCK = 12
 WORKSPACE_SLACK = 1 << 20
 
+# Winograd weight transform: input channels transformed together, so that each transformed
+# point's values for them are stored as one contiguous run.
+WINOGRAD_WEIGHT_CHANNELS = 8
+
 # Work-stealing ranges a kernel keeps on its stack (schedule.h); larger teams share them.
 MAX_RANGES = 64
 
@@ -63,8 +67,8 @@ WINOGRAD_OUTPUT_TILES = tuple(sorted({t + winograd_points(t, k) for t, k in _TIL
 WINOGRAD_MAX_ALPHA = max(max(a) for a in WINOGRAD_INPUT_TILES)
 
 _INTS = ("ROW_UNROLL", "MAX_FLOAT_LANES", "ROW_OVERREAD", "ITEMS_PER_THREAD", "SLAB_BYTES",
-         "POINTWISE_TILES", "MIN_TILE_BLOCK", "WORKSPACE_SLACK", "MAX_RANGES",
-         "WINOGRAD_MAX_ALPHA")
+         "POINTWISE_TILES", "MIN_TILE_BLOCK", "WORKSPACE_SLACK", "WINOGRAD_WEIGHT_CHANNELS",
+         "MAX_RANGES", "WINOGRAD_MAX_ALPHA")
 # A checksum of every value above (zlib: a stale build is to be caught, not an adversary, and
 # hashlib's import would cost the package's import more than all the rest of this module).
 _VALUES = repr([(name, globals()[name]) for name in _INTS]

@@ -24,6 +24,9 @@ cdef extern from "kernels/kernels.h" nogil:
     ctypedef int (*c3_wino_out_fn)(const c3_wino_tile* tile, const void* m_in, c3_idx m_stride,
                                    int nc, const void* bias, void* out, c3_idx ostride,
                                    c3_idx oH, c3_idx oW, int ez, int ey, int ex) noexcept nogil
+    ctypedef int (*c3_wino_weights_fn)(const c3_wino_tile* tile, const void* w, c3_idx wstride,
+                                       int nvalid, c3_idx cpg, void* u, c3_idx u_stride, int ocb,
+                                       void* scratch) noexcept nogil
     ctypedef struct c3_kernels:
         int isa
         int ocb_wide[2]
@@ -35,6 +38,7 @@ cdef extern from "kernels/kernels.h" nogil:
         c3_row_fn row[2]
         c3_wino_in_fn wino_input[2]
         c3_wino_out_fn wino_output[2]
+        c3_wino_weights_fn wino_weights[2]
         const c3_kernels* narrow
     const char* c3_isa_name(int isa)
     const c3_kernels* c3_kernels_for(int isa)

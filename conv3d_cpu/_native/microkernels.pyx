@@ -134,3 +134,25 @@ def wino_output(m, a, m_in, c3_idx m_stride, int nc, bias, out, c3_idx ostride, 
     _check_reach("out", out, (nc - 1) * ostride + ((ez - 1) * oH + ey - 1) * oW + ex - 1)
     return K.wino_output[f64](&t, _data(m_in), m_stride, nc, _data(bias), _data(out), ostride,
                               oH, oW, ez, ey, ex)
+
+
+def wino_weights(m, a, w, c3_idx wstride, int nvalid, c3_idx cpg, c3_idx u_stride, int ocb):
+    """wino_weights for the tile (m, a): U as an (A, u_stride) array and the kernel's return
+    value (0, or -1 for a tile not compiled); ``w`` holds the block's kernels (kernels.h)."""
+    cdef const c3_kernels* K = current_kernels()
+    cdef bint f64 = _typed(w.dtype, w)
+    cdef c3_wino_tile t = _tile_of(m, a)
+    k = [ad - md + 1 for md, ad in zip(m, a)]
+    A = a[0] * a[1] * a[2]
+    if not 0 < nvalid <= ocb or u_stride < cpg * ocb or min(k) < 1:
+        raise ValueError("0 < nvalid <= ocb, u_stride >= cpg * ocb, a >= m")
+    _check_reach("w", w, (nvalid - 1) * wstride + cpg * k[0] * k[1] * k[2] - 1)
+    u = np.zeros(A * u_stride, w.dtype)
+    from conv3d_cpu._native.constants import WINOGRAD_WEIGHT_CHANNELS
+
+    scratch = np.zeros((k[0] * k[1] * k[2] + a[0] * k[1] * k[2] + a[0] * a[1] * k[2]
+                        + WINOGRAD_WEIGHT_CHANNELS * A) * ocb + 8, np.float64)
+    skip = (-scratch.__array_interface__["data"][0]) % 64 // 8  # (aligned for any vector)
+    rc = K.wino_weights[f64](&t, _data(w), wstride, nvalid, cpg, _data(u), u_stride, ocb,
+                             _data(scratch[skip:]))
+    return u.reshape(A, u_stride), rc

@@ -32,26 +32,12 @@ from libc.string cimport memset
 from conv3d_cpu._native.constants import (MIN_TILE_BLOCK, WINOGRAD_INPUT_TILES,
                                           WINOGRAD_OUTPUT_TILES, WORKSPACE_SLACK,
                                           winograd_points)
+from conv3d_cpu._native.constants cimport C3_WINOGRAD_WEIGHT_CHANNELS
 from conv3d_cpu._native.geometry cimport c3_geom, geom_of
 from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, c3_tiling, c3_wino_tile,
                                      layer_kernels, odd_lines, tile_kernel, tiling_of)
 from conv3d_cpu._native.launch cimport c3_launch, c3_thread, launch
 from conv3d_cpu._native.openmp cimport effective_threads
-
-# G for F(m, r) keyed (m, r): F(2,3) (points 0, +-1, inf), F(4,3) and F(2,5) (0, +-1, +-1/2,
-# inf), matching the B^T and A^T in kernels/winograd_tmpl.h: y = A^T [(G g) * (B^T d)]. Row i is
-# s_i * (1, p_i, p_i^2, ...) at point p_i (the leading coefficient at inf), s_i compensating
-# the integer scaling of B^T's rows. (Written as integer ratios divided in numpy: with
-# cdivision on, Cython folds a literal 1 / 6 to C integer division.)
-_G = {
-    (2, 3): np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.float64) / 2.0,
-    (4, 3): np.array([[24, 0, 0], [4, 4, 4], [4, -4, 4], [-32, -16, -8], [-32, 16, -8],
-                      [0, 0, 6]], dtype=np.float64) / 24.0,
-    (2, 5): np.array([[96, 0, 0, 0, 0], [16, 16, 16, 16, 16], [16, -16, 16, -16, 16],
-                      [-128, -64, -32, -16, -8], [-128, 64, -32, 16, -8], [0, 0, 0, 0, 24]],
-                     dtype=np.float64) / 96.0,
-}
-
 
 cdef inline const c3_kernels* _kernels(c3_idx cpg, c3_idx opg, bint f64) noexcept nogil:
     # A vector's lanes hold input channels in the transforms, output channels in the GEMM.
@@ -65,42 +51,74 @@ def channel_block(dtype, cpg, opg):
     return T.ocb, T.wide
 
 
-# Float64 elements of transform temporaries at a time: the first call's memory peak is then
-# the packed result plus a few MiB, not several float64 copies of it (C3D: 31 MiB -> ~9).
-_TRANSFORM_CHUNK = 1 << 18
+ctypedef struct weights_plan:
+    # One call of the weight transform: what the item hook reads.
+    const c3_kernels* K
+    bint f64
+    c3_wino_tile tile
+    c3_idx opg, cpg, taps, nob
+    int ocb, a3
+    const void* w
+    void* u
 
 
-def transform_weights(w, groups, m):
-    """U = G g G^T along the three axes, packed as (groups, A, blocks, C/groups, ocb).
+def transform_weights(w, Py_ssize_t groups, m, int num_threads=0):
+    """U = G g G^T along the three axes, packed as (groups, A, blocks, C/groups, ocb), for
+    C-contiguous weights ``w`` (O, C/groups, kD, kH, kW).
 
-    ``m`` is the per-axis tile (see the module docstring). Computed in float64 and rounded
-    once to ``w``'s dtype, a few channel blocks at a time. Output channels are padded with
-    zeros to whole blocks of ``channel_block``.
+    ``m`` is the per-axis tile (see the module docstring). Computed in double and rounded once
+    to ``w``'s dtype (kernels/winograd_tmpl.h: wino_weights), one block of ``channel_block``
+    output channels per work item, those past a group's last zero. ``num_threads`` <= 0 means
+    the OpenMP default.
     """
-    kernel = w.shape[2:]
-    Gz, Gy, Gx = (_G[md, k] if k > 1 else np.ones((1, 1)) for md, k in zip(m, kernel))
-    a3 = int(np.prod(winograd_points(m, kernel)))
-    O, cpg = w.shape[:2]
-    opg = O // groups
-    ocb, _ = channel_block(w.dtype, cpg, opg)
-    nob = -(-opg // ocb)
-    # Output channels padded to whole blocks; block b = g * nob + ob.
-    blocks = np.zeros((groups, nob * ocb) + w.shape[1:])
-    blocks[:, :opg] = w.reshape((groups, opg) + w.shape[1:])
-    blocks = blocks.reshape((groups * nob, ocb) + w.shape[1:])
-    packed = np.empty((groups, a3, nob, cpg, ocb), dtype=w.dtype)
-    step = max(1, _TRANSFORM_CHUNK // (a3 * ocb * cpg))
-    for b0 in range(0, groups * nob, step):
-        # One axis at a time with einsum's own loops: a BLAS call here would wake OpenBLAS's
-        # threads, which spin for a while afterwards and steal cores from our OpenMP team.
-        chunk = blocks[b0:b0 + step].reshape((-1,) + w.shape[1:])   # (blocks * ocb, cpg, k)
-        u = np.einsum("ia,onabc->ionbc", Gz, chunk, optimize=False)
-        u = np.einsum("jb,ionbc->ijonc", Gy, u, optimize=False)
-        u = np.einsum("kc,ijonc->ijkon", Gx, u, optimize=False).reshape(a3, -1, ocb, cpg)
-        for i in range(u.shape[1]):
-            g, ob = divmod(b0 + i, nob)
-            packed[g, :, ob] = u[:, i].transpose(0, 2, 1)
-    return packed.reshape(-1)
+    if w.dtype == np.float32:
+        return _transform[float](w.reshape(-1), w.shape, groups, m, num_threads)
+    return _transform[double](w.reshape(-1), w.shape, groups, m, num_threads)
+
+
+cdef _transform(const floating[::1] w, shape, Py_ssize_t groups, m, int num_threads):
+    kernel = tuple(shape[2:])
+    a = winograd_points(m, kernel)
+    cdef weights_plan P
+    memset(&P, 0, sizeof(P))
+    P.f64 = floating is double
+    P.cpg, P.opg = shape[1], shape[0] // groups
+    P.taps = kernel[0] * kernel[1] * kernel[2]
+    P.tile.m = m
+    P.tile.a = a
+    P.a3 = a[0] * a[1] * a[2]
+    P.K = _kernels(P.cpg, P.opg, P.f64)
+    cdef c3_tiling T = tiling_of(P.K, P.f64, P.opg)
+    P.ocb, P.nob = T.ocb, T.nob
+    out = np.empty(groups * P.a3 * P.nob * P.cpg * P.ocb, np.float64 if P.f64 else np.float32)
+    cdef floating[::1] packed = out
+    P.w, P.u = &w[0], &packed[0]
+    cdef c3_launch L
+    memset(&L, 0, sizeof(L))
+    # (No more threads than blocks: each one would only start, idle and end.)
+    L.plan, L.f64 = &P, True  # (a double scratch, whatever the weights' dtype)
+    L.n_threads = <int>min(<c3_idx>effective_threads(num_threads), groups * P.nob)
+    L.scratch_size = (P.taps + a[0] * kernel[1] * kernel[2] + a[0] * a[1] * kernel[2]
+                      + C3_WINOGRAD_WEIGHT_CHANNELS * P.a3) * P.ocb
+    L.n_items, L.item = groups * P.nob, _weights_item
+    # Fresh pages of a large U are faulted in by all threads, each its share (schedule.h).
+    L.touch, L.touch_bytes = P.u, out.nbytes
+    if launch(&L):
+        raise ValueError(f"no Winograd weight transform is compiled for tile {tuple(m)} of "
+                         f"kernel {kernel}")
+    return out
+
+
+cdef int _weights_item(const void* plan, c3_thread* thread, c3_idx blk) noexcept nogil:
+    """Block ``blk`` = g * nob + ob: ocb output channels of group g, all input channels."""
+    cdef const weights_plan* P = <const weights_plan*>plan
+    cdef c3_idx grp = blk // P.nob, ob = blk % P.nob
+    cdef int nvalid = <int>min(<c3_idx>P.ocb, P.opg - ob * P.ocb)
+    cdef c3_idx isize = sizeof(double) if P.f64 else sizeof(float)
+    cdef const char* w = <const char*>P.w + (grp * P.opg + ob * P.ocb) * P.cpg * P.taps * isize
+    cdef char* u = <char*>P.u + (grp * P.a3 * P.nob + ob) * P.cpg * P.ocb * isize
+    return P.K.wino_weights[P.f64](&P.tile, w, P.cpg * P.taps, nvalid, P.cpg, u,
+                                   P.nob * P.cpg * P.ocb, P.ocb, thread.scratch) != 0
 
 
 ctypedef struct wino_plan:

@@ -191,8 +191,8 @@ def test_weight_written_during_its_transform_is_not_cached_stale(monkeypatch):
     x = data((1, 8, 8, 8, 8), 3)
     state = {"armed": True}
 
-    def transform_then_concurrent_write(weight, groups, m):
-        u = real(weight, groups, m)
+    def transform_then_concurrent_write(weight, groups, m, num_threads=0):
+        u = real(weight, groups, m, num_threads)
         if state["armed"]:
             state["armed"] = False
             w[...] *= -1  # "another thread" writes the weight meanwhile

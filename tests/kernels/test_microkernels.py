@@ -11,6 +11,7 @@ A new micro-kernel gets its test here.
 import numpy as np
 import pytest
 
+from conv3d_cpu._native import constants, winograd
 from conv3d_cpu._native import microkernels as mk
 from conv3d_cpu._native.constants import (ROW_UNROLL, WINOGRAD_INPUT_TILES,
                                           WINOGRAD_OUTPUT_TILES)
@@ -232,6 +233,77 @@ def test_wino_output_contract(tile, dtype, isa):
             assert mk.wino_output(m, a, m_in, mstride, nc, bias, out, ostride, oH, oW, *m) == 1
 
 
+# G's numerators and denominators (kernels/winograd_g.h), by (m, r).
+G = {
+    (1, 1): (np.eye(1), 1),
+    (2, 3): (np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], float), 2),
+    (4, 3): (np.array([[24, 0, 0], [4, 4, 4], [4, -4, 4], [-32, -16, -8], [-32, 16, -8],
+                       [0, 0, 6]], float), 24),
+    (2, 5): (np.array([[96, 0, 0, 0, 0], [16, 16, 16, 16, 16], [16, -16, 16, -16, 16],
+                       [-128, -64, -32, -16, -8], [-128, 64, -32, 16, -8], [0, 0, 0, 0, 24]],
+                      float), 96),
+}
+WEIGHT_TILES = sorted({constants.winograd_tile(m, k) + (k,)
+                       for k, ms in constants.WINOGRAD_SHAPES.items() for m in ms})
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", WEIGHT_TILES, ids=str)
+def test_wino_weights_contract(case, dtype, isa):
+    # U = (Gz x Gy x Gx) g / (dz dy dx) per (output, input) channel pair, against the same in
+    # numpy's long double: float32 results correctly rounded (to within the reciprocal's
+    # rounding), float64 within rounding of the sum.
+    m, kernel = case[:3], case[3]
+    a = constants.winograd_points(m, kernel)
+    A = int(np.prod(a))
+    rng = np.random.default_rng(7)
+    with isa_selected(isa):
+        ocb = mk.table()["ocb_wide"][F64[dtype]]
+        for cpg, nvalid in [(1, 1), (3, ocb // 2 + 1), (11, ocb)]:  # past one channel block
+            w = (rng.standard_normal((nvalid, cpg) + kernel)
+                 * np.exp(rng.uniform(-2, 2, (nvalid, cpg) + kernel))).astype(dtype)
+            u_stride = cpg * ocb + 5
+            u, rc = mk.wino_weights(m, a, w.reshape(-1), cpg * int(np.prod(kernel)), nvalid,
+                                    cpg, u_stride, ocb)
+            assert rc == 0
+            (Gz, dz), (Gy, dy), (Gx, dx) = (G[md, k] for md, k in zip(m, kernel))
+            ld = np.longdouble
+            exact = np.einsum("ia,jb,kd,onabd->ijkno", Gz.astype(ld), Gy.astype(ld),
+                              Gx.astype(ld), w.astype(ld)).reshape(A, cpg, nvalid)
+            exact /= ld(dz * dy * dx)
+            terms = np.einsum("ia,jb,kd,onabd->ijkno", np.abs(Gz), np.abs(Gy), np.abs(Gx),
+                              np.abs(w.astype(float))).reshape(A, cpg, nvalid) / (dz * dy * dx)
+            got = u[:, :cpg * ocb].reshape(A, cpg, ocb)
+            assert not got[:, :, nvalid:].any()  # channels past nvalid are zero
+            assert not u[:, cpg * ocb:].any()    # nothing past the block
+            err = np.abs(got[:, :, :nvalid].astype(ld) - exact)
+            if dtype == np.float32:
+                ulp = np.spacing(np.abs(exact.astype(np.float32))).astype(ld)
+                assert (err <= 0.5 * ulp + 1e-3 * ulp).all()
+            else:
+                assert (err <= 4 * np.finfo(np.float64).eps * terms).all()
+
+
+def test_wino_weights_bits_same_under_every_isa():
+    # Plain IEEE double products and sums: the transform is the same whatever the vectors.
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((16, 5, 3, 3, 3)).astype(np.float32)
+    results = []
+    for isa in ISAS:
+        with isa_selected(isa):
+            results.append(winograd.transform_weights(w, 1, (4, 4, 4), 1).reshape(216, -1))
+    # (channel blocks differ in width between ISAs: compare the per-channel values)
+    per_channel = []
+    for isa, u in zip(ISAS, results):
+        with isa_selected(isa):
+            ocb, _ = winograd.channel_block(np.float32, 5, 16)
+        per_channel.append(u.reshape(216, -1, 5, ocb).transpose(0, 1, 3, 2).reshape(216, -1, 5)
+                           [:, :16])
+    for u in per_channel[1:]:
+        np.testing.assert_array_equal(u, per_channel[0])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_wino_transforms_refuse_tiles_not_compiled(dtype):
     x = np.ones(1000, dtype)
@@ -242,3 +314,5 @@ def test_wino_transforms_refuse_tiles_not_compiled(dtype):
     assert mk.wino_output((3, 3, 3), (5, 5, 5), m_in, 16, 1, np.zeros(1, dtype), out, 27, 3, 3,
                           3, 3, 3) == -1
     assert not out.any()
+    u, rc = mk.wino_weights((3, 3, 3), (7, 7, 7), np.ones(125, dtype), 125, 1, 1, 16, 16)
+    assert rc == -1 and not u.any()  # F(3, 5) has no G

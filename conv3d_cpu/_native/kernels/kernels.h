@@ -49,6 +49,17 @@ typedef int (*c3_wino_out_fn)(const c3_wino_tile *tile, const void *m_in, c3_idx
                               int nc, const void *bias, void *out, c3_idx ostride, c3_idx oH,
                               c3_idx oW, int ez, int ey, int ex);
 
+/* The weight transform of one block of ocb output channels (a multiple of the double vector):
+ * u[xi * u_stride + c * ocb + k] = (G g_{k,c} G^T)[xi] for the tile's A points xi, c < cpg,
+ * k < ocb, where g_{k,c} is the kernel of output channel k, input channel c, at
+ * w + k * wstride + c * kD * kH * kW for k < nvalid and zero beyond; computed in double and
+ * rounded once (see winograd_tmpl.h). ``scratch``: (kD kH kW + aD kH kW + aD aH kW
+ * + C3_WINOGRAD_WEIGHT_CHANNELS A) ocb doubles, aligned for the double vector. Returns 0, or -1
+ * for a tile not compiled. */
+typedef int (*c3_wino_weights_fn)(const c3_wino_tile *tile, const void *w, c3_idx wstride,
+                                  int nvalid, c3_idx cpg, void *u, c3_idx u_stride, int ocb,
+                                  void *scratch);
+
 /* Every micro-kernel, X(name, signature). Adding one: an entry here, its template KN(name)
  * (direct_tmpl.h or winograd_tmpl.h), its declaration in isa.pxd, a contract test. */
 #define C3_MICROKERNELS(X)                                                                    \
@@ -57,7 +68,8 @@ typedef int (*c3_wino_out_fn)(const c3_wino_tile *tile, const void *m_in, c3_idx
     X(store_tile, c3_store_fn)                                                                \
     X(row, c3_row_fn)                                                                         \
     X(wino_input, c3_wino_in_fn)                                                              \
-    X(wino_output, c3_wino_out_fn)
+    X(wino_output, c3_wino_out_fn)                                                            \
+    X(wino_weights, c3_wino_weights_fn)
 
 typedef struct c3_kernels_s {
     int isa; /* its index in C3_ISAS */

@@ -10,7 +10,7 @@
  * only on the points, so F(2, 5) shares F(4, 3)'s; its A^T is F(4, 3)'s first row and a
  * second row ending in the point at infinity.
  *
- * Toom-Cook matrices, y = A^T [(G g) * (B^T d)] (G lives in winograd.pyx). F2 uses the points
+ * Toom-Cook matrices, y = A^T [(G g) * (B^T d)] (G in winograd_g.h). F2 uses the points
  * 0, +-1, inf; F4 uses 0, +-1, +-1/2, inf, better conditioned than +-2. B^T rows are scaled
  * to small integers, G compensates:
  *   F2: B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 -1 0 1],  A^T = [1 1 1 0; 0 1 -1 1]
@@ -18,6 +18,7 @@
  *              0 1 0 -5 0 4],
  *       A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 0; 0 1 1 1/4 1/4 0; 0 1 -1 1/8 -1/8 1]
  *   F(2, 5): the F4 B^T, A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 1] */
+#include "winograd_g.h"
 
 /* 1-D transforms, written out so no zero coefficient costs an instruction. `s` and `so` are
  * the strides (in vectors) of the 4 or 6 inputs and the outputs. */
@@ -217,6 +218,85 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
             }
     return nonfinite;
 }
+
+/* U = G g G^T for one block of ocb output channels (see kernels.h: c3_wino_weights_fn): one
+ * pass per axis (D, then H, then W) with G's integer numerators, in double whatever T, then one
+ * multiplication by the reciprocal of the product of the denominators and one rounding to T.
+ * For float32 weights the passes lose nothing unless a kernel's taps span a wide range of
+ * magnitudes (a float times integers of at most 8 bits, three times, sums of at most five
+ * terms: within double's 53 bits), so U is the correctly rounded result but for the
+ * reciprocal's one rounding. Every coefficient takes part, zeros included (0 * inf is NaN).
+ * Vectors of C3_LD doubles hold C3_LD output channels. Input channels go C3_WW_CB at a time,
+ * so that each transformed point's values for them are stored as one contiguous run (the
+ * points are u_stride apart: storing them one channel at a time scattered A small writes). */
+#define C3_WW_CB C3_WINOGRAD_WEIGHT_CHANNELS
+typedef C3_VD KN(vd);
+static inline __attribute__((always_inline)) void KN(wino_pass)(
+    const double *G, const int A, const int r, const KN(vd) *in, KN(vd) *out, int outer,
+    int inner) {
+    /* out[o][i][q] = sum_a G[i][a] in[o][a][q] for o < outer, i < A, q < inner */
+    for (int o = 0; o < outer; o++)
+        for (int i = 0; i < A; i++)
+            for (int q = 0; q < inner; q++) {
+                KN(vd) acc = G[i * r] * in[o * r * inner + q];
+                for (int a = 1; a < r; a++)
+                    acc = acc + G[i * r + a] * in[(o * r + a) * inner + q];
+                out[(o * A + i) * inner + q] = acc;
+            }
+}
+
+/* A pass with its shape known at compile time, for each (points, taps) of the tiles. */
+static inline __attribute__((always_inline)) void KN(wino_pass_of)(
+    const double *G, int A, int r, const KN(vd) *in, KN(vd) *out, int outer, int inner) {
+    if (A == 1 && r == 1) KN(wino_pass)(G, 1, 1, in, out, outer, inner);
+    else if (A == 4 && r == 3) KN(wino_pass)(G, 4, 3, in, out, outer, inner);
+    else if (A == 6 && r == 3) KN(wino_pass)(G, 6, 3, in, out, outer, inner);
+    else KN(wino_pass)(G, A, r, in, out, outer, inner);
+}
+
+static int KN(wino_weights)(const c3_wino_tile *tile, const void *w_, c3_idx wstride, int nvalid,
+                            c3_idx cpg, void *u_, c3_idx u_stride, int ocb, void *scratch) {
+    const T *w = w_;
+    T *u = u_;
+    const int *m = tile->m, *a = tile->a;
+    const int kz = a[0] - m[0] + 1, ky = a[1] - m[1] + 1, kx = a[2] - m[2] + 1;
+    double dz, dy, dx;
+    const double *Gz = c3_wino_g(m[0], kz, &dz), *Gy = c3_wino_g(m[1], ky, &dy);
+    const double *Gx = c3_wino_g(m[2], kx, &dx);
+    if (!Gz || !Gy || !Gx || ocb % C3_LD) return -1;
+    const double scale = 1.0 / (dz * dy * dx);
+    const int nv = ocb / C3_LD, taps = kz * ky * kx, A = a[0] * a[1] * a[2];
+    KN(vd) *g = scratch;                      /* [kz][ky][kx][nv] */
+    KN(vd) *t1 = g + taps * nv;               /* [az][ky][kx][nv] */
+    KN(vd) *t2 = t1 + a[0] * ky * kx * nv;    /* [az][ay][kx][nv] */
+    KN(vd) *t3 = t2 + a[0] * a[1] * kx * nv;  /* [cb][az][ay][ax][nv] */
+    for (c3_idx c0 = 0; c0 < cpg; c0 += C3_WW_CB) {
+        int cb = cpg - c0 < C3_WW_CB ? (int)(cpg - c0) : C3_WW_CB;
+        for (int cc = 0; cc < cb; cc++) {
+            c3_idx c = c0 + cc;
+            for (int t = 0; t < taps; t++)
+                for (int v = 0; v < nv; v++)
+                    for (int l = 0; l < C3_LD; l++) {
+                        int k = v * C3_LD + l;
+                        g[t * nv + v][l] = k < nvalid ? (double)w[k * wstride + c * taps + t]
+                                                      : 0.0;
+                    }
+            KN(wino_pass_of)(Gz, a[0], kz, g, t1, 1, ky * kx * nv);
+            KN(wino_pass_of)(Gy, a[1], ky, t1, t2, a[0], kx * nv);
+            KN(wino_pass_of)(Gx, a[2], kx, t2, t3 + cc * A * nv, a[0] * a[1], nv);
+        }
+        for (int xi = 0; xi < A; xi++) {
+            T *dst = u + xi * u_stride + c0 * ocb;
+            for (int cc = 0; cc < cb; cc++)
+                for (int v = 0; v < nv; v++) {
+                    KN(vd) q = t3[(cc * A + xi) * nv + v] * scale;
+                    for (int l = 0; l < C3_LD; l++) dst[(cc * nv + v) * C3_LD + l] = (T)q[l];
+                }
+        }
+    }
+    return 0;
+}
+#undef C3_WW_CB
 
 /* The tile shapes compiled, generated from constants.py (constants.h); a caller asking for
  * another gets -1 and nothing written. */
