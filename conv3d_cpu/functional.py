@@ -1,10 +1,10 @@
 """``conv3d``: PyTorch's ``torch.nn.functional.conv3d`` on numpy arrays."""
 from conv3d_cpu._core import validation as v
-from conv3d_cpu._core.forward import convolve
+from conv3d_cpu._core.forward import convolve, result_shape
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           algorithm="auto", num_threads=None):
+           algorithm="auto", num_threads=None, out=None):
     """3D cross-correlation of ``input`` with ``weight``, as ``torch.nn.functional.conv3d``.
 
     Parameters
@@ -33,11 +33,15 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     num_threads : int, optional
         OpenMP threads for this call, at most ``max(256, os.cpu_count())``; None uses
         ``omp_get_max_threads()`` (``OMP_NUM_THREADS``, threadpoolctl limits).
+    out : ndarray, optional
+        Where to write the result: C-contiguous, of the output's shape and the input's dtype,
+        sharing no memory with the operands (checked before anything is written). Reusing one
+        buffer across calls spares a network fresh pages for every layer.
 
     Returns
     -------
     ndarray, shape (N, O, oD, oH, oW) or (O, oD, oH, oW)
-        A new C-contiguous array of the input's dtype.
+        ``out``, or a new C-contiguous array of the input's dtype.
     """
     weight, groups = v.weight_and_groups(weight, groups)
     bias = v.bias_arg(bias, weight)
@@ -53,5 +57,8 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     v.same_dtype("input", x, weight.dtype)
     x, unbatched = v.input_5d(x, weight.shape[1] * groups)
     pads = v.padding_pairs(padding, weight.shape[2:], dilation)
-    out = convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_threads)
-    return out[0] if unbatched else out
+    shape = result_shape(x, weight, stride, pads, dilation, groups, unbatched)
+    out5 = v.out_arg(out, shape, x.dtype, x, weight, bias)
+    y = convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_threads,
+                 out=out5)
+    return out if out is not None else (y[0] if unbatched else y)

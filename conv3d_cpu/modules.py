@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from conv3d_cpu._core import validation as v
-from conv3d_cpu._core.forward import convolve
+from conv3d_cpu._core.forward import convolve, result_shape
 from conv3d_cpu._core.padding import pad_input
 from conv3d_cpu._core.weight_cache import TransformCache
 
@@ -148,19 +148,28 @@ class Conv3d:
         self._weight, self._bias = weight, bias
 
     # -- forward ----------------------------------------------------------------------------
-    def forward(self, input):
-        """Convolve ``input`` of shape (N, C, D, H, W) or (C, D, H, W); returns a new array."""
+    def forward(self, input, out=None):
+        """Convolve ``input`` of shape (N, C, D, H, W) or (C, D, H, W).
+
+        Returns a new array, or writes into ``out`` and returns it (C-contiguous, the output's
+        shape and the module's dtype, sharing no memory with the input or the parameters;
+        checked before anything is written)."""
         x = v.float_array("input", input)
         v.same_dtype("input", x, self._dtype)
         x, unbatched = v.input_5d(x, self._in_channels)
         pads = self._pads
+        weight, bias = self._weight, self._bias
         if self._padding_mode != "zeros":
             v.padding_mode_fits(self._padding_mode, x.shape[2:], pads)
+        shape = result_shape(x, weight, self._stride, pads, self._dilation, self._groups,
+                             unbatched)
+        out5 = v.out_arg(out, shape, self._dtype, x, weight, bias)
+        if self._padding_mode != "zeros":
             x = pad_input(x, self._padding_mode, pads)
             pads = ((0, 0),) * 3
-        out = convolve(x, self._weight, self._bias, self._stride, pads, self._dilation,
-                       self._groups, self._algorithm, 0, cache=self._transforms)
-        return out[0] if unbatched else out
+        y = convolve(x, weight, bias, self._stride, pads, self._dilation, self._groups,
+                     self._algorithm, 0, cache=self._transforms, out=out5)
+        return out if out is not None else (y[0] if unbatched else y)
 
     __call__ = forward
 

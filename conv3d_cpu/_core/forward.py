@@ -10,19 +10,29 @@ from conv3d_cpu._core.weight_cache import functional_cache
 from conv3d_cpu._native import direct, winograd
 
 
+def result_shape(x, weight, stride, pads, dilation, groups, unbatched):
+    """The output's shape: (N, O, oD, oH, oW), or without N for an unbatched input; a
+    MemoryError for a layer whose workspace cannot exist, a ValueError when the kernel does not
+    fit the padded input."""
+    check_workspace(x.shape, weight.shape, pads, groups)
+    spatial = output_shape(x.shape[2:], weight.shape[2:], stride, pads, dilation)
+    return (() if unbatched else (x.shape[0],)) + (weight.shape[0],) + spatial
+
+
 def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_threads,
-             cache=None):
+             cache=None, out=None):
     """Convolve a validated 5-D input with zero padding ``pads`` ((lo, hi) per axis).
 
     ``weight`` and ``bias`` (or None) have ``x``'s dtype and consistent shapes; ``algorithm``
     is one the layer can use (validation.algorithm_fits); ``num_threads`` is 0 for the OpenMP
     default; ``cache`` holds transformed Winograd weights (a module's own, else the functional
-    API's). Returns a new C-contiguous (N, O, oD, oH, oW) array.
+    API's). Writes into ``out`` (a 5-D array checked by validation.out_arg) or a new
+    C-contiguous (N, O, oD, oH, oW) array, and returns it.
     """
-    check_workspace(x.shape, weight.shape, pads, groups)
-    spatial = output_shape(x.shape[2:], weight.shape[2:], stride, pads, dilation)
+    spatial = result_shape(x, weight, stride, pads, dilation, groups, False)[2:]
     m = algorithms.choose(algorithm, x.shape, weight.shape, stride, dilation, groups, spatial)
-    out = np.empty((x.shape[0], weight.shape[0]) + spatial, dtype=x.dtype)
+    if out is None:
+        out = np.empty((x.shape[0], weight.shape[0]) + spatial, dtype=x.dtype)
     if out.size == 0:
         return out
     x = np.ascontiguousarray(x)

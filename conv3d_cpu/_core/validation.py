@@ -321,6 +321,30 @@ def input_5d(x, in_channels):
     return x, unbatched
 
 
+def out_arg(out, shape, dtype, *arrays):
+    """``out`` (or None) as a 5-D view of a caller's array to write the result into: an ndarray
+    of ``shape`` ((N, O, oD, oH, oW), or without N for an unbatched input) and ``dtype``,
+    C-contiguous, writeable, aligned, sharing no memory with ``arrays`` (the operands). Checked
+    before anything is written."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray or None, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, expected {dtype} (the input's); no cast is "
+                        f"made")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out has shape {out.shape}, expected {tuple(shape)}")
+    if not (out.flags.c_contiguous and out.flags.writeable and out.flags.aligned):
+        raise ValueError(
+            "out must be a C-contiguous, writeable, aligned array (e.g. from numpy.empty), got "
+            f"one with flags c_contiguous={out.flags.c_contiguous}, "
+            f"writeable={out.flags.writeable}, aligned={out.flags.aligned}")
+    if any(a is not None and np.may_share_memory(out, a) for a in arrays):
+        raise ValueError("out must not share memory with the input, the weight or the bias")
+    return out if out.ndim == 5 else out[None]
+
+
 def same_padding(kernel_size, dilation):
     """PyTorch's 'same' split per axis: ((lo, hi), ...), the extra element on the far side."""
     pads = []
