@@ -1,7 +1,9 @@
 """conv3d_cpu: PyTorch-exact 3D convolution on CPU (typed Cython + OpenMP, numpy only)."""
 from conv3d_cpu._core.config import show_config
+from conv3d_cpu._core.weight_cache import get_weight_cache_limit, set_weight_cache_limit
 from conv3d_cpu._version import __version__
 from conv3d_cpu.functional import conv3d
 from conv3d_cpu.modules import Conv3d
 
-__all__ = ["Conv3d", "conv3d", "show_config", "__version__"]
+__all__ = ["Conv3d", "conv3d", "get_weight_cache_limit", "set_weight_cache_limit",
+           "show_config", "__version__"]

@@ -88,7 +88,7 @@ class Conv3d:
         self._pads = v.padding_pairs(self._padding, self._kernel_size, self._dilation)
         self._rng = np.random.default_rng(rng)
         # Transformed Winograd weights (F2 and F4), checked against the weights on every use.
-        self._transforms = TransformCache(capacity=2)
+        self._transforms = TransformCache(max_entries=2)
         self._weight_shape = (
             self._out_channels, self._in_channels // self._groups) + self._kernel_size
         self._weight = np.empty(self._weight_shape, dtype=self._dtype)

@@ -43,6 +43,13 @@ def positive_int(name, value):
     return value
 
 
+def nonnegative_int(name, value):
+    value = as_int(name, value)
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value}")
+    return value
+
+
 def triple(name, value, minimum, allow_single=False):
     """Normalize an int or a sequence of 3 ints (depth, height, width) to a tuple of 3 ints.
 

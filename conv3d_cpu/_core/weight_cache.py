@@ -2,24 +2,41 @@
 import collections
 import threading
 
-import numpy as np
-
+from conv3d_cpu._core import validation as v
 from conv3d_cpu._native import winograd
+
+# The functional API's cache holds at most this many bytes of transforms and weight snapshots
+# by default: the transforms of every 3x3x3 layer of a 5-level 3D U-Net up to 256 channels fit.
+DEFAULT_FUNCTIONAL_LIMIT = 1 << 30
 
 
 class TransformCache:
     """Transformed Winograd weights, recomputed whenever the weights' values change.
 
-    An entry keeps a copy of the weights it was computed from; a lookup compares values
-    (O(weights), far cheaper than the transform), so assignment, load_state_dict,
-    reset_parameters and in-place edits can never serve a stale transform. At most
-    ``capacity`` entries, the least recently used evicted first.
+    An entry keeps a copy of the weights it was computed from; a lookup compares the weights'
+    bytes with it (``winograd.same_bytes``: one pass over both, far cheaper than the
+    transform), so assignment, load_state_dict, reset_parameters and in-place edits can never
+    serve a stale transform. Bounded by entries (``max_entries``) and by the bytes of its
+    transforms and snapshots (``max_bytes``), the least recently used evicted first; None:
+    no bound of that kind.
     """
 
-    def __init__(self, capacity):
-        self._capacity = capacity
+    def __init__(self, max_entries=None, max_bytes=None):
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
         self._entries = collections.OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
+
+    @property
+    def nbytes(self):
+        """Bytes held now (transforms and snapshots)."""
+        return self._bytes
+
+    def set_max_bytes(self, max_bytes):
+        with self._lock:
+            self._max_bytes = max_bytes
+            self._evict()
 
     def get(self, weight, groups, m, num_threads=0):
         """U for C-contiguous ``weight`` with ``groups`` and the per-axis tile ``m`` (computed,
@@ -30,20 +47,54 @@ class TransformCache:
                block)
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and np.array_equal(entry[0], weight):
-                self._entries.move_to_end(key)
-                return entry[1]
+        # (Compared outside the lock: entries never change, and other callers need not wait.)
+        if entry is not None and winograd.same_bytes(entry[0], weight, num_threads):
+            with self._lock:
+                if key in self._entries:
+                    self._entries.move_to_end(key)
+            return entry[1]
         # Transform a snapshot: a weight written meanwhile (another thread) must not be cached
         # under the old values' transform.
         snapshot = weight.copy()
         transformed = winograd.transform_weights(snapshot, groups, m, num_threads)
+        size = snapshot.nbytes + transformed.nbytes
         with self._lock:
-            self._entries[key] = (snapshot, transformed)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[0].nbytes + old[1].nbytes
+            if self._max_bytes is None or size <= self._max_bytes:
+                self._entries[key] = (snapshot, transformed)
+                self._bytes += size
+                self._evict()
         return transformed
+
+    def _evict(self):
+        while self._entries and (
+                (self._max_entries is not None and len(self._entries) > self._max_entries)
+                or (self._max_bytes is not None and self._bytes > self._max_bytes)):
+            snapshot, transformed = self._entries.popitem(last=False)[1]
+            self._bytes -= snapshot.nbytes + transformed.nbytes
 
 
 # The functional API's cache, shared by all calls of conv3d; a Conv3d module has its own.
-functional_cache = TransformCache(capacity=8)
+functional_cache = TransformCache(max_bytes=DEFAULT_FUNCTIONAL_LIMIT)
+
+
+def set_weight_cache_limit(nbytes):
+    """Bound the bytes that ``conv3d`` keeps of transformed Winograd weights (and the weight
+    snapshots they are checked against) between calls.
+
+    Parameters
+    ----------
+    nbytes : int
+        Non-negative; 0 keeps nothing (every Winograd call transforms its weights). The
+        default, 2**30 (1 GiB), holds the transforms of a 3D U-Net's layers. Least recently
+        used transforms go first. ``Conv3d`` modules keep their own transforms, outside this
+        bound.
+    """
+    functional_cache.set_max_bytes(v.nonnegative_int("nbytes", nbytes))
+
+
+def get_weight_cache_limit():
+    """The bound set by ``set_weight_cache_limit``, in bytes."""
+    return functional_cache._max_bytes

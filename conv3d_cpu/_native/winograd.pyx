@@ -27,7 +27,8 @@ import functools
 import numpy as np
 
 from cython cimport floating
-from libc.string cimport memset
+from cython.parallel cimport prange
+from libc.string cimport memcmp, memset
 
 from conv3d_cpu._native.constants import (MIN_TILE_BLOCK, WINOGRAD_INPUT_TILES,
                                           WINOGRAD_OUTPUT_TILES, WORKSPACE_SLACK,
@@ -49,6 +50,35 @@ def channel_block(dtype, cpg, opg):
     cdef bint f64 = np.dtype(dtype) == np.float64
     cdef c3_tiling T = tiling_of(_kernels(cpg, opg, f64), f64, opg)
     return T.ocb, T.wide
+
+
+# Bytes below which same_bytes compares on one thread (waking a team costs more).
+_COMPARE_ALONE = 1 << 19
+
+
+def same_bytes(a, b, int num_threads=0):
+    """Whether C-contiguous arrays ``a`` and ``b`` of one shape and dtype hold the same bytes
+    (the transformed-weight cache's staleness check: NaNs and signed zeros compare as bits).
+    One pass over both, without temporaries, split over ``num_threads`` threads (<= 0: the
+    OpenMP default) when large."""
+    cdef const unsigned char[::1] x = a.reshape(-1).view(np.uint8)
+    cdef const unsigned char[::1] y = b.reshape(-1).view(np.uint8)
+    cdef Py_ssize_t n = x.shape[0], chunk, i
+    if n != y.shape[0]:
+        return False
+    if n == 0:
+        return True
+    cdef int nt = effective_threads(num_threads), same
+    if n < _COMPARE_ALONE or nt == 1:
+        with nogil:
+            same = memcmp(&x[0], &y[0], n) == 0
+        return bool(same)
+    chunk = (n + nt - 1) // nt
+    cdef int[::1] differ = np.zeros(nt, np.intc)
+    for i in prange(nt, nogil=True, num_threads=nt, schedule="static"):
+        if i * chunk < n:
+            differ[i] = memcmp(&x[i * chunk], &y[i * chunk], min(chunk, n - i * chunk)) != 0
+    return not any(differ)
 
 
 ctypedef struct weights_plan:
