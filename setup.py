@@ -192,6 +192,7 @@ setup(
             _extension("openmp"),
             _extension("launch"),
             _extension("microkernels"),
+            _extension("layout"),
         ],
         compiler_directives=CYTHON_DIRECTIVES,
     ),

@@ -7,7 +7,7 @@ from conv3d_cpu._core import algorithms
 from conv3d_cpu._core.padding import zero_pad
 from conv3d_cpu._core.validation import check_workspace, output_shape
 from conv3d_cpu._core.weight_cache import functional_cache
-from conv3d_cpu._native import direct, winograd
+from conv3d_cpu._native import direct, layout, winograd
 
 
 def result_shape(x, weight, stride, pads, dilation, groups, unbatched):
@@ -35,7 +35,7 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
         out = np.empty((x.shape[0], weight.shape[0]) + spatial, dtype=x.dtype)
     if out.size == 0:
         return out
-    x = np.ascontiguousarray(x)
+    x = layout.contiguous(x, num_threads)
     weight = np.ascontiguousarray(weight)
     bias = np.zeros(weight.shape[0], x.dtype) if bias is None else np.ascontiguousarray(bias)
     front = tuple(lo for lo, _ in pads)

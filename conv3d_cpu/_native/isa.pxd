@@ -15,6 +15,8 @@ cdef extern from "kernels/kernels.h" nogil:
     ctypedef void (*c3_row_fn)(const void* rows, const c3_idx* r_off, c3_idx n_rows,
                                const void* w, const c3_idx* w_off, c3_idx kW, c3_idx dW,
                                c3_idx sW, void* out, c3_idx oW, const void* bias) noexcept nogil
+    ctypedef void (*c3_transpose_fn)(const void* src, c3_idx src_stride, void* dst,
+                                     c3_idx dst_stride, c3_idx n_i, c3_idx n_j) noexcept nogil
     ctypedef struct c3_wino_tile:
         int m[3]
         int a[3]
@@ -36,6 +38,7 @@ cdef extern from "kernels/kernels.h" nogil:
         c3_tile_fn tile_narrow[2]
         c3_store_fn store_tile[2]
         c3_row_fn row[2]
+        c3_transpose_fn transpose_block[2]
         c3_wino_in_fn wino_input[2]
         c3_wino_out_fn wino_output[2]
         c3_wino_weights_fn wino_weights[2]

@@ -156,3 +156,16 @@ def wino_weights(m, a, w, c3_idx wstride, int nvalid, c3_idx cpg, c3_idx u_strid
     rc = K.wino_weights[f64](&t, _data(w), wstride, nvalid, cpg, _data(u), u_stride, ocb,
                              _data(scratch[skip:]))
     return u.reshape(A, u_stride), rc
+
+
+def transpose_block(src, c3_idx src_stride, c3_idx dst_stride, c3_idx n_i, c3_idx n_j):
+    """transpose_block (kernels.h: c3_transpose_fn) into a new zeroed array of
+    n_j * dst_stride elements."""
+    cdef const c3_kernels* K = current_kernels()
+    cdef bint f64 = _typed(src.dtype, src)
+    if n_i < 1 or n_j < 1 or src_stride < n_j or dst_stride < n_i:
+        raise ValueError("n_i, n_j >= 1, src_stride >= n_j, dst_stride >= n_i")
+    _check_reach("src", src, (n_i - 1) * src_stride + n_j - 1)
+    dst = np.zeros(n_j * dst_stride, src.dtype)
+    K.transpose_block[f64](_data(src), src_stride, _data(dst), dst_stride, n_i, n_j)
+    return dst

@@ -150,6 +150,23 @@ def test_row_contract(dtype, isa):
                 _close(got, exact, terms, dtype)
 
 
+# ---- transpose_block ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transpose_block_contract(dtype, isa):
+    rng = np.random.default_rng(9)
+    with isa_selected(isa):
+        lanes = mk.table()["ocb_narrow"][F64[dtype]]
+        for n_i, n_j in [(1, 1), (lanes, lanes), (3 * lanes + 1, 2 * lanes - 1), (5, 37)]:
+            src_stride, dst_stride = n_j + 3, n_i + 2
+            src = rng.standard_normal(n_i * src_stride).astype(dtype)
+            dst = mk.transpose_block(src, src_stride, dst_stride, n_i, n_j)
+            expected = np.zeros((n_j, dst_stride), dtype)
+            expected[:, :n_i] = src.reshape(n_i, src_stride)[:, :n_j].T
+            np.testing.assert_array_equal(dst.reshape(n_j, dst_stride), expected)
+
+
 # ---- wino_input, wino_output ----------------------------------------------------------------
 
 # B^T and A^T of winograd_tmpl.h, by transformed points A and outputs m per axis.

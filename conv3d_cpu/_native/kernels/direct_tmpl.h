@@ -1,5 +1,5 @@
-/* The direct convolution's micro-kernels (tile_wide, tile_narrow, row, store_tile; contracts in
- * kernels.h) for one dtype and ISA; included by dtype_section.h with
+/* The direct convolution's micro-kernels (tile_wide, tile_narrow, row, store_tile) and the
+ * layout copy's (transpose_block); contracts in kernels.h, for one dtype and ISA; included by dtype_section.h with
  *   T (scalar), VT (vector of T), V (its lanes), KN(name) (name mangling),
  *   NXW / NXN (positions per wide / narrow tile call).
  * The wide tile holds 2 vectors of output channels, the narrow one 1. Accumulators are small
@@ -182,4 +182,25 @@ static void KN(store_tile)(const void *tile_, int ocb, int nx, void *out_, c3_id
             }
         }
     }
+}
+
+/* A block transposed V x V at a time in registers; the partial tiles at its right and bottom
+ * edges element by element. Writes go along dst's rows, V of them at once. */
+static void KN(transpose_block)(const void *src_, c3_idx src_stride, void *dst_,
+                                c3_idx dst_stride, c3_idx n_i, c3_idx n_j) {
+    const T *src = src_;
+    T *dst = dst_;
+    for (c3_idx j0 = 0; j0 < n_j; j0 += V)
+        for (c3_idx i0 = 0; i0 < n_i; i0 += V) {
+            if (i0 + V <= n_i && j0 + V <= n_j) {
+                VT r[V];
+                for (int l = 0; l < V; l++) r[l] = KN(loadu)(src + (i0 + l) * src_stride + j0);
+                KN(transpose)(r); /* r[k][l] = src[(i0 + l) * src_stride + j0 + k] */
+                for (int k = 0; k < V; k++) KN(storeu)(dst + (j0 + k) * dst_stride + i0, r[k]);
+            } else {
+                c3_idx i1 = i0 + V < n_i ? i0 + V : n_i, j1 = j0 + V < n_j ? j0 + V : n_j;
+                for (c3_idx j = j0; j < j1; j++)
+                    for (c3_idx i = i0; i < i1; i++) dst[j * dst_stride + i] = src[i * src_stride + j];
+            }
+        }
 }

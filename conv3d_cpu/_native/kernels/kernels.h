@@ -33,6 +33,11 @@ typedef void (*c3_row_fn)(const void *rows, const c3_idx *r_off, c3_idx n_rows, 
                           const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW, void *out,
                           c3_idx oW, const void *bias);
 
+/* dst[j * dst_stride + i] = src[i * src_stride + j] for i < n_i, j < n_j: a block transposed
+ * (src's rows contiguous along j, dst's along i), as V x V register transposes. */
+typedef void (*c3_transpose_fn)(const void *src, c3_idx src_stride, void *dst, c3_idx dst_stride,
+                                c3_idx n_i, c3_idx n_j);
+
 /* A Winograd tile: per axis (z, y, x) the outputs m and the transformed points a (see
  * winograd_tmpl.h; the shapes compiled are C3_WINOGRAD_INPUT_TILES / _OUTPUT_TILES). */
 typedef struct {
@@ -67,6 +72,7 @@ typedef int (*c3_wino_weights_fn)(const c3_wino_tile *tile, const void *w, c3_id
     X(tile_narrow, c3_tile_fn)                                                                \
     X(store_tile, c3_store_fn)                                                                \
     X(row, c3_row_fn)                                                                         \
+    X(transpose_block, c3_transpose_fn)                                                       \
     X(wino_input, c3_wino_in_fn)                                                              \
     X(wino_output, c3_wino_out_fn)                                                            \
     X(wino_weights, c3_wino_weights_fn)
