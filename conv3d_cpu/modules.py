@@ -5,7 +5,6 @@ import numpy as np
 
 from conv3d_cpu._core import validation as v
 from conv3d_cpu._core.forward import convolve, result_shape
-from conv3d_cpu._core.padding import pad_input
 from conv3d_cpu._core.weight_cache import TransformCache
 
 
@@ -164,11 +163,9 @@ class Conv3d:
         shape = result_shape(x, weight, self._stride, pads, self._dilation, self._groups,
                              unbatched)
         out5 = v.out_arg(out, shape, self._dtype, x, weight, bias)
-        if self._padding_mode != "zeros":
-            x = pad_input(x, self._padding_mode, pads)
-            pads = ((0, 0),) * 3
         y = convolve(x, weight, bias, self._stride, pads, self._dilation, self._groups,
-                     self._algorithm, 0, cache=self._transforms, out=out5)
+                     self._algorithm, 0, cache=self._transforms, out=out5,
+                     padding_mode=self._padding_mode)
         return out if out is not None else (y[0] if unbatched else y)
 
     __call__ = forward

@@ -4,10 +4,11 @@ import math
 import numpy as np
 
 from conv3d_cpu._core import algorithms
-from conv3d_cpu._core.padding import zero_pad
+from conv3d_cpu._core.padding import pad_input, zero_pad
 from conv3d_cpu._core.validation import check_workspace, output_shape
 from conv3d_cpu._core.weight_cache import functional_cache
 from conv3d_cpu._native import direct, layout, winograd
+from conv3d_cpu._native.constants import PADDING_MODES
 
 
 def result_shape(x, weight, stride, pads, dilation, groups, unbatched):
@@ -20,8 +21,9 @@ def result_shape(x, weight, stride, pads, dilation, groups, unbatched):
 
 
 def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_threads,
-             cache=None, out=None):
-    """Convolve a validated 5-D input with zero padding ``pads`` ((lo, hi) per axis).
+             cache=None, out=None, padding_mode="zeros"):
+    """Convolve a validated 5-D input padded by ``pads`` ((lo, hi) per axis) in
+    ``padding_mode`` (its limits checked: validation.padding_mode_fits).
 
     ``weight`` and ``bias`` (or None) have ``x``'s dtype and consistent shapes; ``algorithm``
     is one the layer can use (validation.algorithm_fits); ``num_threads`` is 0 for the OpenMP
@@ -40,6 +42,10 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
     bias = np.zeros(weight.shape[0], x.dtype) if bias is None else np.ascontiguousarray(bias)
     front = tuple(lo for lo, _ in pads)
     num_threads = algorithms.threads_for(num_threads, out.size * math.prod(weight.shape[1:]))
+    mode = PADDING_MODES.index(padding_mode)
+    if m is not None and mode:
+        # (The Winograd input transform knows zero padding only: pad first.)
+        x, front, pads, mode = pad_input(x, padding_mode, pads), (0, 0, 0), ((0, 0),) * 3, 0
     if m is not None:
         transformed = (cache or functional_cache).get(weight, groups, m, num_threads)
         finite = winograd.winograd(x, transformed, bias, out, front, m, weight.shape[2:], groups,
@@ -48,8 +54,9 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
         # convolution leaves finite: 'auto' recomputes such results directly.
         if algorithm != "auto" or finite:
             return out
-    finite = direct.direct(x, weight, bias, out, stride, front, dilation, groups, num_threads)
-    if not finite and any(lo or hi for lo, hi in pads):
+    finite = direct.direct(x, weight, bias, out, stride, front, dilation, groups, num_threads,
+                           mode)
+    if not finite and not mode and any(lo or hi for lo, hi in pads):
         # The direct kernel skips taps in implicit padding; PyTorch multiplies them, and with
         # a NaN or infinite weight 0 * w is NaN: recompute with the zeros made explicit.
         direct.direct(zero_pad(x, pads), weight, bias, out, stride, (0, 0, 0), dilation,

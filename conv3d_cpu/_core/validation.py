@@ -12,9 +12,8 @@ import sys
 import numpy as np
 
 from conv3d_cpu._core.algorithms import ALGORITHMS, FORCED_TILE, winograd_ineligible
-from conv3d_cpu._native.constants import ROW_OVERREAD, WINOGRAD_SHAPES
+from conv3d_cpu._native.constants import PADDING_MODES, ROW_OVERREAD, WINOGRAD_SHAPES
 
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _AXES = ("depth", "height", "width")
 PADDING_STRINGS = ("valid", "same")
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -14,7 +14,11 @@
 #define C3_WINOGRAD_WEIGHT_CHANNELS 8
 #define C3_MAX_RANGES 64
 #define C3_WINOGRAD_MAX_ALPHA 6
-#define C3_CONSTANTS_DIGEST "5f077c47"
+#define C3_CONSTANTS_DIGEST "a353f440"
+#define C3_PAD_ZEROS 0
+#define C3_PAD_REFLECT 1
+#define C3_PAD_REPLICATE 2
+#define C3_PAD_CIRCULAR 3
 /* X(AZ, AY, AX): the input transforms compiled (derived from WINOGRAD_SHAPES) */
 #define C3_WINOGRAD_INPUT_TILES(X) X(1, 4, 4) X(1, 6, 6) X(4, 1, 1) X(4, 4, 4) X(6, 1, 1) X(6, 6, 6)
 /* X(MZ, MY, MX, AZ, AY, AX): the output transforms compiled */

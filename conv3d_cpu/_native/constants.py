@@ -44,6 +44,10 @@ WORKSPACE_SLACK = 1 << 20
 # point's values for them are stored as one contiguous run.
 WINOGRAD_WEIGHT_CHANNELS = 8
 
+# Padding modes, by their codes in C (C3_PAD_ZEROS, ...): the kernels read reflect, replicate
+# and circular padding through padding.h's index map, zeros as implicit zeros.
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
 # Work-stealing ranges a kernel keeps on its stack (schedule.h); larger teams share them.
 MAX_RANGES = 64
 
@@ -72,7 +76,8 @@ _INTS = ("ROW_UNROLL", "MAX_FLOAT_LANES", "ROW_OVERREAD", "ITEMS_PER_THREAD", "S
 # A checksum of every value above (zlib: a stale build is to be caught, not an adversary, and
 # hashlib's import would cost the package's import more than all the rest of this module).
 _VALUES = repr([(name, globals()[name]) for name in _INTS]
-               + [sorted(WINOGRAD_SHAPES.items()), WINOGRAD_INPUT_TILES, WINOGRAD_OUTPUT_TILES])
+               + [sorted(WINOGRAD_SHAPES.items()), WINOGRAD_INPUT_TILES, WINOGRAD_OUTPUT_TILES,
+                  PADDING_MODES])
 DIGEST = f"{zlib.crc32(_VALUES.encode()):08x}"
 
 
@@ -91,6 +96,7 @@ def header():
     ]
     lines += [f"#define C3_{name} {globals()[name]}" for name in _INTS]
     lines.append(f'#define C3_CONSTANTS_DIGEST "{DIGEST}"')
+    lines += [f"#define C3_PAD_{mode.upper()} {i}" for i, mode in enumerate(PADDING_MODES)]
     lines.append(xlist("C3_WINOGRAD_INPUT_TILES",
                        "X(AZ, AY, AX): the input transforms compiled (derived from WINOGRAD_SHAPES)",
                        WINOGRAD_INPUT_TILES))

@@ -74,31 +74,35 @@ ctypedef struct direct_plan:
     c3_idx n_items      # work items of the call
 
 
-def direct(x, w, bias, out, stride, padding, dilation, Py_ssize_t groups, int num_threads):
+def direct(x, w, bias, out, stride, padding, dilation, Py_ssize_t groups, int num_threads,
+           int padding_mode=0):
     """Write conv3d(x, w) + bias into ``out`` (N, O, oD, oH, oW); return whether every
     weight is finite.
 
     C-contiguous arrays of one dtype (float32 or float64). ``padding`` is the front padding
-    per axis; the far side is implied by ``out``'s shape. ``num_threads`` <= 0 means the
-    OpenMP default, read now. Taps that fall in the padding are skipped, so with a NaN or an
-    infinite weight the result differs from PyTorch's (0 * NaN is NaN): the caller then
-    recomputes with the padding made explicit. (Found while the weights are packed, which
-    reads them anyway, rather than in a pass of its own.)
+    per axis; the far side is implied by ``out``'s shape; ``padding_mode`` is its mode's code
+    (constants.PADDING_MODES: 0 zeros). ``num_threads`` <= 0 means the OpenMP default, read
+    now. Taps that fall in zero padding are skipped, so with a NaN or an infinite weight the
+    result differs from PyTorch's (0 * NaN is NaN): the caller then recomputes with the
+    padding made explicit. (Found while the weights are packed, which reads them anyway,
+    rather than in a pass of its own.)
     """
     # Explicit dispatch: a fused def function would inspect every argument's buffer first.
     if x.dtype == np.float32:
         return bool(_run[float](x, w, bias, out, stride, padding, dilation, groups,
-                                num_threads))
-    return bool(_run[double](x, w, bias, out, stride, padding, dilation, groups, num_threads))
+                                num_threads, padding_mode))
+    return bool(_run[double](x, w, bias, out, stride, padding, dilation, groups, num_threads,
+                             padding_mode))
 
 
 cdef int _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
               const floating[::1] bias, floating[:, :, :, :, ::1] out,
-              stride, padding, dilation, Py_ssize_t groups, int num_threads) except -1:
+              stride, padding, dilation, Py_ssize_t groups, int num_threads,
+              int padding_mode) except -1:
     cdef direct_plan P
     memset(&P, 0, sizeof(P))
     P.g = geom_of(&x.shape[0], &out.shape[0], (w.shape[2], w.shape[3], w.shape[4]), stride,
-                  padding, dilation, groups)
+                  padding, dilation, groups, padding_mode)
     P.f64 = floating is double
     cdef int nt = effective_threads(num_threads)
     _plan(&P, nt)

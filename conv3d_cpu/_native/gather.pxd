@@ -6,7 +6,9 @@
 # place, their rows are copied into the thread's slab, zero padded along W: slab slot s holds
 # rows iy0 .. iy0 + hs - 1 of one input plane, hs rows of Wp elements, the input's columns
 # from column pW on; rows outside the input stay zero. Taps outside the input in D are
-# skipped. The slab keeps R planes per input channel in a ring (``c3_ring``), so an input plane
+# skipped. With another padding mode than zeros (g.mode) nothing is outside: planes, rows and
+# the W padding columns are read where padding.h maps them, so the kernels see the padded
+# input without a padded copy of it. The slab keeps R planes per input channel in a ring (``c3_ring``), so an input plane
 # shared by the kD output planes that read it is copied once when a thread's items run along z
 # (``z_of``). ``tap_rows`` then lists, for one output row, the input rows and the kernel rows
 # the micro-kernels multiply.
@@ -18,6 +20,7 @@ from cython cimport floating
 
 from conv3d_cpu._native.geometry cimport c3_geom
 from conv3d_cpu._native.isa cimport c3_idx
+from conv3d_cpu._native.padding cimport C3_PAD_ZEROS, c3_pad_index
 
 
 ctypedef struct c3_ring:
@@ -131,40 +134,82 @@ cdef inline void ring_planes(c3_ring* ring, const c3_geom* g, c3_idx run,
     same."""
     # (Fields read into locals: stores through the c3_idx pointers below could alias them.)
     cdef c3_idx a, iz, r, R = ring.R, kD = g.kD, sD = g.sD, dD = g.dD, pD = g.pD, D = g.D
+    cdef int mode = g.mode
     cdef c3_idx* tags = ring.tags
     cdef c3_idx* pos = ring.pos
     cdef c3_idx* fill = ring.fill
     for a in range(kD):
-        iz = z * sD + a * dD - pD
-        if 0 <= iz < D:
+        iz = c3_pad_index(z * sD + a * dD - pD, D, mode)
+        if iz >= 0:
             r = iz % R
+            if mode != C3_PAD_ZEROS:
+                r = _free_position(ring, g, z, a, iz, r)
             fill[a] = tags[2 * r] != run or tags[2 * r + 1] != iz
             tags[2 * r] = run
             tags[2 * r + 1] = iz
             pos[a] = r
 
 
+cdef inline c3_idx _free_position(const c3_ring* ring, const c3_geom* g, c3_idx z, c3_idx a,
+                                  c3_idx iz, c3_idx r) noexcept nogil:
+    """The position of plane iz for tap a: where an earlier tap of this item put the same
+    plane, else r unless an earlier tap put another plane there, else the first position none
+    of them holds. (Zeros padding leaves the in-range planes of one output plane an arithmetic
+    progression, which ring_depth keeps apart; a reflected or wrapped plane can land on a
+    position a neighbour took.) R >= the distinct planes of an item: a free position exists."""
+    cdef c3_idx b, q
+    cdef bint taken = False
+    for b in range(a):
+        if _tap_plane(g, z, b) == iz:
+            return ring.pos[b]
+    for b in range(a):
+        if _tap_plane(g, z, b) >= 0 and ring.pos[b] == r:
+            taken = True
+    if not taken:
+        return r
+    for q in range(ring.R):
+        taken = False
+        for b in range(a):
+            if _tap_plane(g, z, b) >= 0 and ring.pos[b] == q:
+                taken = True
+                break
+        if not taken:
+            return q
+    return r  # (unreachable: see above)
+
+
+cdef inline c3_idx _tap_plane(const c3_geom* g, c3_idx z, c3_idx a) noexcept nogil:
+    """The input plane tap a of output plane z reads, or -1 (zero padding)."""
+    return c3_pad_index(z * g.sD + a * g.dD - g.pD, g.D, g.mode)
+
+
 cdef inline c3_idx gather_planes(const c3_geom* g, c3_ring* ring, c3_slots* slots,
                                  c3_idx run, c3_idx z, const floating* xg, floating* slab,
                                  c3_idx iy0, c3_idx hs, c3_idx Wp, bint copy) noexcept nogil:
     """The slots of output plane z (``xg``: the group's first input channel); with ``copy``,
-    each plane's rows iy0 .. iy0 + hs - 1 inside the input are in its slab slot, copied only
-    when the ring does not hold them already (the W padding is zero from the thread's start
-    and never written). Returns the number of slots."""
+    each plane's rows iy0 .. iy0 + hs - 1 are in its slab slot, copied only when the ring does
+    not hold them already. Zeros padding: rows outside the input and the W padding stay zero
+    from the thread's start and are never written; another mode reads them where it maps
+    them. Returns the number of slots."""
     cdef c3_idx c, a, iz, j, iy, n = 0
     cdef c3_idx cpg = g.cpg, kD = g.kD, sD = g.sD, dD = g.dD, pD = g.pD, D = g.D
     cdef c3_idx H = g.H, W = g.W, pW = g.pW, plane = g.H * g.W, R = ring.R
+    cdef int mode = g.mode
+    # The slot columns any tap reads: [0, extent); those past the input are padding.
+    cdef c3_idx extent = min(Wp, (g.oW - 1) * g.sW + (g.kW - 1) * g.dW + 1)
     cdef c3_idx* sw = slots.w
     cdef c3_idx* sx = slots.x
     cdef c3_idx* ss = slots.s
     cdef const c3_idx* pos = ring.pos
     cdef const c3_idx* fill = ring.fill
+    cdef floating* dst
+    cdef const floating* src
     if copy:
         ring_planes(ring, g, run, z)
     for c in range(cpg):
         for a in range(kD):
-            iz = z * sD + a * dD - pD
-            if iz < 0 or iz >= D:
+            iz = c3_pad_index(z * sD + a * dD - pD, D, mode)
+            if iz < 0:
                 continue
             sw[n] = c * kD + a
             sx[n] = (c * D + iz) * plane
@@ -172,13 +217,28 @@ cdef inline c3_idx gather_planes(const c3_geom* g, c3_ring* ring, c3_slots* slot
                 ss[n] = c * R + pos[a]
                 if fill[a]:
                     for j in range(hs):
-                        iy = iy0 + j
-                        if 0 <= iy < H:
-                            memcpy(slab + (ss[n] * hs + j) * Wp + pW, xg + sx[n] + iy * W,
-                                   W * sizeof(floating))
+                        iy = c3_pad_index(iy0 + j, H, mode)
+                        if iy < 0:
+                            continue
+                        dst = slab + (ss[n] * hs + j) * Wp
+                        src = xg + sx[n] + iy * W
+                        memcpy(dst + pW, src, W * sizeof(floating))
+                        if mode != C3_PAD_ZEROS:
+                            _pad_columns(dst, src, pW, W, extent, mode)
             n += 1
     slots.n = n
     return n
+
+
+cdef inline void _pad_columns(floating* dst, const floating* src, c3_idx pW, c3_idx W,
+                              c3_idx extent, int mode) noexcept nogil:
+    """A slot row's padding columns (front pW, and past the input up to ``extent``) read
+    from the input row ``src`` where the padding mode maps them."""
+    cdef c3_idx col
+    for col in range(pW):
+        dst[col] = src[c3_pad_index(col - pW, W, mode)]
+    for col in range(pW + W, extent):
+        dst[col] = src[c3_pad_index(col - pW, W, mode)]
 
 
 cdef inline c3_idx tap_rows(const c3_geom* g, const c3_slots* slots, c3_rows* rows,
@@ -187,10 +247,12 @@ cdef inline c3_idx tap_rows(const c3_geom* g, const c3_slots* slots, c3_rows* ro
     """The input rows of one output row whose first tap reads slot row j0, and their kernel
     rows (``wstride`` elements per (c, a, b) in the weights the micro-kernel reads).
 
-    r_off is relative to the slab (``copy``) or to the group's input. ``skip_padding`` leaves
-    out rows in the zero padding along H; without it (gathered rows only) they stay in the
-    sum as rows of zeros. Returns the number of rows."""
+    r_off is relative to the slab (``copy``) or to the group's input (rows in another padding
+    mode than zeros read where it maps them). ``skip_padding`` leaves out rows in the zero
+    padding along H; without it (gathered rows only) they stay in the sum as rows of zeros.
+    Returns the number of rows."""
     cdef c3_idx s, b, j, iy, n = 0, kH = g.kH, dH = g.dH, H = g.H, W = g.W
+    cdef int mode = g.mode
     cdef const c3_idx* sw = slots.w
     cdef const c3_idx* sx = slots.x
     cdef const c3_idx* ss = slots.s
@@ -199,8 +261,8 @@ cdef inline c3_idx tap_rows(const c3_geom* g, const c3_slots* slots, c3_rows* ro
     for s in range(slots.n):
         for b in range(kH):
             j = j0 + b * dH
-            iy = iy0 + j
-            if skip_padding and (iy < 0 or iy >= H):
+            iy = c3_pad_index(iy0 + j, H, mode)
+            if skip_padding and iy < 0:
                 continue
             r_off[n] = (ss[s] * hs + j) * Wp if copy else sx[s] + iy * W
             w_off[n] = (sw[s] * kH + b) * wstride
