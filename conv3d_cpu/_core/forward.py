@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from conv3d_cpu._core import algorithms
-from conv3d_cpu._core.padding import pad_input, zero_pad
+from conv3d_cpu._core.padding import zero_pad
 from conv3d_cpu._core.validation import check_workspace, output_shape
 from conv3d_cpu._core.weight_cache import functional_cache
 from conv3d_cpu._native import direct, layout, winograd
@@ -43,13 +43,10 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
     front = tuple(lo for lo, _ in pads)
     num_threads = algorithms.threads_for(num_threads, out.size * math.prod(weight.shape[1:]))
     mode = PADDING_MODES.index(padding_mode)
-    if m is not None and mode:
-        # (The Winograd input transform knows zero padding only: pad first.)
-        x, front, pads, mode = pad_input(x, padding_mode, pads), (0, 0, 0), ((0, 0),) * 3, 0
     if m is not None:
         transformed = (cache or functional_cache).get(weight, groups, m, num_threads)
         finite = winograd.winograd(x, transformed, bias, out, front, m, weight.shape[2:], groups,
-                                   num_threads)
+                                   num_threads, mode)
         # Winograd mixes a tile's inputs, so one NaN/Inf would spread to outputs that direct
         # convolution leaves finite: 'auto' recomputes such results directly.
         if algorithm != "auto" or finite:

@@ -1,15 +1,7 @@
-"""Explicit padding for the non-zero padding modes (zeros padding stays implicit in kernels)."""
+"""The one padded copy the package still makes: zeros made explicit for the NaN recompute.
+
+(Reflect, replicate and circular padding are read inside the kernels, through padding.h.)"""
 import numpy as np
-
-_NUMPY_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-
-
-def pad_input(x, mode, pads):
-    """Pad the spatial axes of a 5-D array with PyTorch's meaning of ``mode`` (its limits
-    checked by validation.padding_mode_fits)."""
-    if not any(lo or hi for lo, hi in pads):
-        return x
-    return np.pad(x, ((0, 0), (0, 0)) + tuple(pads), mode=_NUMPY_MODE[mode])
 
 
 def zero_pad(x, pads):

@@ -20,6 +20,9 @@ cdef extern from "kernels/kernels.h" nogil:
     ctypedef struct c3_wino_tile:
         int m[3]
         int a[3]
+        int mode
+        c3_idx lo[3]
+        c3_idx hi[3]
     ctypedef int (*c3_wino_in_fn)(const c3_wino_tile* tile, const void* x, c3_idx cstride,
                                   int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0,
                                   c3_idx x0, void* v, c3_idx v_stride) noexcept nogil

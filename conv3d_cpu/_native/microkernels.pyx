@@ -100,16 +100,26 @@ cdef c3_wino_tile _tile_of(m, a) except *:
     cdef c3_wino_tile t
     t.m = m
     t.a = a
+    t.mode = 0
     return t
 
 
 def wino_input(m, a, x, c3_idx cstride, int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0,
-               c3_idx y0, c3_idx x0, c3_idx v_stride):
-    """wino_input for the tile (m, a): V as an (A, v_stride) array and the kernel's return
-    value (0, or -1 for a tile not compiled)."""
+               c3_idx y0, c3_idx x0, c3_idx v_stride, int mode=0, lo=(0, 0, 0), hi=(0, 0, 0)):
+    """wino_input for the tile (m, a) with padding of mode ``mode`` (its code) and extents
+    ``lo``, ``hi`` per axis: V as an (A, v_stride) array and the kernel's return value (0, or
+    -1 for a tile not compiled)."""
     cdef const c3_kernels* K = current_kernels()
     cdef bint f64 = _typed(x.dtype, x)
     cdef c3_wino_tile t = _tile_of(m, a)
+    t.mode = mode
+    t.lo = lo
+    t.hi = hi
+    limit = {1: lambda n: n - 1, 3: lambda n: n}.get(mode)  # reflect, circular (replicate: any)
+    if any(p < 0 or limit is not None and p > limit(n)
+           for p, n in zip(tuple(lo) + tuple(hi), (D, H, W) * 2)):
+        raise ValueError("padding past what the mode allows (reflect: < size, circular: <= "
+                         "size)")
     if not 1 <= nc <= K.ocb_narrow[f64] or v_stride < nc:
         raise ValueError("1 <= nc <= lanes and v_stride >= nc")
     _check_reach("x", x, (nc - 1) * cstride + D * H * W - 1)

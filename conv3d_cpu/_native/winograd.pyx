@@ -171,13 +171,14 @@ ctypedef struct wino_plan:
 
 def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
              const floating[::1] bias, floating[:, :, :, :, ::1] out, padding, m, kernel,
-             Py_ssize_t groups, int num_threads):
+             Py_ssize_t groups, int num_threads, int padding_mode=0):
     """Write the convolution of ``x`` into ``out`` using U = transform_weights(w, groups, m).
 
     ``m`` is the per-axis tile (mz, my, mx) for the kernel size ``kernel`` (kD, kH, kW): 2 or 4
     where the kernel is 3, 2 where it is 5, 1 where it is 1.
-    ``padding`` is the front zero padding per axis; ``num_threads`` <= 0 means the OpenMP
-    default. Returns True when every output is finite (checked as it is stored).
+    ``padding`` is the front padding per axis, in the mode ``padding_mode`` (its code in
+    constants.PADDING_MODES; 0 zeros); ``num_threads`` <= 0 means the OpenMP default. Returns
+    True when every output is finite (checked as it is stored).
     """
     a = winograd_points(m, kernel)
     if a not in WINOGRAD_INPUT_TILES or tuple(m) + a not in WINOGRAD_OUTPUT_TILES:
@@ -193,6 +194,11 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     P.T = tiling_of(P.K, P.f64, g.opg)
     P.tile.m = m
     P.tile.a = a
+    P.tile.mode = padding_mode
+    # The padding's extent per axis (read by modes other than zeros): lo in front, hi after.
+    P.tile.lo = [g.pD, g.pH, g.pW]
+    P.tile.hi = [o + k - 1 - n - p for o, k, n, p in
+                 zip((g.oD, g.oH, g.oW), kernel, (g.D, g.H, g.W), (g.pD, g.pH, g.pW))]
     P.a3 = P.tile.a[0] * P.tile.a[1] * P.tile.a[2]
     P.ntiles = g.N * ((g.oD + P.tile.m[0] - 1) // P.tile.m[0]) * (
         (g.oH + P.tile.m[1] - 1) // P.tile.m[1]) * ((g.oW + P.tile.m[2] - 1) // P.tile.m[2])

@@ -215,6 +215,37 @@ def test_wino_input_contract(a, dtype, isa):
                 assert not v[:, nc:].any()  # lanes past nc and the stride's slack untouched
 
 
+NP_PAD = {1: "reflect", 2: "edge", 3: "wrap"}
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("mode", [1, 2, 3], ids=["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("a", WINOGRAD_INPUT_TILES, ids=str)
+def test_wino_input_padding_modes(a, mode, isa):
+    # The patch read from the input padded by (lo, hi) in the mode, zero past that padding.
+    rng = np.random.default_rng(11)
+    D, H, W = 7, 6, 9
+    lo, hi = (2, 1, 3), (1, 2, 2)
+    x = rng.standard_normal((8, D, H, W)).astype(np.float32)
+    padded = np.pad(x, [(0, 0)] + list(zip(lo, hi)), mode=NP_PAD[mode])
+    with isa_selected(isa):
+        lanes = mk.table()["ocb_narrow"][0]
+        nc = min(lanes, 8)
+        for z0, y0, x0 in [(-2, -1, -3), (-3, -2, -4), (D - 2, H - 3, W - 4), (1, 1, 1),
+                           (0, -1, W - 5), (-1, 0, 2)]:
+            v, rc = mk.wino_input((1, 1, 1), a, x.reshape(-1), D * H * W, nc, D, H, W, z0, y0,
+                                  x0, lanes + 1, mode, lo, hi)
+            assert rc == 0
+            patch = np.zeros((nc,) + a)
+            for i in np.ndindex(*a):
+                q = (z0 + i[0] + lo[0], y0 + i[1] + lo[1], x0 + i[2] + lo[2])
+                if all(0 <= qq < n for qq, n in zip(q, padded.shape[1:])):
+                    patch[(slice(None),) + i] = padded[(slice(0, nc),) + q]
+            exact = np.einsum("ka,lb,mc,nabc->klmn", BT[a[0]], BT[a[1]], BT[a[2]], patch)
+            terms = np.einsum("ka,lb,mc,nabc->klmn", *(np.abs(BT[d]) for d in a), np.abs(patch))
+            _close(v[:, :nc].reshape(a + (nc,)), exact, terms, np.float32)
+
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("tile", WINOGRAD_OUTPUT_TILES, ids=str)

@@ -39,9 +39,13 @@ typedef void (*c3_transpose_fn)(const void *src, c3_idx src_stride, void *dst, c
                                 c3_idx n_i, c3_idx n_j);
 
 /* A Winograd tile: per axis (z, y, x) the outputs m and the transformed points a (see
- * winograd_tmpl.h; the shapes compiled are C3_WINOGRAD_INPUT_TILES / _OUTPUT_TILES). */
+ * winograd_tmpl.h; the shapes compiled are C3_WINOGRAD_INPUT_TILES / _OUTPUT_TILES), and the
+ * padding the input transform reads outside the input: its mode (C3_PAD_*; padding.h) and,
+ * for modes other than zeros, its extent before (lo) and after (hi) the input per axis. */
 typedef struct {
     int m[3], a[3];
+    int mode;
+    c3_idx lo[3], hi[3];
 } c3_wino_tile;
 /* The input transform of one tile for nc <= one vector of channels: see winograd_tmpl.h.
  * Returns 0, or -1 (writing nothing) for a tile shape that was not compiled. */

@@ -19,6 +19,7 @@
  *       A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 0; 0 1 1 1/4 1/4 0; 0 1 -1 1/8 -1/8 1]
  *   F(2, 5): the F4 B^T, A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 1] */
 #include "winograd_g.h"
+#include "padding.h"
 
 /* 1-D transforms, written out so no zero coefficient costs an instruction. `s` and `so` are
  * the strides (in vectors) of the 4 or 6 inputs and the outputs. */
@@ -78,15 +79,25 @@ static inline int KN(clamp)(c3_idx v, int hi) { return v < 0 ? 0 : v > hi ? hi :
  * three separate passes took three. */
 static inline __attribute__((always_inline)) void KN(wino_input_body)(
     const T *x, c3_idx cstride, int nc, c3_idx D, c3_idx H, c3_idx W, c3_idx z0, c3_idx y0,
-    c3_idx x0, T *v, c3_idx v_stride, const int AZ, const int AY, const int AX) {
+    c3_idx x0, T *v, c3_idx v_stride, const c3_wino_tile *tile, const int AZ, const int AY,
+    const int AX) {
     VT p[C3_WINOGRAD_MAX_ALPHA * C3_WINOGRAD_MAX_ALPHA * C3_WINOGRAD_MAX_ALPHA];
-    const int AYX = AY * AX;
-    /* The in-range part of the patch: [a0, a1) x [b0, b1) x [c0, c1); the rest is zero.
-     * Clamped to [0, A] in c3_idx first: an origin far outside the input (huge padding) must
-     * not wrap when narrowed to int. */
-    int a0 = KN(clamp)(-z0, AZ), a1 = KN(clamp)(D - z0, AZ);
-    int b0 = KN(clamp)(-y0, AY), b1 = KN(clamp)(H - y0, AY);
-    int c0 = KN(clamp)(-x0, AX), c1 = KN(clamp)(W - x0, AX);
+    const int AYX = AY * AX, mode = tile->mode;
+    /* The part of the patch read: [a0, a1) x [b0, b1) x [c0, c1); the rest is zero. Clamped
+     * to [0, A] in c3_idx first: an origin far outside the input (huge padding) must not wrap
+     * when narrowed to int. Zeros padding reads the input only; another mode reads its padding
+     * too (its rows and columns where padding.h maps them: C3_ROW, col), and leaves zero what
+     * lies past the padding, as convolving a padded copy would. */
+    const int pad = mode != C3_PAD_ZEROS;
+    const c3_idx lz = pad ? tile->lo[0] : 0, ly = pad ? tile->lo[1] : 0, lx = pad ? tile->lo[2] : 0;
+    const c3_idx hz = pad ? tile->hi[0] : 0, hy = pad ? tile->hi[1] : 0, hx = pad ? tile->hi[2] : 0;
+    int a0 = KN(clamp)(-z0 - lz, AZ), a1 = KN(clamp)(D + hz - z0, AZ);
+    int b0 = KN(clamp)(-y0 - ly, AY), b1 = KN(clamp)(H + hy - y0, AY);
+    int c0 = KN(clamp)(-x0 - lx, AX), c1 = KN(clamp)(W + hx - x0, AX);
+    /* every column of the patch in the input */
+    const int inside = x0 >= 0 && x0 + AX <= W;
+#define C3_ROW(a, b)                                                                          \
+    (x + (c3_pad_index(z0 + (a), D, mode) * H + c3_pad_index(y0 + (b), H, mode)) * W)
     /* Rows outside the input transform to zero along W (only those: most tiles of a small
      * volume touch an edge, and clearing the whole patch would cost every one of them). */
     if (a0 > 0 || b0 > 0 || a1 < AZ || b1 < AY)
@@ -98,12 +109,12 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
      * per channel) from a window of the row that holds the patch's in-range columns, and a
      * register transpose, instead of V scalar loads per element. */
     const int NCOLV = (AX + V - 1) / V;
-    if (AX > 1 && nc == V && W >= NCOLV * V) {
+    if (AX > 1 && nc == V && W >= NCOLV * V && (!pad || inside)) {
         c3_idx xs = x0 < 0 ? 0 : (x0 + NCOLV * V > W ? W - NCOLV * V : x0);
         int shift = (int)(x0 - xs); /* patch column c is window column c + shift */
         for (int a = a0; a < a1; a++)
             for (int b = b0; b < b1; b++) {
-                const T *src = x + ((z0 + a) * H + y0 + b) * W + xs;
+                const T *src = C3_ROW(a, b) + xs;
                 VT win[(C3_WINOGRAD_MAX_ALPHA + 1) / 2 * V]; /* NCOLV <= this / V: V >= 2 */
                 for (int h = 0; h < NCOLV; h++) {
                     for (int l = 0; l < V; l++) win[h * V + l] = KN(loadu)(src + l * cstride + h * V);
@@ -121,15 +132,16 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
     } else {
         for (int a = a0; a < a1; a++)
             for (int b = b0; b < b1; b++) {
-                const T *src = x + ((z0 + a) * H + y0 + b) * W + x0;
+                const T *src = C3_ROW(a, b);
                 VT row[C3_WINOGRAD_MAX_ALPHA];
                 for (int c = 0; c < AX; c++) {
                     row[c] = (VT){0};
                     if (c < c0 || c >= c1) continue;
+                    c3_idx col = c3_pad_index(x0 + c, W, mode);
                     if (nc == V) {
-                        row[c] = KN(gather)(src + c, cstride);
+                        row[c] = KN(gather)(src + col, cstride);
                     } else {
-                        for (int l = 0; l < nc; l++) row[c][l] = src[c + l * cstride];
+                        for (int l = 0; l < nc; l++) row[c][l] = src[col + l * cstride];
                     }
                 }
                 KN(bt)(AX, row, 1, p + (a * AY + b) * AX, 1);
@@ -154,6 +166,8 @@ static inline __attribute__((always_inline)) void KN(wino_input_body)(
         }
     }
 }
+
+#undef C3_ROW
 
 /* y = A^T M A + bias for one tile and nc <= V output channels: M[xi] is the vector at
  * m_in + xi * m_stride; output (z, y, x) of lane l goes to
@@ -306,7 +320,8 @@ static int KN(wino_input)(const c3_wino_tile *tile, const void *x, c3_idx cstrid
     const int *a = tile->a;
 #define C3_IN_CASE(AZ, AY, AX)                                                                \
     if (a[0] == AZ && a[1] == AY && a[2] == AX) {                                             \
-        KN(wino_input_body)(x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride, AZ, AY, AX);    \
+        KN(wino_input_body)(x, cstride, nc, D, H, W, z0, y0, x0, v, v_stride, tile, AZ, AY,   \
+                            AX);                                                              \
         return 0;                                                                             \
     }
     C3_WINOGRAD_INPUT_TILES(C3_IN_CASE)
