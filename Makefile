@@ -29,7 +29,7 @@ test: install $(VENV)/.torch
 	$(PY) -m pytest tests -q
 
 # Benchmark peers and chart (each optional: the benchmark skips what is missing).
-BENCH_DEPS := onnx onnxruntime matplotlib
+BENCH_DEPS := onnx onnxruntime matplotlib openvino
 $(VENV)/.bench: $(VENV)/.created
 	for p in $(BENCH_DEPS); do $(PIP) install "$$p" || echo "WARNING: $$p not installable here; the benchmark goes on without it"; done
 	touch $@
@@ -37,6 +37,7 @@ $(VENV)/.bench: $(VENV)/.created
 # make bench [QUICK=1] [BENCH_ARGS="--only unet,c3d --no-sweep"]; results in bench/results/.
 bench: install $(VENV)/.torch $(VENV)/.bench
 	$(PY) bench/run.py $(if $(filter-out 0 no false,$(QUICK)),--quick) $(BENCH_ARGS)
+	$(PY) bench/networks.py $(if $(filter-out 0 no false,$(QUICK)),--quick)
 
 # Wheels. `make wheel`: an isolated `python -m build --wheel` with the default flags (never
 # -march=native, OpenMP on) into dist/, then `auditwheel repair` bundles the OpenMP runtime into
