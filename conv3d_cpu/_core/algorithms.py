@@ -11,7 +11,8 @@ Cost model (``estimate_seconds``): time = FLOPs / sustained rate per stage, with
 by the benchmark suite (bench/calibrate.py) on an AVX-512 machine, one thread. Direct:
 2 N O P (C/g) kD kH kW FLOPs. Winograd: the element-wise GEMM does 2 N T A (C/g) (O/g) g FLOPs
 for T tiles of A transformed positions (A = (m+2)^3 for 3x3x3 kernels, (m+2)^2 for (1,3,3),
-m+2 for (3,1,1), 6^3 for 5x5x5); the transforms cost per tile and channel, in proportion to A.
+m+2 for (3,1,1), 6^3 for 5x5x5); the transforms cost per tile and channel, in proportion to A;
+the transformed weights (A (C/g) (O/g) g values) are read from memory once per call.
 Ratios, not absolute rates, decide, so the choice holds on other machines as long as the stages
 scale alike.
 
@@ -33,6 +34,11 @@ _GEMM_FLOPS = 90e9
 # transform, by tile size.
 _TRANSFORM_IN = {2: 32e-9, 4: 150e-9}
 _TRANSFORM_OUT = {2: 24e-9, 4: 90e-9}
+# The transformed weights U (A x C/g x O/g x g elements) are read from memory once per call at
+# least: on few tiles with many channels (a network's bottleneck), that read, not the GEMM,
+# takes the time (512 -> 512 channels on 2x7x7: F(4^3) 18.8 ms, F(2^3) 9.5, direct 9.9 at 2
+# threads). Bytes per second, one thread.
+_U_BANDWIDTH = 12e9
 # Below this many multiply-adds (about 10 microseconds of one core) the default thread count
 # is 1: waking an OpenMP team costs more than the work it would share.
 TINY_MACS = 1_000_000
@@ -66,8 +72,9 @@ def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial, kerne
     gemm = 2.0 * tiles * positions * cpg * opg * groups / _GEMM_FLOPS
     # The transform rates were measured on 3-D tiles; scaled by their share of the positions.
     share = positions / (m + 2) ** 3
-    return gemm + share * tiles * (in_channels * _TRANSFORM_IN[m]
-                                   + out_channels * _TRANSFORM_OUT[m])
+    u_read = 4.0 * positions * cpg * opg * groups / _U_BANDWIDTH
+    return gemm + u_read + share * tiles * (in_channels * _TRANSFORM_IN[m]
+                                            + out_channels * _TRANSFORM_OUT[m])
 
 
 @functools.lru_cache(maxsize=256)
@@ -83,8 +90,11 @@ def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spati
         return winograd_tile(FORCED_TILE[algorithm], kernel)
     if winograd_ineligible(kernel, stride, dilation):
         return None  # (algorithm 'auto')
-    n, cin, cout = x_shape[0], x_shape[1], weight_shape[0]
-    costs = {m: estimate_seconds(m, n, cin, cout, groups, out_spatial, kernel)
+    # Costed for one sample: the choice must not depend on the batch size, so that a batch's
+    # results are bitwise those of its samples (m(x)[1:] == m(x[1:]), as in PyTorch), while
+    # reading U is a per-call cost.
+    cin, cout = x_shape[1], weight_shape[0]
+    costs = {m: estimate_seconds(m, 1, cin, cout, groups, out_spatial, kernel)
              for m in (None,) + WINOGRAD_SHAPES[kernel]}
     if algorithm == "winograd":
         costs.pop(None)
