@@ -35,10 +35,12 @@ _GEMM_FLOPS = 90e9
 _TRANSFORM_IN = {2: 32e-9, 4: 150e-9}
 _TRANSFORM_OUT = {2: 24e-9, 4: 90e-9}
 # The transformed weights U (A x C/g x O/g x g elements) are read from memory once per call at
-# least: on few tiles with many channels (a network's bottleneck), that read, not the GEMM,
-# takes the time (512 -> 512 channels on 2x7x7: F(4^3) 18.8 ms, F(2^3) 9.5, direct 9.9 at 2
-# threads). Bytes per second, one thread.
-_U_BANDWIDTH = 12e9
+# least: on few tiles with many channels (a network's bottleneck) that read, not the GEMM,
+# takes the time, and a large U is also written once, on first use (docs/performance.md, "cost
+# model"). Bytes per second, one thread: the rate that orders direct, F(2^3) and F(4^3) as
+# measured on the networks' layers (512 -> 512 channels on 2x7x7 direct, 256 -> 256 on 4x14x14
+# F(2^3), 128 -> 128 on 8x28x28 F(4^3)).
+_U_BANDWIDTH = 8e9
 # Below this many multiply-adds (about 10 microseconds of one core) the default thread count
 # is 1: waking an OpenMP team costs more than the work it would share.
 TINY_MACS = 1_000_000
