@@ -12,4 +12,5 @@ cdef extern from "constants.h" nogil:
         C3_WINOGRAD_WEIGHT_CHANNELS
         C3_MAX_RANGES
         C3_WINOGRAD_MAX_ALPHA
+        C3_INTERRUPT_POLL_MS
     const char* C3_CONSTANTS_DIGEST

@@ -50,6 +50,9 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 # Work-stealing ranges a kernel keeps on its stack (schedule.h); larger teams share them.
 MAX_RANGES = 64
+# While a call computes, its calling thread looks for a pending signal (Ctrl-C) this often
+# (interrupt.h): the call then stops within about this time plus one work step.
+INTERRUPT_POLL_MS = 20
 
 
 def winograd_tile(m, kernel):
@@ -72,7 +75,7 @@ WINOGRAD_MAX_ALPHA = max(max(a) for a in WINOGRAD_INPUT_TILES)
 
 _INTS = ("ROW_UNROLL", "MAX_FLOAT_LANES", "ROW_OVERREAD", "ITEMS_PER_THREAD", "SLAB_BYTES",
          "POINTWISE_TILES", "MIN_TILE_BLOCK", "WORKSPACE_SLACK", "WINOGRAD_WEIGHT_CHANNELS",
-         "MAX_RANGES", "WINOGRAD_MAX_ALPHA")
+         "MAX_RANGES", "WINOGRAD_MAX_ALPHA", "INTERRUPT_POLL_MS")
 # A checksum of every value above (zlib: a stale build is to be caught, not an adversary, and
 # hashlib's import would cost the package's import more than all the rest of this module).
 _VALUES = repr([(name, globals()[name]) for name in _INTS]

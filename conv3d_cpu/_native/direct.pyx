@@ -35,7 +35,7 @@ from conv3d_cpu._native.gather cimport (c3_gather_layout, c3_ring, c3_rows, c3_s
 from conv3d_cpu._native.geometry cimport c3_geom, geom_of
 from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, c3_row_fn, c3_tiling, layer_kernels,
                                      odd_lines, tile_kernel, tiling_of)
-from conv3d_cpu._native.launch cimport c3_launch, c3_thread, launch
+from conv3d_cpu._native.launch cimport c3_launch, c3_thread, launch, stopped
 from conv3d_cpu._native.openmp cimport c3_share_start, effective_threads
 
 # The paths (module docstring), decided once per call by _plan.
@@ -281,6 +281,8 @@ cdef void _blocked_rows(const direct_plan* P, c3_thread* thread, c3_idx item,
     cdef c3_idx iy0 = y0 * g.sH - g.pH, y
     gather_planes(g, &ring, &slots, run, z, xg, slab, iy0, P.hs, P.Wp, P.copy)
     for y in range(ny):
+        if stopped(thread):
+            return
         tap_rows(g, &slots, &rows, iy0, y * g.sH, P.hs, P.Wp, g.kW * P.T.ocb, P.copy, True)
         _tiles(&P.T, <const floating*>slab if P.copy else xg, &rows, g.kW, g.dW, g.sW,
                <const floating*>P.wp + grp * P.T.nob * P.wblock, P.wblock,
@@ -307,6 +309,8 @@ cdef void _pointwise_positions(const direct_plan* P, c3_thread* thread, c3_idx i
     cdef c3_rows rows
     rows.n, rows.r_off, rows.w_off = g.cpg, <c3_idx*>P.pw_offs, <c3_idx*>P.pw_offs + g.cpg
     for grp in range(g.groups):
+        if stopped(thread):
+            return
         xg = x + (n * g.C + grp * g.cpg) * npts + p0
         for c in range(g.cpg):
             memcpy(slab + c * P.ps, xg + c * npts, npos * sizeof(floating))
@@ -341,6 +345,8 @@ cdef void _depthwise_plane(const direct_plan* P, c3_thread* thread, c3_idx item,
     cdef c3_row_fn row = P.K.row[P.f64]
     cdef c3_idx kW = g.kW, dW = g.dW, sW = g.sW, oW = g.oW, opg = g.opg
     for y in range(g.oH):
+        if stopped(thread):
+            return
         tap_rows(g, &slots, &rows, -g.pH, y * g.sH, P.hs, P.Wp, kW, True, False)
         for o in range(opg):
             row(planes, rows.r_off, rows.n, wg + o * wsize, rows.w_off, kW, dW, sW,

@@ -1,11 +1,20 @@
 from conv3d_cpu._native.isa cimport c3_idx
 
 
+# A pending signal (Ctrl-C) seen during a call: see interrupt.h.
+cdef extern from "interrupt.h" nogil:
+    ctypedef struct c3_stop:
+        int stop
+    void c3_stop_init(c3_stop* s)
+    int c3_stopped(c3_stop* s, int tid)
+
+
 ctypedef struct c3_thread:
     # What a hook knows of the thread that runs it.
     int tid
     void* scratch    # its elements of the call's dtype (laid out by the engine)
     c3_idx* index    # its index scratch
+    c3_stop* stop    # the call's stop flag (stopped())
 
 
 # Hooks return a flag: nonzero reports a condition (a non-finite weight seen, ...).
@@ -35,3 +44,9 @@ ctypedef struct c3_launch:
 
 
 cdef int launch(const c3_launch* L) except -1
+
+
+cdef inline bint stopped(c3_thread* thread) noexcept nogil:
+    """Whether the call is to stop (Ctrl-C): an item that runs long checks it between its
+    steps and returns early; launch then raises the signal handler's exception."""
+    return c3_stopped(thread.stop, thread.tid)

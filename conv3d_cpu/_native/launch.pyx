@@ -8,6 +8,12 @@ its own cache lines, and runs the items from static ranges with stealing (schedu
 thread works on the same part of the input and output in every call and finds it in its own
 cache, and a thread slowed by another process still gets help. Which thread runs an item never
 changes what the item computes, so results do not depend on the thread count.
+
+Two things a kernel cannot do for itself are done here: the team is cut to the threads that
+can be started (team.h: libgomp exits the process when it cannot start one), and a pending
+signal stops the call (interrupt.h: the calling thread polls; every thread stops at its next
+item, long items at their next step; the signal handler's exception, KeyboardInterrupt for
+Ctrl-C, is raised once every thread has left).
 """
 import numpy as np
 
@@ -17,20 +23,24 @@ from libc.string cimport memset
 from conv3d_cpu._native.constants cimport C3_MAX_RANGES
 from conv3d_cpu._native.openmp import thread_buffers, thread_flags
 from conv3d_cpu._native.openmp cimport (any_thread_flag, c3_range, c3_ranges_init,
-                                        c3_ranges_next, c3_touch_share, conv3d_cpu_barrier)
+                                        c3_ranges_next, c3_team_ran, c3_team_size,
+                                        c3_touch_share, conv3d_cpu_barrier,
+                                        omp_get_num_threads)
 
 
 cdef inline c3_thread _thread_of(int tid, char* scratch, c3_idx scratch_stride, c3_idx* index,
-                                 c3_idx index_stride) noexcept nogil:
+                                 c3_idx index_stride, c3_stop* stop) noexcept nogil:
     cdef c3_thread t
     t.tid = tid
+    t.stop = stop
     t.scratch = scratch + tid * scratch_stride
     t.index = index + tid * index_stride
     return t
 
 
 cdef int launch(const c3_launch* L) except -1:
-    """Run L on L.n_threads OpenMP threads; return 1 when a hook reported a flag, else 0."""
+    """Run L on L.n_threads OpenMP threads (fewer when fewer can be started); return 1 when a
+    hook reported a flag, else 0; raise what a signal handler raised meanwhile."""
     cdef int nt = L.n_threads
     cdef float[::1] scratch32
     cdef double[::1] scratch64
@@ -57,24 +67,36 @@ cdef int launch(const c3_launch* L) except -1:
     cdef c3_idx item = 0, blk = 0
     cdef int tid = 0, flag = 0, n_ranges
     cdef c3_range ranges[C3_MAX_RANGES]
+    cdef c3_stop stop
+    cdef int team[1]
+    # Last, after every allocation of the call: the threads' stacks need what is left.
+    nt = c3_team_size(nt)
+    team[0] = 1
     n_ranges = c3_ranges_init(ranges, nt, L.n_items)
+    c3_stop_init(&stop)
     with nogil, parallel(num_threads=nt):
         tid = threadid()
-        thread = _thread_of(tid, scratch, scratch_bytes, &index[0], index_stride)
+        if tid == 0:
+            team[0] = omp_get_num_threads()
+        thread = _thread_of(tid, scratch, scratch_bytes, &index[0], index_stride, &stop)
         flag = 0
         if L.clear_scratch:
             memset(thread.scratch, 0, clear)
         if L.thread_start != NULL:
             flag = L.thread_start(L.plan, &thread)
         for blk in prange(L.n_blocks, schedule="static"):
-            flags[tid * flag_stride] |= L.block(L.plan, blk)
+            if not stopped(&thread):
+                flags[tid * flag_stride] |= L.block(L.plan, blk)
         if L.touch != NULL:
             c3_touch_share(L.touch, L.touch_bytes, tid, nt)
         if barrier:
             conv3d_cpu_barrier()  # every block done (and page touched) before any item
-        item = c3_ranges_next(ranges, n_ranges, tid)
+        item = -1 if stopped(&thread) else c3_ranges_next(ranges, n_ranges, tid)
         while item >= 0:
             flag = flag | L.item(L.plan, &thread, item)
-            item = c3_ranges_next(ranges, n_ranges, tid)
+            item = -1 if stopped(&thread) else c3_ranges_next(ranges, n_ranges, tid)
         flags[tid * flag_stride] |= flag
+    c3_team_ran(team[0])
+    if stop.stop:
+        return -1  # the exception PyErr_CheckSignals left set
     return any_thread_flag(&flags[0], flag_stride, nt)

@@ -3,7 +3,15 @@ cdef extern from "openmp_compat.h" nogil:
     int CONV3D_CPU_HAVE_OPENMP
     int omp_get_max_threads()
     int omp_get_thread_num()
+    int omp_get_num_threads()
     void conv3d_cpu_barrier()
+
+
+# The team size a region may ask for without risking the process (see team.h), and the
+# record of the team that ran.
+cdef extern from "team.h" nogil:
+    int c3_team_size(int want)
+    void c3_team_ran(int n)
 
 
 cdef inline int effective_threads(int requested) noexcept nogil:

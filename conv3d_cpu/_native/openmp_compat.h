@@ -8,6 +8,7 @@
 #define CONV3D_CPU_HAVE_OPENMP 0
 static inline int omp_get_max_threads(void) { return 1; }
 static inline int omp_get_thread_num(void) { return 0; }
+static inline int omp_get_num_threads(void) { return 1; }
 #endif
 /* Cython's prange ends with `omp for nowait`: a loop whose results the next prange of the
  * same parallel block reads needs this barrier after it (orphaned, so it binds to the

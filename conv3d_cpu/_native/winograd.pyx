@@ -38,7 +38,7 @@ from conv3d_cpu._native.geometry cimport c3_geom, geom_of
 from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, c3_tiling, c3_wino_tile,
                                      layer_kernels, odd_lines, tile_kernel, tiling_of)
 from conv3d_cpu._native.launch cimport c3_launch, c3_thread, launch
-from conv3d_cpu._native.openmp cimport effective_threads
+from conv3d_cpu._native.openmp cimport c3_team_ran, c3_team_size, effective_threads
 
 cdef inline const c3_kernels* _kernels(c3_idx cpg, c3_idx opg, bint f64) noexcept nogil:
     # A vector's lanes hold input channels in the transforms, output channels in the GEMM.
@@ -73,11 +73,13 @@ def same_bytes(a, b, int num_threads=0):
         with nogil:
             same = memcmp(&x[0], &y[0], n) == 0
         return bool(same)
-    chunk = (n + nt - 1) // nt
     cdef int[::1] differ = np.zeros(nt, np.intc)
+    nt = c3_team_size(nt)  # after the allocation (team.h)
+    chunk = (n + nt - 1) // nt
     for i in prange(nt, nogil=True, num_threads=nt, schedule="static"):
         if i * chunk < n:
             differ[i] = memcmp(&x[i * chunk], &y[i * chunk], min(chunk, n - i * chunk)) != 0
+    c3_team_ran(nt)
     return not any(differ)
 
 

@@ -1,0 +1,146 @@
+"""A call never kills the process for lack of threads, and Ctrl-C stops it.
+
+Both run in subprocesses: one under an address-space limit (RLIMIT_AS) that leaves room for
+the call's arrays but not for the stacks of the threads it asks for (libgomp exits the process
+when it cannot start a thread; launch.pyx first cuts the team to what can start: team.h); one
+that receives a real SIGINT in the middle of long calls (interrupt.h).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hardening import HAVE_PROC, UNDER_ASAN
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE)] + sys.path))
+
+# Each case: (input shape, weight shape, keyword arguments). The results under the limit
+# must be those computed before it, bitwise (fewer threads change no result).
+THREAD_CASES = [
+    ((1, 8, 24, 24, 24), (16, 8, 3, 3, 3), dict(padding=1, algorithm="direct")),
+    ((1, 8, 24, 24, 24), (16, 8, 3, 3, 3), dict(padding=1, algorithm="winograd_f4")),
+    ((1, 8, 24, 24, 24), (8, 1, 3, 3, 3), dict(padding=1, groups=8)),
+    ((1, 8, 24, 24, 24), (16, 8, 1, 1, 1), dict()),
+]
+
+THREAD_SCRIPT = """
+import json, resource, sys
+import numpy as np
+from conv3d_cpu import conv3d
+from hardening import vm_size
+
+cases, teams, headroom = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+data = [(rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32),
+         kw) for xs, ws, kw in cases]
+expected = [conv3d(x, w, num_threads=1, **kw) for x, w, kw in data]
+# Room for the calls' arrays and workspaces (a few MiB), none for 255 stacks of 8 MiB.
+limit = vm_size() + headroom
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+strided = [np.ascontiguousarray(x.transpose(0, 1, 4, 3, 2)).transpose(0, 1, 4, 3, 2)
+           for x, _, _ in data]
+results = []
+for nt in teams:
+    for (x, w, kw), xs, y0 in zip(data, strided, expected):
+        for inp in (x, xs):  # a strided input goes through the parallel copy first
+            try:
+                results.append("same" if np.array_equal(conv3d(inp, w, num_threads=nt, **kw), y0)
+                               else "differs")
+            except MemoryError:
+                results.append("MemoryError")
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.skipif(not HAVE_PROC or UNDER_ASAN,
+                    reason="sizes the RLIMIT_AS from /proc (ASan reserves terabytes)")
+@pytest.mark.parametrize("headroom_mib", [48, 256])
+def test_calls_survive_threads_that_cannot_start(headroom_mib):
+    # 256: the most num_threads accepts; 2 after 256 shrinks libgomp's pool, 256 then needs
+    # new threads again; 1 leaves the pool as it is.
+    teams = [256, 2, 256, 1, 256, 3]
+    proc = subprocess.run(
+        [sys.executable, "-c", THREAD_SCRIPT,
+         json.dumps([THREAD_CASES, teams, headroom_mib << 20])],
+        capture_output=True, text=True, timeout=300, env=ENV)
+    assert proc.returncode == 0, f"the process died (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The threads libgomp keeps for the next call hold their stacks, so a later call may find
+    # no room for its arrays (256 threads' workspaces, too, are allocated before any starts):
+    # a MemoryError then, never a wrong result or a dead process. The first call finds the
+    # room the limit left.
+    assert set(results) <= {"same", "MemoryError"}, results
+    assert results[:2] == ["same", "same"], results  # direct, 256 threads asked
+
+
+# ---------------------------------------------------------------------------- Ctrl-C
+
+SIGNAL_SCRIPT = """
+import json, sys, time
+import numpy as np
+from conv3d_cpu import conv3d
+
+x_shape, w_shape, kw, dtype, repeats = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+x = rng.standard_normal(x_shape).astype(dtype)
+w = rng.standard_normal(w_shape).astype(dtype)
+small = (slice(None), slice(None), slice(0, 6), slice(0, 6), slice(0, 6))
+expected = conv3d(x[small], w, **kw)
+t0 = time.monotonic()
+conv3d(x, w, **kw)
+print(json.dumps({"call_s": time.monotonic() - t0}), flush=True)
+for _ in range(repeats):
+    print(json.dumps({"calling": time.monotonic()}), flush=True)
+    try:
+        while True:  # (a signal between two calls would not test the kernels: see the parent)
+            conv3d(x, w, **kw)
+    except KeyboardInterrupt:
+        print(json.dumps({"interrupted": time.monotonic()}), flush=True)
+# the interpreter and the package still work
+print(json.dumps({"after": bool(np.array_equal(conv3d(x[small], w, **kw), expected))}))
+"""
+
+SIGNAL_CASES = {
+    # (input shape, weight shape, keyword arguments, dtype)
+    "direct float64": ((1, 32, 64, 64, 64), (64, 32, 3, 3, 3), dict(padding=1), "float64"),
+    "winograd float32": ((1, 64, 80, 80, 80), (128, 64, 3, 3, 3),
+                         dict(padding=1, algorithm="winograd_f4"), "float32"),
+    "depthwise": ((1, 64, 64, 96, 96), (64, 1, 5, 5, 5), dict(padding=2, groups=64),
+                  "float64"),
+    "pointwise": ((1, 256, 64, 64, 64), (256, 256, 1, 1, 1), dict(), "float64"),
+}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("case", SIGNAL_CASES)
+def test_ctrl_c_stops_a_long_call(case):
+    x_shape, w_shape, kw, dtype = SIGNAL_CASES[case]
+    repeats = 3
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGNAL_SCRIPT, json.dumps([x_shape, w_shape, kw, dtype, repeats])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        call_s = json.loads(proc.stdout.readline())["call_s"]
+        latencies = []
+        for _ in range(repeats):
+            assert "calling" in json.loads(proc.stdout.readline())
+            # Half-way into the first call of the loop (calls last call_s; the gap between two
+            # is microseconds, so the signal lands inside a kernel).
+            time.sleep(0.5 * call_s)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            latencies.append(json.loads(proc.stdout.readline())["interrupted"] - sent)
+        after = json.loads(proc.stdout.readline())["after"]
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()[-3000:]
+    finally:
+        proc.kill()
+    assert after
+    # Within 100 ms of the signal (the poll is every INTERRUPT_POLL_MS), on calls that take
+    # far longer.
+    assert call_s > 0.2, f"the case is too short to test an interrupt: {call_s:.3f} s"
+    assert max(latencies) < 0.1, (call_s, latencies)
