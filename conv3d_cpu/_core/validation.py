@@ -1,12 +1,17 @@
 """Argument normalization and validation: the one place a parameter is checked.
 
 Every function here raises ``ValueError`` (a bad value) or ``TypeError`` (a bad type) whose
-message names the argument, what was expected and what was given (``check_workspace``: a
-``MemoryError``). The functional API, the module and the padding modes all check through it.
+message names the argument, what was expected and what was given (``check_workspace`` and
+``weight_size``: a ``MemoryError`` for what could exist but not here). The functional API, the
+module and the padding modes all check through it. Arrays of float32 / float64 in the other
+byte order are converted (losslessly, a copy) to the native one; numpy masked arrays are
+refused (their mask would be ignored).
 """
 import collections.abc
+import math
 import operator
 import os
+import reprlib
 import sys
 
 import numpy as np
@@ -25,13 +30,15 @@ MAX_THREADS = max(256, os.cpu_count() or 1)
 
 def as_int(name, value):
     """``value`` as a Python int; bools, floats and strings are a TypeError."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]  # a 0-d array is its scalar (an integer one is an int, as in torch)
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int, got bool {value!r}")
     try:
         return operator.index(value)
     except TypeError:
         raise TypeError(
-            f"{name} must be an int, got {type(value).__name__} {value!r}"
+            f"{name} must be an int, got {type(value).__name__} {_short(value)}"
         ) from None
 
 
@@ -49,23 +56,75 @@ def nonnegative_int(name, value):
     return value
 
 
-def triple(name, value, minimum, allow_single=False):
+_REPR = reprlib.Repr()
+_REPR.maxother = _REPR.maxstring = 60
+_short = _REPR.repr  # a repr short enough for a message, whatever the value's size
+
+
+def _describe(value):
+    """``value`` for a message: its type and a short repr (an array's dimensions and dtype)."""
+    if isinstance(value, np.ndarray):
+        return f"{value.ndim}-d {value.dtype} array {_short(value)}"
+    return f"{type(value).__name__} {_short(value)}"
+
+
+# Ordered containers whose items are not ints: read as one value (an error), not item by item.
+_NOT_INT_SEQUENCES = (str, bytes, bytearray, memoryview)
+
+
+def _int_items(name, value, expected, lengths=None):
+    """The items of a sequence (or 1-d array) ``value``, each as a Python int; TypeError for
+    anything else: a set, a mapping or any other unordered or one-pass iterable (their order
+    is not the caller's), or an array of another rank; ValueError for a length not in
+    ``lengths`` (checked before the items are read: a huge range is not walked)."""
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1:
+            raise TypeError(f"{name} must be {expected}, got {_describe(value)}")
+    elif not isinstance(value, collections.abc.Sequence):
+        raise TypeError(
+            f"{name} must be {expected}, got {_describe(value)} (an unordered or one-pass "
+            f"iterable has no (depth, height, width) order: pass a tuple)"
+        )
+    if lengths is not None and len(value) not in lengths:
+        raise ValueError(
+            f"{name} must be {expected}, got {_describe(value)} of length {len(value)}"
+        )
+    items = []
+    for i, item in enumerate(value):
+        try:
+            items.append(as_int(name, item))
+        except TypeError:
+            raise TypeError(
+                f"{name} must be {expected}, got {_describe(value)} whose item {i} is "
+                f"{type(item).__name__} {_short(item)}, not an int"
+            ) from None
+    return tuple(items)
+
+
+def triple(name, value, minimum, allow_single=False, expected=None):
     """Normalize an int or a sequence of 3 ints (depth, height, width) to a tuple of 3 ints.
 
-    ``allow_single`` also accepts a 1-element sequence (as ``F.conv3d`` does).
+    Accepted: an int (a numpy integer or a 0-d integer array too), or a list, tuple, range or
+    1-d numpy array of 3 ints; ``allow_single`` also accepts 1 item (as ``F.conv3d`` does).
+    Sets, mappings and other unordered iterables are a TypeError, as in torch. ``expected``
+    overrides the "an int or a sequence of 3 ints ..." of the messages.
     """
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
-        values = (as_int(name, value),) * 3
+    if expected is None:
+        expected = "an int or a sequence of 3 ints (depth, height, width)" + (
+            " or of 1 int" if allow_single else "")
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        if value.dtype.kind not in "iuO":
+            raise TypeError(f"{name} must be {expected}, got {_describe(value)}")
+        value = value[()]
+    if isinstance(value, _NOT_INT_SEQUENCES) or not isinstance(
+            value, (collections.abc.Iterable, np.ndarray)):
+        try:
+            values = (as_int(name, value),) * 3
+        except TypeError:
+            raise TypeError(f"{name} must be {expected}, got {_describe(value)}") from None
     else:
-        items = tuple(value)
-        if len(items) == 1 and allow_single:
-            items = items * 3
-        if len(items) != 3:
-            raise ValueError(
-                f"{name} must be an int or a tuple of 3 ints (depth, height, width), "
-                f"got {value!r} of length {len(items)}"
-            )
-        values = tuple(as_int(name, v) for v in items)
+        items = _int_items(name, value, expected, (1, 3) if allow_single else (3,))
+        values = items * 3 if len(items) == 1 else items
     if any(v < minimum for v in values):
         which = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name} values must be {which}, got {values}")
@@ -77,13 +136,13 @@ def triple(name, value, minimum, allow_single=False):
 
 def padding_arg(value, allow_single=False):
     """Normalize ``padding``: 'valid', 'same', or a tuple of 3 non-negative ints."""
+    expected = "'valid', 'same', an int or a sequence of 3 ints (depth, height, width)" + (
+        " or of 1 int" if allow_single else "")
     if isinstance(value, str):
         if value not in PADDING_STRINGS:
-            raise ValueError(
-                f"padding must be 'valid', 'same', an int or a tuple of 3 ints, got {value!r}"
-            )
-        return value
-    return triple("padding", value, 0, allow_single=allow_single)
+            raise ValueError(f"padding must be {expected}, got {value!r}")
+        return str(value)
+    return triple("padding", value, 0, allow_single=allow_single, expected=expected)
 
 
 def weight_and_groups(weight, groups):
@@ -198,31 +257,64 @@ def device_arg(device):
     raise ValueError(f"device must be None or 'cpu' (this package computes on CPU), got {device!r}")
 
 
-def _dtype_hint(dt):
+def _dtype_hint(dt, for_dtype_arg=False):
+    """What to do instead of passing ``dt`` (unsupported): a cast only where it is the fix,
+    with whether it loses precision."""
+    if dt.kind == "f" and dt.itemsize < 4:
+        if for_dtype_arg:
+            return f" ({dt} is not supported: use numpy.float32, which holds every {dt} value)"
+        return (f" ({dt} is not supported: cast to float32 (lossless) with "
+                f".astype(np.float32))")
     if dt.kind == "f":
-        return f" (cast it first, e.g. .astype(np.float32), if the loss of precision is intended)"
+        if for_dtype_arg:
+            return f" ({dt} is not supported: use numpy.float64, the widest one)"
+        return (f" ({dt} is not supported: cast with .astype(np.float64), which rounds to "
+                f"float64's precision, if that is intended)")
     if dt.kind in "iub":
+        if for_dtype_arg:
+            return " (integer and bool parameters are not supported)"
         return " (integer and bool data: cast to np.float32 or np.float64 first)"
     if dt.kind == "c":
         return " (complex convolution is not supported: convolve real and imaginary parts)"
     return ""
 
 
+def _native(dt):
+    """``dt`` in the native byte order (float32 / float64 stored big-endian on a little-endian
+    machine hold the same values: reading them is a lossless byte swap)."""
+    return dt if dt.isnative else dt.newbyteorder("=")
+
+
 def dtype_arg(dtype):
-    """The module dtype: float32 (default, ``None``) or float64."""
+    """The module dtype: float32 (default, ``None``) or float64, in the native byte order."""
     if dtype is None:
         return np.dtype(np.float32)
     try:
         dt = np.dtype(dtype)
     except TypeError:
         raise TypeError(
-            f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}"
+            f"dtype must be numpy.float32 or numpy.float64, got {_short(dtype)}"
         ) from None
-    if dt not in SUPPORTED_DTYPES:
+    if _native(dt) not in SUPPORTED_DTYPES:
         raise TypeError(
-            f"dtype must be numpy.float32 or numpy.float64, got {dt}{_dtype_hint(dt)}"
+            f"dtype must be numpy.float32 or numpy.float64, got {dt}"
+            f"{_dtype_hint(_native(dt), for_dtype_arg=True)}"
         )
-    return dt
+    return _native(dt)
+
+
+def _is_masked(value):
+    ma = sys.modules.get("numpy.ma")  # (none can exist before numpy.ma is imported)
+    return ma is not None and isinstance(value, ma.MaskedArray)
+
+
+def _not_masked(name, value):
+    """TypeError for a numpy masked array: np.asarray would drop its mask, silently."""
+    if _is_masked(value):
+        raise TypeError(
+            f"{name} is a numpy masked array: masked arrays are not supported (the mask "
+            f"would be ignored): fill or compress first, e.g. {name}.filled(0)"
+        )
 
 
 def float_array(name, value):
@@ -230,9 +322,13 @@ def float_array(name, value):
 
     A view whose data is not aligned to its itemsize (e.g. from ``np.frombuffer`` at an odd
     offset) is copied: the kernels read elements through typed pointers, which C requires to
-    be aligned (a misaligned one is undefined behaviour: UBSan reports it).
+    be aligned (a misaligned one is undefined behaviour: UBSan reports it). Data in the other
+    byte order is copied into the native one (the same values); a masked array is a TypeError.
     """
+    _not_masked(name, value)
     arr = np.asarray(value)
+    if arr.dtype not in SUPPORTED_DTYPES and _native(arr.dtype) in SUPPORTED_DTYPES:
+        return arr.astype(_native(arr.dtype))
     if arr.dtype not in SUPPORTED_DTYPES:
         raise TypeError(
             f"{name} must have dtype float32 or float64, got {arr.dtype}{_dtype_hint(arr.dtype)}"
@@ -244,21 +340,41 @@ def parameter_arg(name, value, dtype, shape, cast):
     """A module parameter: ``value`` as a C-contiguous array of ``dtype`` and ``shape``.
 
     ``cast`` allows lossless (safe) casts from other floating dtypes, as loading does;
-    otherwise the dtype must match exactly.
+    otherwise the dtype must match exactly (in either byte order: the other one is converted
+    to the native one, a copy). A masked array is a TypeError.
     """
+    _not_masked(name, value)
     arr = np.asarray(value)
+    if arr.dtype.kind == "f" and not arr.dtype.isnative:
+        arr = arr.astype(_native(arr.dtype))
     if arr.dtype != dtype:
         lossless = arr.dtype.kind == "f" and np.can_cast(arr.dtype, dtype, "safe")
         if not (cast and lossless):
             raise TypeError(
-                f"{name} has dtype {arr.dtype}, expected {dtype} (the module's dtype); "
-                f"no lossy or implicit cast is made"
+                f"{name} has dtype {arr.dtype}, expected {dtype} (the module's dtype)"
+                f"{_cast_hint(arr.dtype, dtype)}"
             )
     if arr.shape != shape:
         raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
     if cast or not arr.flags.aligned:  # (the kernels need aligned data)
         return np.array(arr, dtype=dtype, order="C", copy=True)
     return np.ascontiguousarray(arr)
+
+
+def _cast_hint(src, dst):
+    """Why ``src`` was refused for a parameter of ``dst`` and the cast that would do."""
+    fix = f"value.astype(np.{dst})"
+    if src.kind == "f":
+        if np.can_cast(src, dst, "safe"):  # refused only because the setter makes no cast
+            return (f"; assignment makes no implicit cast: assign {fix} (lossless), or use "
+                    f"load_state_dict, which converts losslessly")
+        return (f"; {src} to {dst} loses precision, so no cast is made: assign or load "
+                f"{fix} if the loss of precision is intended")
+    if src.kind in "iub":
+        return f"; integer and bool values are not cast implicitly: convert with {fix}"
+    if src.kind == "c":
+        return "; complex parameters are not supported"
+    return ""
 
 
 def bias_assignment(has_bias, value):
@@ -336,6 +452,13 @@ def out_arg(out, shape, dtype, *arrays):
         return None
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray or None, got {type(out).__name__}")
+    if type(out) is not np.ndarray and _is_masked(out):
+        raise TypeError("out must be a plain numpy.ndarray (e.g. from numpy.empty), got a "
+                        "masked array: its mask would be left as it is")
+    if out.dtype != dtype and _native(out.dtype) == dtype:
+        raise TypeError(f"out has dtype {out.dtype}, expected {dtype}: out must be in the native "
+                        f"byte order (the result is written as is, not byte-swapped), e.g. "
+                        f"numpy.empty(shape, np.{dtype})")
     if out.dtype != dtype:
         raise TypeError(f"out has dtype {out.dtype}, expected {dtype} (the input's); no cast is "
                         f"made")
@@ -385,11 +508,21 @@ def output_shape(spatial, kernel_size, stride, pads, dilation):
                 f"on axis {'DHW'[axis]}"
             )
         out.append((padded - extent) // s + 1)
+    # Each output element a float64 at most: past this numpy cannot even describe the array.
+    if math.prod(out) * 8 > sys.maxsize:
+        gives = (f"gives, with stride {tuple(stride)}, an output of {tuple(out)} = "
+                 f"{math.prod(out)} elements per channel, more than a numpy array can hold")
+        if any(lo or hi for lo, hi in pads):
+            raise ValueError(
+                f"padding {tuple(pads)} ((before, after) per axis) is too large: on the "
+                f"input's spatial size {tuple(spatial)} it {gives}")
+        raise ValueError(f"the input's spatial size {tuple(spatial)} {gives}")
     return tuple(out)
 
 
 def check_workspace(x_shape, weight_shape, pads, groups):
-    """MemoryError for a layer whose direct-kernel workspace cannot exist.
+    """MemoryError for a layer whose direct-kernel workspace cannot exist (a ValueError naming
+    padding when the padded input itself is larger than a C ssize_t can count).
 
     The direct kernel keeps, per thread, the zero-padded input rows of one output row (at most
     (C/groups) * kD * kH rows of the padded width) or the padded planes of one output plane
@@ -402,7 +535,14 @@ def check_workspace(x_shape, weight_shape, pads, groups):
     """
     cpg = x_shape[1] // groups
     kd, kh = weight_shape[2], weight_shape[3]
-    padded_d, padded_h, padded_w = (n + lo + hi for n, (lo, hi) in zip(x_shape[2:], pads))
+    padded_d, padded_h, padded_w = padded = tuple(
+        n + lo + hi for n, (lo, hi) in zip(x_shape[2:], pads))
+    if max(padded) > sys.maxsize:
+        raise ValueError(
+            f"padding too large: padding {tuple(pads)} ((before, after) per axis) on the "
+            f"input's spatial size {tuple(x_shape[2:])} gives a padded input of {padded}, "
+            f"larger than {sys.maxsize} (the largest size the kernels can count) on an axis"
+        )
     per_thread = cpg * kd * kh * padded_h * (padded_w + ROW_OVERREAD)
     if per_thread * MAX_THREADS * 8 > sys.maxsize or padded_d > sys.maxsize // 4:
         raise MemoryError(
@@ -410,3 +550,73 @@ def check_workspace(x_shape, weight_shape, pads, groups):
             f"{padded_w}) with (in_channels/groups) * kD * kH = {cpg * kd * kh} needs a "
             f"workspace beyond the address space"
         )
+
+
+def weight_size(shape, dtype):
+    """Check that a module's weight of ``shape`` and ``dtype`` can exist, before it is made.
+
+    ValueError (naming in_channels, out_channels and kernel_size) when numpy cannot describe
+    it: more than ``sys.maxsize`` bytes, counting the float64 values ``reset_parameters``
+    draws; MemoryError naming the weight and its size when it cannot be allocated here (tried
+    with one uninitialized block, given back at once, for those of 128 MiB and more).
+    """
+    dtype = np.dtype(dtype)
+    count = math.prod(shape)
+    what = (f"the weight of shape {tuple(shape)} (out_channels, in_channels / groups, "
+            f"*kernel_size): {count} elements")
+    if count * max(8, dtype.itemsize) > sys.maxsize:
+        raise ValueError(
+            f"in_channels, out_channels and kernel_size too large: {what}, more than a numpy "
+            f"array can hold (at most {sys.maxsize} bytes; initialization draws float64)"
+        )
+    nbytes = count * dtype.itemsize
+    if nbytes >= 1 << 27:
+        try:
+            np.empty(nbytes, np.uint8)
+        except MemoryError:
+            raise MemoryError(
+                f"cannot allocate {what}, {nbytes} bytes ({nbytes / 2**30:.1f} GiB) of "
+                f"{dtype}"
+            ) from None
+
+
+_RNG_EXPECTED = ("None, a non-negative int, a sequence of non-negative ints, or a "
+                 "numpy.random.SeedSequence, BitGenerator or Generator")
+
+
+def rng_arg(rng):
+    """``rng`` as a ``numpy.random.Generator``, from what ``numpy.random.default_rng`` takes:
+    None (fresh entropy), an int >= 0 or a sequence of them (a 0-d integer array is an int),
+    a SeedSequence, a BitGenerator, or a Generator (used as is, so shared). Bools are refused,
+    as for every int argument here."""
+    if rng is None or isinstance(
+            rng, (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence)):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.ndarray) and rng.ndim == 0:
+        rng = rng[()]
+    if isinstance(rng, (bool, np.bool_)):
+        raise TypeError(f"rng must be {_RNG_EXPECTED}, got bool {rng!r}")
+    if isinstance(rng, (float, complex, str, bytes, np.floating, np.complexfloating)):
+        raise TypeError(f"rng must be {_RNG_EXPECTED}, got {_describe(rng)}")
+    try:
+        seed = operator.index(rng)
+    except TypeError:
+        seed = None
+    if seed is not None:
+        if seed < 0:
+            raise ValueError(f"rng must be {_RNG_EXPECTED}, got the negative int {seed}")
+        return np.random.default_rng(seed)
+    if isinstance(rng, (collections.abc.Sequence, np.ndarray)) and not isinstance(
+            rng, _NOT_INT_SEQUENCES):
+        try:
+            items = _int_items("rng", rng, _RNG_EXPECTED)
+        except TypeError:
+            items = ()  # not all ints: numpy decides (nested sequences), or refuses
+        if any(i < 0 for i in items):
+            raise ValueError(
+                f"rng must be {_RNG_EXPECTED}, got {_describe(rng)} with a negative item"
+            )
+    try:  # anything else numpy accepts (e.g. a legacy RandomState), or numpy's own refusal
+        return np.random.default_rng(rng)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"rng must be {_RNG_EXPECTED}, got {_describe(rng)} ({e})") from None
