@@ -1,5 +1,6 @@
 """``Conv3d``: the module, with PyTorch's parameters, initialization, repr and state_dict."""
 import math
+import threading
 
 import numpy as np
 
@@ -32,9 +33,20 @@ class Conv3d:
         As PyTorch: reflect needs padding < input size, circular padding <= input size.
     device : None or 'cpu'
     dtype : numpy.float32 (default) or numpy.float64
-    rng : None, int, numpy.random.Generator or SeedSequence, keyword-only
-        Source of the initial weights, passed to ``numpy.random.default_rng``; ``reset_parameters``
-        draws from it again. ``Conv3d(..., rng=0)`` gives reproducible weights.
+        Of the parameters, inputs and outputs (inputs and parameters in the other byte order
+        are converted to the native one).
+    rng : None, int, sequence of ints, SeedSequence, BitGenerator or Generator, keyword-only
+        Source of the initial weights, passed to ``numpy.random.default_rng`` (ints >= 0; a
+        Generator is used as is, so shared); ``reset_parameters`` draws from it again.
+        ``Conv3d(..., rng=0)`` gives reproducible weights.
+    algorithm : {'auto', 'direct', 'winograd', 'winograd_f2', 'winograd_f4'}, keyword-only
+        How ``forward`` computes (default 'auto'), as in ``conv3d``: 'auto' chooses per layer
+        by a cost model and gives direct convolution's NaN/Inf positions. Winograd needs a
+        3x3x3, (1,3,3), (3,1,1) or 5x5x5 kernel, stride 1 and dilation 1 along the kernel's
+        axes larger than 1 (else ValueError, here); 'winograd' picks the tile size,
+        'winograd_f2' / 'winograd_f4' force F(2, 3) / F(4, 3) (5x5x5: F(2, 5) only). An
+        explicit Winograd algorithm spreads a NaN or Inf in the input to every output of its
+        tile(s).
 
     Attributes
     ----------
@@ -85,13 +97,17 @@ class Conv3d:
         v.device_arg(device)
         self._dtype = v.dtype_arg(dtype)
         self._pads = v.padding_pairs(self._padding, self._kernel_size, self._dilation)
-        self._rng = np.random.default_rng(rng)
+        self._rng = v.rng_arg(rng)
         # Transformed Winograd weights (F2 and F4), checked against the weights on every use.
         self._transforms = TransformCache(max_entries=2)
         self._weight_shape = (
             self._out_channels, self._in_channels // self._groups) + self._kernel_size
-        self._weight = np.empty(self._weight_shape, dtype=self._dtype)
-        self._bias = np.empty(self._out_channels, dtype=self._dtype) if bias else None
+        v.weight_size(self._weight_shape, self._dtype)
+        self._has_bias = bool(bias)
+        # (weight, bias or None) as one attribute, replaced whole: a concurrent forward reads
+        # it once and sees the old or the new parameters, never one of each.
+        self._params = None
+        self._assigning = threading.Lock()  # setters of one parameter keep the other's value
         self.reset_parameters()
 
     # -- parameters -------------------------------------------------------------------------
@@ -99,36 +115,42 @@ class Conv3d:
         """Redraw weight then bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) using ``rng``."""
         fan_in = math.prod(self._weight_shape[1:])
         bound = 1.0 / math.sqrt(fan_in)
-        self._weight = self._rng.uniform(-bound, bound, self._weight_shape).astype(self._dtype)
-        if self._bias is not None:
-            self._bias = self._rng.uniform(-bound, bound, self._out_channels).astype(self._dtype)
+        weight = self._rng.uniform(-bound, bound, self._weight_shape).astype(self._dtype)
+        bias = None
+        if self._has_bias:
+            bias = self._rng.uniform(-bound, bound, self._out_channels).astype(self._dtype)
+        with self._assigning:
+            self._params = (weight, bias)
 
     @property
     def weight(self):
         """ndarray (out_channels, in_channels // groups, kD, kH, kW) of ``dtype``."""
-        return self._weight
+        return self._params[0]
 
     @weight.setter
     def weight(self, value):
-        self._weight = v.parameter_arg("weight", value, self._dtype, self._weight_shape,
-                                       cast=False)
+        weight = v.parameter_arg("weight", value, self._dtype, self._weight_shape, cast=False)
+        with self._assigning:
+            self._params = (weight, self._params[1])
 
     @property
     def bias(self):
         """ndarray (out_channels,) of ``dtype``, or None when built with ``bias=False``."""
-        return self._bias
+        return self._params[1]
 
     @bias.setter
     def bias(self, value):
-        v.bias_assignment(self._bias is not None, value)
-        self._bias = v.parameter_arg("bias", value, self._dtype, (self._out_channels,),
-                                     cast=False)
+        v.bias_assignment(self._has_bias, value)
+        bias = v.parameter_arg("bias", value, self._dtype, (self._out_channels,), cast=False)
+        with self._assigning:
+            self._params = (self._params[0], bias)
 
     def state_dict(self):
         """``{'weight': ..., 'bias': ...}`` (no 'bias' when built with ``bias=False``)."""
-        d = {"weight": self._weight}
-        if self._bias is not None:
-            d["bias"] = self._bias
+        weight, bias = self._params
+        d = {"weight": weight}
+        if bias is not None:
+            d["bias"] = bias
         return d
 
     def load_state_dict(self, state_dict):
@@ -141,10 +163,23 @@ class Conv3d:
         weight = v.parameter_arg("weight", state_dict["weight"], self._dtype,
                                  self._weight_shape, cast=True)
         bias = None
-        if self._bias is not None:
+        if self._has_bias:
             bias = v.parameter_arg("bias", state_dict["bias"], self._dtype,
                                    (self._out_channels,), cast=True)
-        self._weight, self._bias = weight, bias
+        with self._assigning:
+            self._params = (weight, bias)
+
+    # -- copies ---------------------------------------------------------------------------
+    def __getstate__(self):
+        # (copy.deepcopy and pickle: the lock cannot be copied, the transforms are re-derived)
+        state = self.__dict__.copy()
+        del state["_assigning"], state["_transforms"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._assigning = threading.Lock()
+        self._transforms = TransformCache(max_entries=2)
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self, input, out=None):
@@ -157,7 +192,7 @@ class Conv3d:
         v.same_dtype("input", x, self._dtype)
         x, unbatched = v.input_5d(x, self._in_channels)
         pads = self._pads
-        weight, bias = self._weight, self._bias
+        weight, bias = self._params
         if self._padding_mode != "zeros":
             v.padding_mode_fits(self._padding_mode, x.shape[2:], pads)
         shape = result_shape(x, weight, self._stride, pads, self._dilation, self._groups,
@@ -179,7 +214,7 @@ class Conv3d:
             s += f", dilation={self._dilation}"
         if self._groups != 1:
             s += f", groups={self._groups}"
-        if self._bias is None:
+        if not self._has_bias:
             s += ", bias=False"
         if self._padding_mode != "zeros":
             s += f", padding_mode={self._padding_mode}"
