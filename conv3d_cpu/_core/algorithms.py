@@ -4,8 +4,10 @@ Algorithms: 'direct' (any layer) and Winograd for the kernel shapes of
 ``constants.WINOGRAD_SHAPES`` (3x3x3, (1,3,3), (3,1,1), 5x5x5) with stride 1 and dilation 1:
 F(m, 3) along each axis where the kernel is 3, F(2, 5) where it is 5 (identity where it is 1);
 'winograd_f2' (m = 2), 'winograd_f4' (m = 4; kernels of 3 only), 'winograd' (the tile size the
-cost model prefers). 'auto' picks by the cost model below; forward.py makes sure that it never
-lets Winograd change where NaN/Inf appear.
+cost model prefers). 'auto' picks by the cost model below, among direct and every tile under
+float32 precision 'high' (the default), among direct and ``ACCURATE_TILES`` (F(2^3, 3^3)) under
+'highest' (precision.py); forward.py makes sure that it never lets Winograd change where
+NaN/Inf appear.
 
 Cost model (``estimate_seconds``): time = FLOPs / sustained rate per stage, with rates measured
 by the benchmark suite (bench/calibrate.py) on an AVX-512 machine, one thread. Direct:
@@ -41,6 +43,18 @@ _TRANSFORM_OUT = {2: 24e-9, 4: 90e-9}
 # measured on the networks' layers (512 -> 512 channels on 2x7x7 direct, 256 -> 256 on 4x14x14
 # F(2^3), 128 -> 128 on 8x28x28 F(4^3)).
 _U_BANDWIDTH = 8e9
+# The Winograd tiles whose float32 results stay within PyTorch's float32 tolerance
+# (torch.testing.assert_close: |err| <= 1e-5 + 1.3e-6 |y|) of a float64 reference: the only
+# ones 'auto' considers under float32 precision 'highest' (precision.py). bench/precision.py
+# (24 layers, 1..512 channels, 4^3..32^3, PyTorch's default init, N(0, 1) inputs, 3 draws
+# each), the worst |err| / tolerance over the set (below 1 passes):
+#   F(2^3, 3^3): 0.26 (3x3x3), 0.25 (1x3x3), 0.25 (3x1x1): passes everywhere, kept;
+#   F(4^3, 3^3): 26 (3x3x3), 5.8 (1x3x3), 1.06 (3x1x1, 512 channels; passes to 128): out;
+#   F(2^3, 5^3): 10, failing on every layer, from 1 channel: out (5x5x5 runs direct);
+#   direct: 1.01 (3x3x3, 512 channels; 0.70 at 256), 0.65 (1x3x3), 0.36 (3x1x1), 1.69
+#   (5x5x5; fails from 256 channels, 0.88 at 128): its error grows with the fan-in, so there
+#   'highest' cannot meet the tolerance (PyTorch's own worst: 0.13, 0.15, 0.09, 0.33).
+ACCURATE_TILES = {(3, 3, 3): (2,), (1, 3, 3): (2,), (3, 1, 1): (2,), (5, 5, 5): ()}
 # Below this many multiply-adds (about 10 microseconds of one core) the default thread count
 # is 1: waking an OpenMP team costs more than the work it would share.
 TINY_MACS = 1_000_000
@@ -80,11 +94,15 @@ def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial, kerne
 
 
 @functools.lru_cache(maxsize=256)
-def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spatial):
+def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spatial,
+           precision="high"):
     """The per-axis Winograd tile (mz, my, mx) to run with, or None for direct.
 
-    ``algorithm`` is one the layer can use (validation.algorithm_fits). Cached: a network
-    calls each layer with the same shapes."""
+    ``algorithm`` is one the layer can use (validation.algorithm_fits). ``precision``
+    (precision.PRECISIONS; forward.py passes the float32 precision in effect for float32 and
+    'high' for float64) restricts what 'auto' considers: under 'highest' the tiles of
+    ``ACCURATE_TILES`` only; explicit algorithms are taken as asked. Cached (the precision is
+    part of the key): a network calls each layer with the same shapes."""
     if algorithm == "direct":
         return None
     kernel = tuple(weight_shape[2:])
@@ -96,8 +114,11 @@ def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spati
     # results are bitwise those of its samples (m(x)[1:] == m(x[1:]), as in PyTorch), while
     # reading U is a per-call cost.
     cin, cout = x_shape[1], weight_shape[0]
+    tiles = WINOGRAD_SHAPES[kernel]
+    if algorithm == "auto" and precision == "highest":
+        tiles = ACCURATE_TILES[kernel]
     costs = {m: estimate_seconds(m, 1, cin, cout, groups, out_spatial, kernel)
-             for m in (None,) + WINOGRAD_SHAPES[kernel]}
+             for m in (None,) + tiles}
     if algorithm == "winograd":
         costs.pop(None)
     m = min(costs, key=costs.get)

@@ -1,4 +1,5 @@
-"""What this installation is: version, instruction sets, OpenMP runtime and threads, build.
+"""What this installation is: version, instruction sets, OpenMP runtime and threads, float32
+precision, build.
 
 ``show_config()`` prints it; ``show_config(mode="dicts")`` returns it as a dict (numpy's
 convention). Build facts come from ``_native/build_info.py``, which setup.py writes at build
@@ -99,6 +100,7 @@ def _openmp_library():
 def _config():
     import platform  # here, not at module level: it costs import time (re, collections)
 
+    from conv3d_cpu._core.precision import get_float32_precision
     from conv3d_cpu._native import isa
     from conv3d_cpu._version import __version__
     import numpy
@@ -127,6 +129,8 @@ def _config():
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "usable_cpus": cpus,
         },
+        # The value in effect for the caller (set_float32_precision / float32_precision).
+        "float32_precision": get_float32_precision(),
         "build": _build_info(),
         "runtime": {
             "python": platform.python_version(),
@@ -159,6 +163,9 @@ def _format(cfg):
         ]
     else:
         lines.append("  enabled: no (built without OpenMP: kernels run serially, 1 thread)")
+    lines += ["Settings:",
+              f"  float32 precision: {cfg['float32_precision']} (algorithm='auto'; "
+              f"conv3d_cpu.set_float32_precision)"]
     lines.append("Build:")
     if build is None:
         lines.append("  unknown (no conv3d_cpu/_native/build_info.py: not built by setup.py)")
@@ -184,7 +191,8 @@ def show_config(mode="stdout"):
 
     Reports the version; the instruction set in use and those this CPU can use; whether
     OpenMP is compiled in, which runtime library the kernels call and how many threads a
-    call uses by default; the compiler and flags of the build.
+    call uses by default; the float32 precision in effect (``get_float32_precision``); the
+    compiler and flags of the build.
     """
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")

@@ -5,6 +5,7 @@ import numpy as np
 
 from conv3d_cpu._core import algorithms
 from conv3d_cpu._core.padding import zero_pad
+from conv3d_cpu._core.precision import get_float32_precision
 from conv3d_cpu._core.validation import check_workspace, output_shape
 from conv3d_cpu._core.weight_cache import functional_cache
 from conv3d_cpu._native import direct, layout, winograd
@@ -26,13 +27,17 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
     ``padding_mode`` (its limits checked: validation.padding_mode_fits).
 
     ``weight`` and ``bias`` (or None) have ``x``'s dtype and consistent shapes; ``algorithm``
-    is one the layer can use (validation.algorithm_fits); ``num_threads`` is 0 for the OpenMP
-    default; ``cache`` holds transformed Winograd weights (a module's own, else the functional
+    is one the layer can use (validation.algorithm_fits), 'auto' choosing under the float32
+    precision in effect (precision.py); ``num_threads`` is 0 for the OpenMP default;
+    ``cache`` holds transformed Winograd weights (a module's own, else the functional
     API's). Writes into ``out`` (a 5-D array checked by validation.out_arg) or a new
     C-contiguous (N, O, oD, oH, oW) array, and returns it.
     """
     spatial = result_shape(x, weight, stride, pads, dilation, groups, False)[2:]
-    m = algorithms.choose(algorithm, x.shape, weight.shape, stride, dilation, groups, spatial)
+    # The float32 precision in effect for this caller, read once (float64 is not affected).
+    precision = get_float32_precision() if x.dtype == np.float32 else "high"
+    m = algorithms.choose(algorithm, x.shape, weight.shape, stride, dilation, groups, spatial,
+                          precision)
     if out is None:
         out = np.empty((x.shape[0], weight.shape[0]) + spatial, dtype=x.dtype)
     if out.size == 0:
