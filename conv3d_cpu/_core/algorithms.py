@@ -51,10 +51,14 @@ _U_BANDWIDTH = 8e9
 #   F(2^3, 3^3): 0.26 (3x3x3), 0.25 (1x3x3), 0.25 (3x1x1): passes everywhere, kept;
 #   F(4^3, 3^3): 26 (3x3x3), 5.8 (1x3x3), 1.06 (3x1x1, 512 channels; passes to 128): out;
 #   F(2^3, 5^3): 10, failing on every layer, from 1 channel: out (5x5x5 runs direct);
-#   direct: 1.01 (3x3x3, 512 channels; 0.70 at 256), 0.65 (1x3x3), 0.36 (3x1x1), 1.69
-#   (5x5x5; fails from 256 channels, 0.88 at 128): its error grows with the fan-in, so there
-#   'highest' cannot meet the tolerance (PyTorch's own worst: 0.13, 0.15, 0.09, 0.33).
+#   direct: 0.22 (3x3x3), 0.18 (1x3x3), 0.19 (3x1x1), 0.13 (5x5x5): its products are summed in
+#   runs of constants.SUM_TERMS (PyTorch's own worst: 0.13, 0.15, 0.09, 0.33).
 ACCURATE_TILES = {(3, 3, 3): (2,), (1, 3, 3): (2,), (3, 1, 1): (2,), (5, 5, 5): ()}
+# Under 'high', 'auto' takes F(4^3, 3^3) only up to this fan-in (input channels per group x
+# kernel volume): its float32 error grows with it, and past it leaves the 1e-4 x max|y| that
+# 'high' promises (bench/precision.py, 3x3x3: 5.1e-5 of max|y| at 256 channels, 9.9e-5 and
+# 1.2e-4 at 512).
+F4_MAX_FAN_IN = 256 * 27
 # Below this many multiply-adds (about 10 microseconds of one core) the default thread count
 # is 1: waking an OpenMP team costs more than the work it would share.
 TINY_MACS = 1_000_000
@@ -117,6 +121,8 @@ def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spati
     tiles = WINOGRAD_SHAPES[kernel]
     if algorithm == "auto" and precision == "highest":
         tiles = ACCURATE_TILES[kernel]
+    elif algorithm == "auto" and x_shape[1] // groups * math.prod(kernel) > F4_MAX_FAN_IN:
+        tiles = tuple(m for m in tiles if m != 4)
     costs = {m: estimate_seconds(m, 1, cin, cout, groups, out_spatial, kernel)
              for m in (None,) + tiles}
     if algorithm == "winograd":

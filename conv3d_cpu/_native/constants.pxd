@@ -13,4 +13,5 @@ cdef extern from "constants.h" nogil:
         C3_MAX_RANGES
         C3_WINOGRAD_MAX_ALPHA
         C3_INTERRUPT_POLL_MS
+        C3_SUM_TERMS
     const char* C3_CONSTANTS_DIGEST

@@ -32,6 +32,10 @@ ROW_OVERREAD = ROW_UNROLL * MAX_FLOAT_LANES
 # gathered input rows a thread keeps (its share of L2).
 ITEMS_PER_THREAD = 8
 SLAB_BYTES = 1 << 18
+# Direct: the most products (input channels x taps) summed in one run; longer sums add runs
+# of this length (each from zero) in order, so the float32 error grows with the number of
+# runs, not of terms (a single run of 512 x 27 terms exceeded PyTorch's tolerance).
+SUM_TERMS = 512
 # Direct, 1x1x1 path: most register tiles in one work item.
 POINTWISE_TILES = 16
 
@@ -75,7 +79,8 @@ WINOGRAD_MAX_ALPHA = max(max(a) for a in WINOGRAD_INPUT_TILES)
 
 _INTS = ("ROW_UNROLL", "MAX_FLOAT_LANES", "ROW_OVERREAD", "ITEMS_PER_THREAD", "SLAB_BYTES",
          "POINTWISE_TILES", "MIN_TILE_BLOCK", "WORKSPACE_SLACK", "WINOGRAD_WEIGHT_CHANNELS",
-         "MAX_RANGES", "WINOGRAD_MAX_ALPHA", "INTERRUPT_POLL_MS")
+         "MAX_RANGES", "WINOGRAD_MAX_ALPHA", "INTERRUPT_POLL_MS",
+         "SUM_TERMS")
 # A checksum of every value above (zlib: a stale build is to be caught, not an adversary, and
 # hashlib's import would cost the package's import more than all the rest of this module).
 _VALUES = repr([(name, globals()[name]) for name in _INTS]

@@ -28,7 +28,8 @@ from cython cimport floating
 from libc.string cimport memcpy, memset
 
 from conv3d_cpu._native.constants cimport (C3_ITEMS_PER_THREAD, C3_POINTWISE_TILES,
-                                           C3_ROW_UNROLL, C3_SLAB_BYTES)
+                                           C3_ROW_OVERREAD, C3_ROW_UNROLL, C3_SLAB_BYTES,
+                                           C3_SUM_TERMS)
 from conv3d_cpu._native.gather cimport (c3_gather_layout, c3_ring, c3_rows, c3_slots,
                                         gather_bind, gather_layout, gather_planes, ring_depth,
                                         ring_reset, tap_rows, z_of, z_step)
@@ -164,8 +165,9 @@ cdef void _plan(direct_plan* P, int nt) noexcept nogil:
             P.Wp = max(P.Wp, (g.oW + row_step - 1) // row_step * row_step + (g.kW - 1) * g.dW)
         P.hs = max(g.pH + g.H, (g.oH - 1) * g.sH + extent)
         P.copy = True
-        P.slab, P.tile = 0, 0
-        P.scratch_size = g.cpg * P.R * P.hs * P.Wp
+        P.slab, P.tile = 0, g.cpg * P.R * P.hs * P.Wp
+        # (then one output row of partial sums: _chunked_row)
+        P.scratch_size = P.tile + g.oW + C3_ROW_OVERREAD
         P.n_items = g.N * g.groups * g.oD
         return
     P.T = tiling_of(P.K, P.f64, g.opg)
@@ -178,7 +180,7 @@ cdef void _plan(direct_plan* P, int nt) noexcept nogil:
                       // P.T.nxmax * P.T.nxmax)
         P.ps = odd_lines(P.chunk, itemsize)
         P.lay.size = 0  # (offsets shared by the threads: pw_offs)
-        P.tile, P.slab = 0, P.T.nxmax * P.T.ocb
+        P.tile, P.slab = 0, 2 * P.T.nxmax * P.T.ocb  # (a tile and its partial sums: _tiles)
         P.scratch_size = P.slab + g.cpg * P.ps
         P.n_items = g.N * ((g.D * g.H * g.W + P.chunk - 1) // P.chunk)
         return
@@ -191,7 +193,7 @@ cdef void _plan(direct_plan* P, int nt) noexcept nogil:
     # band edge).
     P.nzc = min(g.oD, max(1, (nt + g.N * g.groups - 1) // (g.N * g.groups)))
     P.slab, P.tile = 0, g.cpg * P.R * P.hs * P.Wp
-    P.scratch_size = P.tile + P.T.nxmax * P.T.ocb
+    P.scratch_size = P.tile + 2 * P.T.nxmax * P.T.ocb  # (a tile and its partial sums: _tiles)
     P.n_items = g.N * g.oD * P.nyb * g.groups
 
 
@@ -344,13 +346,33 @@ cdef void _depthwise_plane(const direct_plan* P, c3_thread* thread, c3_idx item,
                   True)
     cdef c3_row_fn row = P.K.row[P.f64]
     cdef c3_idx kW = g.kW, dW = g.dW, sW = g.sW, oW = g.oW, opg = g.opg
+    cdef floating* part = <floating*>thread.scratch + P.tile
     for y in range(g.oH):
         if stopped(thread):
             return
         tap_rows(g, &slots, &rows, -g.pH, y * g.sH, P.hs, P.Wp, kW, True, False)
         for o in range(opg):
-            row(planes, rows.r_off, rows.n, wg + o * wsize, rows.w_off, kW, dW, sW,
-                oplane + o * plane + y * oW, oW, bias + o)
+            _chunked_row(row, planes, &rows, wg + o * wsize, kW, dW, sW,
+                         oplane + o * plane + y * oW, oW, bias + o, part)
+
+
+cdef inline void _chunked_row(c3_row_fn row, const floating* planes, const c3_rows* rows,
+                              const floating* w, c3_idx kW, c3_idx dW, c3_idx sW,
+                              floating* orow, c3_idx oW, const floating* bias,
+                              floating* part) noexcept nogil:
+    """One output row by the row kernel, its rows summed in runs of at most C3_SUM_TERMS
+    products (constants.py): the first run with the bias into ``orow``, each next one from
+    zero into ``part`` (oW elements and the kernel's overrun), then added."""
+    cdef c3_idx per = max(1, C3_SUM_TERMS // kW), r0, x
+    cdef floating zero = 0
+    row(planes, rows.r_off, min(per, rows.n), w, rows.w_off, kW, dW, sW, orow, oW, bias)
+    r0 = per
+    while r0 < rows.n:
+        row(planes, rows.r_off + r0, min(per, rows.n - r0), w, rows.w_off + r0, kW, dW, sW,
+            part, oW, &zero)
+        for x in range(oW):
+            orow[x] += part[x]
+        r0 += per
 
 
 cdef void _tiles(const c3_tiling* T, const floating* src, const c3_rows* rows, c3_idx kW,
@@ -361,18 +383,30 @@ cdef void _tiles(const c3_tiling* T, const floating* src, const c3_rows* rows, c
     of one group, from the input rows and kernel rows ``rows``.
 
     Positions are split into equal tiles (not nxmax + remainder): a short tail tile holds
-    too few accumulators to keep the FMA units busy."""
+    too few accumulators to keep the FMA units busy. ``tile``: 2 nxmax ocb elements, a tile
+    and the partial sums of its longer runs (the rows are summed in runs of at most
+    C3_SUM_TERMS products, constants.py, added in order)."""
     cdef bint f64 = floating is double
     cdef c3_idx ntiles = (n_pos + T.nxmax - 1) // T.nxmax
-    cdef c3_idx ob, t, x0
+    cdef c3_idx ob, t, x0, r0, i
+    cdef c3_idx per = max(1, C3_SUM_TERMS // kW)
+    cdef floating* part = tile + T.nxmax * T.ocb
     cdef int nx
     for ob in range(T.nob):
         x0 = 0
         for t in range(ntiles):
             nx = <int>(n_pos // ntiles + (t < n_pos % ntiles))
             if rows.n > 0:
-                tile_kernel(T, f64)(src + x0 * sW, rows.r_off, rows.n, wg + ob * wblock,
-                                    rows.w_off, kW, dW, sW, tile, nx)
+                tile_kernel(T, f64)(src + x0 * sW, rows.r_off, min(per, rows.n),
+                                    wg + ob * wblock, rows.w_off, kW, dW, sW, tile, nx)
+                r0 = per
+                while r0 < rows.n:
+                    tile_kernel(T, f64)(src + x0 * sW, rows.r_off + r0, min(per, rows.n - r0),
+                                        wg + ob * wblock, rows.w_off + r0, kW, dW, sW, part,
+                                        nx)
+                    for i in range(nx * T.ocb):
+                        tile[i] += part[i]
+                    r0 += per
             else:  # every tap in the padding: bias only
                 memset(tile, 0, nx * T.ocb * sizeof(floating))
             T.K.store_tile[f64](tile, T.ocb, nx, orow + ob * T.ocb * plane + x0, plane,
