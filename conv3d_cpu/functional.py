@@ -36,7 +36,8 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     out : ndarray, optional
         Where to write the result: C-contiguous, of the output's shape and the input's dtype,
         sharing no memory with the operands (checked before anything is written). Reusing one
-        buffer across calls spares a network fresh pages for every layer.
+        buffer across calls spares a network fresh pages for every layer. A call stopped by
+        Ctrl-C (``KeyboardInterrupt``) leaves it partly written.
 
     Returns
     -------

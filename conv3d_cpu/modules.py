@@ -187,7 +187,7 @@ class Conv3d:
 
         Returns a new array, or writes into ``out`` and returns it (C-contiguous, the output's
         shape and the module's dtype, sharing no memory with the input or the parameters;
-        checked before anything is written)."""
+        checked before anything is written; partly written when Ctrl-C stops the call)."""
         x = v.float_array("input", input)
         v.same_dtype("input", x, self._dtype)
         x, unbatched = v.input_5d(x, self._in_channels)
