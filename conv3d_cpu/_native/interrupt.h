@@ -3,8 +3,9 @@
  * once one was found.
  *
  * Python runs signal handlers (SIGINT's raises KeyboardInterrupt) in the main thread, between
- * bytecodes: a thread inside a kernel, without the GIL, never gets there. The caller is
- * thread 0 of its OpenMP team; it takes the GIL for a moment and calls PyErr_CheckSignals,
+ * bytecodes: a thread inside a kernel, without the GIL, never gets there. When the main
+ * thread is the caller, it is thread 0 of its OpenMP team; it takes the GIL for a moment and
+ * calls PyErr_CheckSignals,
  * which runs the handlers; when one raises, the exception stays set for the caller to return,
  * and c3_stop.stop tells the team to take no further work. Between polls a check costs one
  * clock read (thread 0) or one load (the others). */
@@ -17,6 +18,7 @@
 
 typedef struct {
     int stop;              /* set once: a handler raised (read by every thread) */
+    int poll;              /* thread 0 polls: the call came from Python's main thread */
     long long next_poll;   /* thread 0's next poll, CLOCK_MONOTONIC nanoseconds */
 } c3_stop;
 
@@ -26,15 +28,20 @@ static inline long long c3_now_ns(void) {
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static inline void c3_stop_init(c3_stop *s) {
+/* `poll`: whether the caller is Python's main thread, the only one that runs signal
+ * handlers. Another thread never takes the GIL here: PyErr_CheckSignals would do nothing
+ * for it, and while the interpreter shuts down, taking the GIL ends the thread
+ * (pthread_exit) in the middle of the OpenMP region. */
+static inline void c3_stop_init(c3_stop *s, int poll) {
     s->stop = 0;
+    s->poll = poll;
     s->next_poll = c3_now_ns() + C3_INTERRUPT_POLL_MS * 1000000LL;
 }
 
 /* 1 when the team is to stop. `tid`: the OpenMP thread number of the caller (0 polls). */
 static inline int c3_stopped(c3_stop *s, int tid) {
     if (__atomic_load_n(&s->stop, __ATOMIC_RELAXED)) return 1;
-    if (tid != 0) return 0;
+    if (tid != 0 || !s->poll) return 0;
     long long now = c3_now_ns();
     if (now < s->next_poll) return 0;
     s->next_poll = now + C3_INTERRUPT_POLL_MS * 1000000LL;

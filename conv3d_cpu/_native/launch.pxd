@@ -5,7 +5,7 @@ from conv3d_cpu._native.isa cimport c3_idx
 cdef extern from "interrupt.h" nogil:
     ctypedef struct c3_stop:
         int stop
-    void c3_stop_init(c3_stop* s)
+    void c3_stop_init(c3_stop* s, int poll)
     int c3_stopped(c3_stop* s, int tid)
 
 

@@ -15,9 +15,12 @@ signal stops the call (interrupt.h: the calling thread polls; every thread stops
 item, long items at their next step; the signal handler's exception, KeyboardInterrupt for
 Ctrl-C, is raised once every thread has left).
 """
+import threading
+
 import numpy as np
 
 from cython.parallel cimport parallel, prange, threadid
+from cpython.pythread cimport PyThread_get_thread_ident
 from libc.string cimport memset
 
 from conv3d_cpu._native.constants cimport C3_MAX_RANGES
@@ -26,6 +29,10 @@ from conv3d_cpu._native.openmp cimport (any_thread_flag, c3_range, c3_ranges_ini
                                         c3_ranges_next, c3_team_ran, c3_team_size,
                                         c3_touch_share, conv3d_cpu_barrier,
                                         omp_get_num_threads)
+
+
+# Python's main thread, the one that runs signal handlers (interrupt.h).
+cdef unsigned long _MAIN_THREAD = threading.main_thread().ident
 
 
 cdef inline c3_thread _thread_of(int tid, char* scratch, c3_idx scratch_stride, c3_idx* index,
@@ -73,7 +80,7 @@ cdef int launch(const c3_launch* L) except -1:
     nt = c3_team_size(nt)
     team[0] = 1
     n_ranges = c3_ranges_init(ranges, nt, L.n_items)
-    c3_stop_init(&stop)
+    c3_stop_init(&stop, PyThread_get_thread_ident() == _MAIN_THREAD)
     with nogil, parallel(num_threads=nt):
         tid = threadid()
         if tid == 0:

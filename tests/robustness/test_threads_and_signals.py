@@ -149,3 +149,98 @@ def test_ctrl_c_stops_a_long_call(case):
     # far longer.
     assert call_s > 0.2, f"the case is too short to test an interrupt: {call_s:.3f} s"  # (D 1024)
     assert max(latencies) < 0.1, (call_s, latencies)
+
+
+EXIT_SCRIPT = """
+import sys, threading, time
+import numpy as np
+from conv3d_cpu import conv3d
+
+x = np.ones((1, 32, 32, 64, 64), np.float32)
+w = np.ones((64, 32, 3, 3, 3), np.float32)
+
+def work():
+    while True:
+        conv3d(x, w, padding=1, algorithm="direct", num_threads=int(sys.argv[1]))
+
+threading.Thread(target=work, daemon=True).start()
+time.sleep(0.3)  # the interpreter exits with the thread inside a kernel
+"""
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_interpreter_exit_while_a_thread_computes(num_threads):
+    # Only the main thread polls for signals: a daemon thread taking the GIL inside the kernel
+    # while the interpreter shuts down is ended there (pthread_exit) and corrupted the heap
+    # ("free(): invalid pointer", SIGABRT) before that.
+    for _ in range(3):
+        proc = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(num_threads)],
+                              capture_output=True, text=True, timeout=120, env=ENV)
+        assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+
+
+HANDLER_SCRIPT = """
+import json, os, signal, threading, time
+import numpy as np
+from conv3d_cpu import conv3d
+
+rng = np.random.default_rng(0)
+x = rng.standard_normal((1, 32, 32, 64, 64)).astype(np.float32)
+w = rng.standard_normal((64, 32, 3, 3, 3)).astype(np.float32)
+ref = conv3d(x, w, padding=1, num_threads=1)
+t0 = time.monotonic()
+conv3d(x, w, padding=1)
+half = (time.monotonic() - t0) / 2
+out = {}
+
+def signal_in(seconds):
+    threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+# a handler that returns: the call goes on, exactly
+hits = []
+signal.signal(signal.SIGINT, lambda s, f: hits.append(1))
+signal_in(half)
+y = conv3d(x, w, padding=1)
+out["returning handler"] = [len(hits), bool(np.array_equal(y, ref))]
+# a handler that raises something else: that exception
+class Stop(Exception):
+    pass
+
+def stop(s, f):
+    raise Stop()
+
+signal.signal(signal.SIGINT, stop)
+signal_in(half)
+try:
+    conv3d(x, w, padding=1)
+    out["raising handler"] = "returned"
+except Stop:
+    out["raising handler"] = "Stop"
+# Ctrl-C while another thread convolves: the main thread is interrupted, the other call ends
+# with its exact result
+signal.signal(signal.SIGINT, signal.default_int_handler)
+done, res = threading.Event(), {}
+
+def work():
+    res["y"] = conv3d(x, w, padding=1, num_threads=1)
+    done.set()
+
+threading.Thread(target=work).start()
+signal_in(0.05)
+try:
+    done.wait()
+    out["other thread"] = "not interrupted"
+except KeyboardInterrupt:
+    done.wait()
+    out["other thread"] = bool(np.array_equal(res["y"], ref))
+print(json.dumps(out))
+"""
+
+
+def test_signal_handlers_decide():
+    proc = subprocess.run([sys.executable, "-c", HANDLER_SCRIPT], capture_output=True,
+                          text=True, timeout=300, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"returning handler": [1, True], "raising handler": "Stop",
+                   "other thread": True}, out
