@@ -156,8 +156,12 @@ class Conv3d:
     def load_state_dict(self, state_dict):
         """Copy parameters from a mapping such as ``{k: t.numpy() for k, t in sd.items()}``.
 
-        Keys must be exactly those of ``state_dict()``; values must have the parameter's shape
-        and a floating dtype that converts to the module's dtype without loss.
+        Parameters
+        ----------
+        state_dict : mapping
+            Exactly the keys of ``state_dict()``; values of the parameter's shape and a floating
+            dtype that converts to the module's dtype without loss. Both are replaced at once:
+            a concurrent ``forward`` sees the old or the new pair.
         """
         v.state_dict_arg(state_dict, self.state_dict())
         weight = v.parameter_arg("weight", state_dict["weight"], self._dtype,
@@ -183,11 +187,22 @@ class Conv3d:
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self, input, out=None):
-        """Convolve ``input`` of shape (N, C, D, H, W) or (C, D, H, W).
+        """Convolve ``input`` with the module's parameters.
 
-        Returns a new array, or writes into ``out`` and returns it (C-contiguous, the output's
-        shape and the module's dtype, sharing no memory with the input or the parameters;
-        checked before anything is written; partly written when Ctrl-C stops the call)."""
+        Parameters
+        ----------
+        input : array_like, shape (N, C, D, H, W) or (C, D, H, W)
+            Of the module's dtype.
+        out : ndarray, optional
+            Where to write the result: C-contiguous, of the output's shape and the module's
+            dtype, sharing no memory with the input or the parameters (checked before anything
+            is written; partly written when Ctrl-C stops the call).
+
+        Returns
+        -------
+        ndarray
+            ``out``, or a new C-contiguous array (without N for an unbatched input).
+        """
         x = v.float_array("input", input)
         v.same_dtype("input", x, self._dtype)
         x, unbatched = v.input_5d(x, self._in_channels)
