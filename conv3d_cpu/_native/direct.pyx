@@ -159,10 +159,12 @@ cdef void _plan(direct_plan* P, int nt) noexcept nogil:
     cdef c3_idx row_step, Hp, extent = (g.kH - 1) * g.dH + 1
     if P.path == DEPTHWISE_ROWS:
         # Whole input planes, padded in H and W; the row kernel reads whole vectors past the
-        # row end (kernels.h: C3_ROW_UNROLL vectors of the table's narrow block at a time).
+        # row end (kernels.h: C3_ROW_UNROLL vectors of the table's narrow block at a time, each
+        # from sW vectors of the row when sW is 1 or 2).
         row_step = C3_ROW_UNROLL * narrow
-        if g.sW == 1:
-            P.Wp = max(P.Wp, (g.oW + row_step - 1) // row_step * row_step + (g.kW - 1) * g.dW)
+        if g.sW <= 2:
+            P.Wp = max(P.Wp, g.sW * ((g.oW + row_step - 1) // row_step * row_step)
+                       + (g.kW - 1) * g.dW)
         P.hs = max(g.pH + g.H, (g.oH - 1) * g.sH + extent)
         P.copy = True
         P.slab, P.tile = 0, g.cpg * P.R * P.hs * P.Wp

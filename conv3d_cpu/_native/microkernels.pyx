@@ -86,7 +86,7 @@ def row(rows, r_off, w, w_off, c3_idx kW, c3_idx dW, c3_idx sW, c3_idx oW, bias)
     if r_off.shape != w_off.shape or r_off.ndim != 1 or r_off.size == 0 or oW < 1:
         raise ValueError("r_off and w_off must be 1-D, of one length > 0; oW >= 1")
     step = ROW_UNROLL * K.ocb_narrow[f64]
-    reach = (-(-oW // step) * step - 1 if sW == 1 else (oW - 1) * sW) + (kW - 1) * dW
+    reach = (sW * (-(-oW // step) * step) - 1 if sW <= 2 else (oW - 1) * sW) + (kW - 1) * dW
     _check_reach("rows", rows, r_off.max() + reach)
     _check_reach("w", w, w_off.max() + kW - 1)
     out = np.zeros(oW, rows.dtype)

@@ -130,8 +130,9 @@ def test_row_contract(dtype, isa):
         step = ROW_UNROLL * mk.table()["ocb_narrow"][F64[dtype]]
         for oW in (1, 3, step - 1, step, step + 1, 2 * step + 5):
             for n_rows, kW, dW, sW in [(1, 1, 1, 1), (4, 3, 1, 1), (3, 3, 2, 1), (5, 2, 1, 2),
-                                       (2, 3, 2, 3)]:
-                reach = (-(-oW // step) * step if sW == 1 else (oW - 1) * sW + 1) \
+                                       (9, 3, 1, 2), (2, 3, 2, 2), (2, 3, 2, 3)]:
+                # sW 1 and 2: whole vectors past the row end (kernels.h)
+                reach = (sW * (-(-oW // step) * step) if sW <= 2 else (oW - 1) * sW + 1) \
                     + (kW - 1) * dW
                 rows = rng.standard_normal(n_rows * reach + 3).astype(dtype)
                 r_off = np.arange(n_rows) * reach + rng.integers(0, 4, n_rows) % 4

@@ -80,12 +80,14 @@ static void KN(tile_narrow)(C3_TILE_ARGS) {
 #undef C3_TILE_TYPED
 
 /* Row kernel (few output channels per group): vectorized along the output row. Row i of the
- * sum starts at rows + r_off[i]; with sW == 1 every row must be readable up to
- * ceil(oW / (U V)) * U V + (kW - 1) * dW elements, U = C3_ROW_UNROLL (the caller pads), so
- * the tail needs no scalar loop: whole vectors are computed and only oW outputs are stored. */
+ * sum starts at rows + r_off[i]; with sW == 1 or 2 every row must be readable up to
+ * sW ceil(oW / (U V)) U V + (kW - 1) dW elements, U = C3_ROW_UNROLL (the caller pads), so
+ * the tail needs no scalar loop: whole vectors are computed and only oW outputs are stored.
+ * With sW == 2 a vector of outputs reads two vectors of a row and keeps their even lanes
+ * (KN(load_even)); other strides run a scalar loop. */
 /* NCH independent accumulator chains (rows i, i + NCH, ... go to chain i % NCH), so that
  * short rows, which hold few vectors, are not bound by the FMA latency of a single chain. */
-#define C3_ROW_BODY(NVEC, NCH)                                                                \
+#define C3_ROW_BODY(NVEC, NCH, SW)                                                            \
     do {                                                                                      \
         VT acc[NCH][NVEC];                                                                    \
         for (int h = 0; h < NCH; h++)                                                         \
@@ -94,12 +96,15 @@ static void KN(tile_narrow)(C3_TILE_ARGS) {
         for (; i < n_rows; i += NCH) {                                                        \
             _Pragma("GCC unroll 4") for (int h = 0; h < NCH; h++) {                          \
                 if (i + h < n_rows) {                                                         \
-                    const T *r = rows + r_off[i + h] + x;                                     \
+                    const T *r = rows + r_off[i + h] + (SW) * x;                              \
                     const T *wr = w + w_off[i + h];                                           \
                     for (c3_idx e = 0; e < kW; e++) {                                         \
                         VT wv = BCAST(wr[e]);                                                 \
                         _Pragma("GCC unroll 4") for (int k = 0; k < NVEC; k++)               \
-                            acc[h][k] = VFMA(wv, KN(loadu)(r + e * dW + k * V), acc[h][k]);   \
+                            acc[h][k] = VFMA(wv, (SW) == 1                                    \
+                                             ? KN(loadu)(r + e * dW + k * V)                  \
+                                             : KN(load_even)(r + e * dW + 2 * k * V),         \
+                                             acc[h][k]);                                      \
                     }                                                                         \
                 }                                                                             \
             }                                                                                 \
@@ -124,17 +129,24 @@ static void KN(row)(const void *rows_, const c3_idx *r_off, c3_idx n_rows, const
     const T *rows = rows_, *w = w_;
     T *out = out_;
     const T bias = *(const T *)bias_;
+    /* Up to 4 vectors of consecutive outputs; short rows use fewer. */
+#define C3_ROW_LOOP(SW)                                                                       \
+    for (c3_idx x = 0; x < oW; x += C3_ROW_UNROLL * V) {                                      \
+        c3_idx left = oW - x;                                                                 \
+        if (left > 3 * V) C3_ROW_BODY(4, 1, SW);                                              \
+        else if (left > 2 * V) C3_ROW_BODY(3, 2, SW);                                         \
+        else if (left > V) C3_ROW_BODY(2, 2, SW);                                             \
+        else C3_ROW_BODY(1, 4, SW);                                                           \
+    }
     if (sW == 1) {
-        for (c3_idx x = 0; x < oW; x += C3_ROW_UNROLL * V) {
-            /* Up to 4 vectors of consecutive outputs; short rows use fewer. */
-            c3_idx left = oW - x;
-            if (left > 3 * V) C3_ROW_BODY(4, 1);
-            else if (left > 2 * V) C3_ROW_BODY(3, 2);
-            else if (left > V) C3_ROW_BODY(2, 2);
-            else C3_ROW_BODY(1, 4);
-        }
+        C3_ROW_LOOP(1);
         return;
     }
+    if (sW == 2) {
+        C3_ROW_LOOP(2);
+        return;
+    }
+#undef C3_ROW_LOOP
     for (c3_idx x = 0; x < oW; x++) {
         T acc = bias;
         for (c3_idx i = 0; i < n_rows; i++) {

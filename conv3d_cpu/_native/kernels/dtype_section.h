@@ -1,6 +1,6 @@
 /* One dtype's micro-kernels (T, VT, IDX, V, KN, VFMA, SFMA and maybe VSTOREN defined by
  * isa_section.h): the vector helpers every template may use (BCAST, GATHER, C3_SHUF,
- * KN(loadu), KN(storeu), KN(transpose), KN(gather)), then the templates; undefines the
+ * KN(loadu), KN(storeu), KN(load_even), KN(transpose), KN(gather)), then the templates; undefines the
  * macros after. */
 #if V == 16
 #define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s)})
@@ -30,6 +30,19 @@
  * every template below. */
 static inline VT KN(loadu)(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; }
 static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
+/* p[0], p[2], ..., p[2 V - 2]: the even elements of two consecutive vectors. */
+static inline VT KN(load_even)(const T *p) {
+    VT lo = KN(loadu)(p), hi = KN(loadu)(p + V);
+#if V == 16
+    return C3_SHUF(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+#elif V == 8
+    return C3_SHUF(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+#elif V == 4
+    return C3_SHUF(lo, hi, 0, 2, 4, 6);
+#else
+    return C3_SHUF(lo, hi, 0, 2);
+#endif
+}
 /* In-place V x V transpose: afterwards r[k][l] is the former r[l][k]. */
 static inline __attribute__((always_inline)) void KN(transpose)(VT *r) {
 #if V == 16

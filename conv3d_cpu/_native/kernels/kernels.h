@@ -27,8 +27,8 @@ typedef void (*c3_tile_fn)(const void *rows, const c3_idx *r_off, c3_idx n_rows,
 typedef void (*c3_store_fn)(const void *tile, int ocb, int nx, void *out, c3_idx plane,
                             const void *bias, int nvalid);
 /* out[x] = *bias + sum_i sum_e w[w_off[i] + e] * rows[r_off[i] + x * sW + e * dW], x < oW.
- * With sW == 1 rows are read in whole vectors past oW, C3_ROW_UNROLL x the table's narrow
- * block at a time: callers pad rows to a multiple of that (see direct_tmpl.h). */
+ * With sW == 1 or 2 rows are read in whole vectors past oW, C3_ROW_UNROLL x the table's
+ * narrow block (times sW) at a time: callers pad rows to a multiple of that (direct_tmpl.h). */
 typedef void (*c3_row_fn)(const void *rows, const c3_idx *r_off, c3_idx n_rows, const void *w,
                           const c3_idx *w_off, c3_idx kW, c3_idx dW, c3_idx sW, void *out,
                           c3_idx oW, const void *bias);
