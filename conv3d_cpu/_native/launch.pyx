@@ -103,6 +103,7 @@ cdef int launch(const c3_launch* L) except -1:
             flag = flag | L.item(L.plan, &thread, item)
             item = -1 if stopped(&thread) else c3_ranges_next(ranges, n_ranges, tid)
         flags[tid * flag_stride] |= flag
+        c3_team_done(&stop, tid, omp_get_num_threads())
     c3_team_ran(team[0])
     if stop.stop:
         return -1  # the exception PyErr_CheckSignals left set
