@@ -20,6 +20,7 @@
 typedef struct {
     int stop;              /* set once: a handler raised (read by every thread) */
     int poll;              /* thread 0 polls: the call came from Python's main thread */
+    int ready;             /* threads done with the set-up (blocks, touching the output) */
     int done;              /* threads that have taken their last item */
     long long next_poll;   /* thread 0's next poll, CLOCK_MONOTONIC nanoseconds */
 } c3_stop;
@@ -37,6 +38,7 @@ static inline long long c3_now_ns(void) {
 static inline void c3_stop_init(c3_stop *s, int poll) {
     s->stop = 0;
     s->poll = poll;
+    s->ready = 0;
     s->done = 0;
     s->next_poll = c3_now_ns() + C3_INTERRUPT_POLL_MS * 1000000LL;
 }
@@ -54,14 +56,21 @@ static inline int c3_stopped(c3_stop *s, int tid) {
     if (raised) __atomic_store_n(&s->stop, 1, __ATOMIC_RELAXED);
     return raised;
 }
-/* Called by each of the `team` threads when no item is left for it. Thread 0 then waits
- * for the others here, polling, rather than in the region's closing barrier, where it could
- * not: a thread slowed by another process would otherwise hold a Ctrl-C back for the rest of
- * its item. (It yields the CPU while it waits, which libgomp's spinning barrier does not.) */
-static inline void c3_team_done(c3_stop *s, int tid, int team) {
-    __atomic_add_fetch(&s->done, 1, __ATOMIC_ACQ_REL);
+/* Called by each of the `team` threads at a point they all reach (*count starts at 0): thread
+ * 0 waits there for the others, polling, and so does not sit in an OpenMP barrier or at the
+ * region's end while a slowed thread finishes a long step, holding a Ctrl-C back. (It
+ * yields the CPU while it waits, which libgomp's spinning barrier does not.) */
+static inline void c3_arrive(c3_stop *s, int *count, int tid, int team) {
+    __atomic_add_fetch(count, 1, __ATOMIC_ACQ_REL);
     if (tid != 0 || !s->poll) return;
-    while (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) < team && !c3_stopped(s, 0))
+    while (__atomic_load_n(count, __ATOMIC_ACQUIRE) < team && !c3_stopped(s, 0))
         sched_yield();
+}
+/* The set-up is done (before the barrier that precedes the items) / no item is left. */
+static inline void c3_team_ready(c3_stop *s, int tid, int team) {
+    c3_arrive(s, &s->ready, tid, team);
+}
+static inline void c3_team_done(c3_stop *s, int tid, int team) {
+    c3_arrive(s, &s->done, tid, team);
 }
 #endif

@@ -7,6 +7,7 @@ cdef extern from "interrupt.h" nogil:
         int stop
     void c3_stop_init(c3_stop* s, int poll)
     int c3_stopped(c3_stop* s, int tid)
+    void c3_team_ready(c3_stop* s, int tid, int team)
     void c3_team_done(c3_stop* s, int tid, int team)
 
 

@@ -27,7 +27,7 @@ from conv3d_cpu._native.constants cimport C3_MAX_RANGES
 from conv3d_cpu._native.openmp import thread_buffers, thread_flags
 from conv3d_cpu._native.openmp cimport (any_thread_flag, c3_range, c3_ranges_init,
                                         c3_ranges_next, c3_team_ran, c3_team_size,
-                                        c3_touch_share, conv3d_cpu_barrier,
+                                        c3_touch_pages, c3_touch_share, conv3d_cpu_barrier,
                                         omp_get_num_threads)
 
 
@@ -43,6 +43,20 @@ cdef inline c3_thread _thread_of(int tid, char* scratch, c3_idx scratch_stride, 
     t.scratch = scratch + tid * scratch_stride
     t.index = index + tid * index_stride
     return t
+
+
+# Bytes of fresh output a thread touches between two looks for Ctrl-C (one huge page).
+cdef size_t _TOUCH_STEP = 1 << 21
+
+
+cdef inline void _touch(const c3_launch* L, c3_thread* thread, int nt) noexcept nogil:
+    """The thread's share of L.touch's pages (schedule.h), in steps, stopping on Ctrl-C."""
+    cdef size_t lo = 0, hi = 0
+    if not c3_touch_share(L.touch_bytes, thread.tid, nt, &lo, &hi):
+        return
+    while lo < hi and not stopped(thread):
+        c3_touch_pages(L.touch, lo, min(hi, lo + _TOUCH_STEP))
+        lo += _TOUCH_STEP
 
 
 cdef int launch(const c3_launch* L) except -1:
@@ -95,8 +109,9 @@ cdef int launch(const c3_launch* L) except -1:
             if not stopped(&thread):
                 flags[tid * flag_stride] |= L.block(L.plan, blk)
         if L.touch != NULL:
-            c3_touch_share(L.touch, L.touch_bytes, tid, nt)
+            _touch(L, &thread, nt)
         if barrier:
+            c3_team_ready(&stop, tid, omp_get_num_threads())
             conv3d_cpu_barrier()  # every block done (and page touched) before any item
         item = -1 if stopped(&thread) else c3_ranges_next(ranges, n_ranges, tid)
         while item >= 0:

@@ -44,4 +44,5 @@ cdef extern from "schedule.h" nogil:
     size_t c3_share_start(size_t total, int n, int t)
     int c3_ranges_init(c3_range* r, int nthreads, Py_ssize_t total)
     Py_ssize_t c3_ranges_next(c3_range* r, int nranges, int tid)
-    void c3_touch_share(void* p, size_t bytes, int part, int nparts)
+    void c3_touch_pages(void* p, size_t lo, size_t hi)
+    int c3_touch_share(size_t bytes, int part, int nparts, size_t* lo, size_t* hi)

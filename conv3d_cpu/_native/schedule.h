@@ -71,14 +71,24 @@ static inline ptrdiff_t c3_ranges_next(c3_range *r, int nranges, int tid) {
  * output). Instead each
  * thread first writes one byte per 4 KiB of its own contiguous share of the output (`part`
  * of `nparts`), so the zeroing is split evenly; the caller puts a barrier after it, before
- * any real store. On memory already mapped this costs a few store misses per page. */
+ * any real store (and touches in pieces, looking for Ctrl-C between them: fresh pages cost
+ * up to ~2.7 ms per MiB on a VM, so a large output's share can take a second). On memory
+ * already mapped this costs a few store misses per page. */
 #define C3_TOUCH_MIN_BYTES ((size_t)1 << 21)
-static inline void c3_touch_share(void *p, size_t bytes, int part, int nparts) {
-    if (bytes < C3_TOUCH_MIN_BYTES || nparts < 2) return;
+/* One byte at each page start in [lo, hi) of p, so that every page is touched by the one
+ * range that holds its start. */
+static inline void c3_touch_pages(void *p, size_t lo, size_t hi) {
     char *base = (char *)p;
-    size_t lo = c3_share_start(bytes, nparts, part), hi = c3_share_start(bytes, nparts, part + 1);
-    /* one byte at each page start in [lo, hi), so every page is touched by one part */
     size_t first = (((size_t)(base + lo) + 4095) & ~(size_t)4095) - (size_t)base;
     for (size_t i = first; i < hi; i += 4096) ((volatile char *)base)[i] = 0;
+}
+/* Whether a call's output is worth touching first, and part `part`'s share of it (on one
+ * thread too: touched in steps, the zeroing of fresh pages can be interrupted, where a
+ * first store to a tile of every output channel's plane could take a second). */
+static inline int c3_touch_share(size_t bytes, int part, int nparts, size_t *lo, size_t *hi) {
+    if (bytes < C3_TOUCH_MIN_BYTES) return 0;
+    *lo = c3_share_start(bytes, nparts, part);
+    *hi = c3_share_start(bytes, nparts, part + 1);
+    return 1;
 }
 #endif

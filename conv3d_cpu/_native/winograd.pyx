@@ -224,6 +224,9 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     L.plan, L.n_threads, L.f64 = &P, nt, P.f64
     L.scratch_size = P.vsize + P.a3 * P.mstride
     L.n_items, L.item = g.groups * P.nblocks, _item
+    # Fresh output pages first touched in shares (launch): an item writes every output
+    # channel of its tiles, so its first stores would fault pages of all the channel planes.
+    L.touch, L.touch_bytes = P.out, out.size * sizeof(floating)
     return not launch(&L)
 
 

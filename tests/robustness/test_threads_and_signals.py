@@ -85,7 +85,7 @@ import json, sys, time
 import numpy as np
 from conv3d_cpu import conv3d
 
-x_shape, w_shape, kw, dtype, repeats = json.loads(sys.argv[1])
+x_shape, w_shape, kw, dtype, repeats, fresh = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 w = rng.standard_normal(w_shape).astype(dtype)
 while True:  # deeper inputs until one call takes long enough on this machine
@@ -98,12 +98,17 @@ while True:  # deeper inputs until one call takes long enough on this machine
     x_shape[2] *= 2
 small = (slice(None), slice(None), slice(0, 6), slice(0, 6), slice(0, 6))
 expected = conv3d(x[small], w, **kw)
+out_shape, kept = conv3d(x, w, **kw).shape, []
 print(json.dumps({"call_s": call_s}), flush=True)
 for _ in range(repeats):
     print(json.dumps({"calling": time.monotonic()}), flush=True)
     try:
         while True:  # (a signal between two calls would not test the kernels: see the parent)
-            conv3d(x, w, **kw)
+            if fresh:  # an output in memory the process never had: its pages fault in the call
+                kept.append(np.empty_like(conv3d(x[small], w, **kw), shape=out_shape))
+                conv3d(x, w, out=kept[-1], **kw)
+            else:
+                conv3d(x, w, **kw)
     except KeyboardInterrupt:
         print(json.dumps({"interrupted": time.monotonic()}), flush=True)
 # the interpreter and the package still work
@@ -118,7 +123,14 @@ SIGNAL_CASES = {
     "depthwise": ((1, 64, 32, 96, 96), (64, 1, 5, 5, 5), dict(padding=2, groups=64),
                   "float64"),
     "pointwise": ((1, 256, 32, 64, 64), (256, 256, 1, 1, 1), dict(), "float64"),
+    # Fresh output pages (zeroed by the OS on first touch, ~1-3 ms per MiB on a VM): a first
+    # store to a tile of every output channel faulted 64 planes' huge pages at once.
+    "winograd, fresh output": ((1, 8, 64, 64, 64), (64, 8, 3, 3, 3),
+                               dict(padding=1, algorithm="winograd_f4"), "float64"),
+    "direct, fresh output": ((1, 8, 64, 64, 64), (64, 8, 3, 3, 3),
+                             dict(padding=1, algorithm="direct"), "float64"),
 }
+FRESH = {"winograd, fresh output", "direct, fresh output"}
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -127,7 +139,8 @@ def test_ctrl_c_stops_a_long_call(case):
     x_shape, w_shape, kw, dtype = SIGNAL_CASES[case]
     repeats = 3
     proc = subprocess.Popen(
-        [sys.executable, "-c", SIGNAL_SCRIPT, json.dumps([x_shape, w_shape, kw, dtype, repeats])],
+        [sys.executable, "-c", SIGNAL_SCRIPT,
+         json.dumps([x_shape, w_shape, kw, dtype, repeats, case in FRESH])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         call_s = json.loads(proc.stdout.readline())["call_s"]
