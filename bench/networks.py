@@ -959,12 +959,7 @@ def plot(path, results, nets, thread_counts, modes, title):
     return None
 
 
-def name_list(text):
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
-def int_list(text):
-    return [int(v) for v in text.split(",") if v.strip()]
+name_list, int_list = suite_run.name_list, suite_run.int_list  # (the suite's option parsers)
 
 
 def parse_args(argv=None):

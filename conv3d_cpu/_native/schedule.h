@@ -71,8 +71,8 @@ static inline ptrdiff_t c3_ranges_next(c3_range *r, int nranges, int tid) {
  * output). Instead each
  * thread first writes one byte per 4 KiB of its own contiguous share of the output (`part`
  * of `nparts`), so the zeroing is split evenly; the caller puts a barrier after it, before
- * any real store (and touches in pieces, looking for Ctrl-C between them: fresh pages cost
- * up to ~2.7 ms per MiB on a VM, so a large output's share can take a second). On memory
+ * any real store (and touches in pieces, looking for Ctrl-C between them: zeroing a large
+ * output's fresh pages can take long, docs/performance.md). On memory
  * already mapped this costs a few store misses per page. */
 #define C3_TOUCH_MIN_BYTES ((size_t)1 << 21)
 /* One byte at each page start in [lo, hi) of p, so that every page is touched by the one

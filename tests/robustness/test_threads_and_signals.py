@@ -123,7 +123,7 @@ SIGNAL_CASES = {
     "depthwise": ((1, 64, 32, 96, 96), (64, 1, 5, 5, 5), dict(padding=2, groups=64),
                   "float64"),
     "pointwise": ((1, 256, 32, 64, 64), (256, 256, 1, 1, 1), dict(), "float64"),
-    # Fresh output pages (zeroed by the OS on first touch, ~1-3 ms per MiB on a VM): a first
+    # Fresh output pages (zeroed by the OS on first touch, slowly on a VM): a first
     # store to a tile of every output channel faulted 64 planes' huge pages at once.
     "winograd, fresh output": ((1, 8, 64, 64, 64), (64, 8, 3, 3, 3),
                                dict(padding=1, algorithm="winograd_f4"), "float64"),
