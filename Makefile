@@ -18,8 +18,15 @@ $(VENV)/.created:
 	$(PIP) install $(BUILD_DEPS)
 	touch $@
 
-install: $(VENV)/.created
+# The editable install is redone only when a build input changed (pip rebuilds every
+# extension each time it runs).
+BUILD_INPUTS := setup.py pyproject.toml $(wildcard conv3d_cpu/_native/*.pyx conv3d_cpu/_native/*.pxd \
+	conv3d_cpu/_native/*.h conv3d_cpu/_native/kernels/*)
+$(VENV)/.installed: $(VENV)/.created $(BUILD_INPUTS)
 	$(PIP) install --no-build-isolation -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
 
 $(VENV)/.torch: $(VENV)/.created
 	$(PIP) install "$(TORCH_SPEC)" || echo "WARNING: $(TORCH_SPEC) not installable here; PyTorch parity tests will be skipped"

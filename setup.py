@@ -59,6 +59,14 @@ def _openmp_flags(compiler_type):
 class BuildExtOpenMP(build_ext):
     """build_ext that adds -O3 and OpenMP flags when the compiler supports them."""
 
+    def finalize_options(self):
+        super().finalize_options()
+        # The extensions are independent: compile them on every core unless told otherwise
+        # (`build_ext -j N`; CONV3D_CPU_BUILD_JOBS=N).
+        if not self.parallel:
+            jobs = os.environ.get("CONV3D_CPU_BUILD_JOBS", "").strip()
+            self.parallel = int(jobs) if jobs.isdigit() else (os.cpu_count() or 1)
+
     def _probe_openmp(self, cflags, ldflags):
         from setuptools.errors import CompileError, LinkError
 
