@@ -201,6 +201,7 @@ setup(
             _extension("launch"),
             _extension("microkernels"),
             _extension("layout"),
+            _extension("grad_weight"),
         ],
         compiler_directives=CYTHON_DIRECTIVES,
     ),

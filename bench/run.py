@@ -578,6 +578,106 @@ def name_list(text):
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def add_timing_options(parser):
+    """The "timing" option group (read back by :func:`timing_policy`)."""
+    g = parser.add_argument_group("timing")
+    g.add_argument("--reps", type=int, help="fixed number of timed runs per system "
+                   "(default: adaptive, see --min-reps/--max-reps/--target-time/--max-time)")
+    g.add_argument("--burst", type=int, default=3, metavar="K",
+                   help="timed runs per system per round, each burst after one untimed "
+                   "settle run (default %(default)s)")
+    g.add_argument("--min-reps", type=int, help="adaptive: at least this many runs "
+                   "(default 5; quick 3)")
+    g.add_argument("--max-reps", type=int, help="adaptive: at most this many runs "
+                   "(default 100; quick 30)")
+    g.add_argument("--target-time", type=float, help="adaptive: seconds of runs per system "
+                   "(default 0.5; quick 0.2)")
+    g.add_argument("--max-time", type=float, help="adaptive: stop after this many seconds "
+                   "once 3 runs are in (default 2; quick 1)")
+    return g
+
+
+def timing_policy(args, parser, quick=False):
+    """The :class:`Policy` that :func:`add_timing_options`'s options ask for (``quick``:
+    shorter adaptive defaults)."""
+    if args.burst < 1:
+        parser.error(f"--burst must be >= 1, got {args.burst}")
+    policy = Policy(reps=args.reps, burst=args.burst)
+    if quick:
+        policy.min_reps, policy.max_reps, policy.target, policy.cap = 3, 30, 0.2, 1.0
+    for name, attr in (("min_reps", "min_reps"), ("max_reps", "max_reps"),
+                       ("target_time", "target"), ("max_time", "cap")):
+        if getattr(args, name) is not None:
+            setattr(policy, attr, getattr(args, name))
+    return policy
+
+
+def add_peak_option(group):
+    """``--peak-gflops-per-core`` (read back by :func:`resolve_peak`)."""
+    group.add_argument("--peak-gflops-per-core", default=str(DEFAULT_PEAK_PER_CORE),
+                       metavar="X|auto|measure", help="fp32 peak GFLOP/s per core for "
+                       "%%peak (fp64 is half); 'auto' = 32 FLOP/cycle x /proc/cpuinfo MHz, "
+                       "'measure' = a 1-thread numpy float32 matmul (default %(default)s)")
+
+
+def resolve_peak(args, parser):
+    """``(fp32 GFLOP/s per core, where the figure comes from)`` for
+    ``--peak-gflops-per-core``."""
+    if args.peak_gflops_per_core == "auto":
+        mhz = cpu_info()[1]
+        if not mhz:
+            parser.error("--peak-gflops-per-core auto: no clock in /proc/cpuinfo")
+        return 32 * mhz / 1e3, f"32 FLOP/cycle x {mhz:.0f} MHz (/proc/cpuinfo)"
+    if args.peak_gflops_per_core == "measure":
+        say("measuring the per-core peak (1-thread numpy float32 matmul) ...")
+        per_core = measure_sgemm()
+        if not per_core:
+            parser.error("--peak-gflops-per-core measure: the matmul probe failed")
+        return per_core, "1-thread numpy float32 matmul (BLAS) measured now, a lower bound"
+    try:
+        per_core = float(args.peak_gflops_per_core)
+    except ValueError:
+        parser.error("--peak-gflops-per-core takes a number, 'auto' or 'measure'")
+    return per_core, ("default: 32 FLOP/cycle/core (AVX2+FMA: 2 x 8-wide FMA) x ~2.8 GHz, "
+                      "measured on the development machine"
+                      if per_core == DEFAULT_PEAK_PER_CORE else "--peak-gflops-per-core")
+
+
+def save_results(doc, json_arg, stem, started, draw=None):
+    """Write ``doc`` as JSON to ``json_arg`` or, when that is None, to
+    ``bench/results/<stem>-<timestamp>.json`` and ``<stem>-latest.json`` (``latest.json`` for
+    the ``bench`` stem); then, when ``draw`` is given, the PNG chart next to each
+    (``draw(png_path)`` returns None, or a line saying why there is no chart). Returns the
+    JSON's path."""
+    if json_arg:
+        json_path, extra_paths = os.path.abspath(json_arg), []
+    else:
+        res_dir = os.path.join(HERE, "results")
+        json_path = os.path.join(res_dir, f"{stem}-{started.strftime('%Y%m%d-%H%M%S')}.json")
+        latest = "latest" if stem == "bench" else f"{stem}-latest"
+        extra_paths = [os.path.join(res_dir, f"{latest}.json")]
+    os.makedirs(os.path.dirname(json_path), exist_ok=True)
+    text = json.dumps(doc, indent=1, default=str)
+    for path in [json_path] + extra_paths:
+        with open(path, "w") as f:
+            f.write(text)
+    say(f"\nJSON: {json_path}" + "".join(f", {p}" for p in extra_paths))
+    if draw is not None:
+        png = os.path.splitext(json_path)[0] + ".png"
+        err = draw(png)
+        if err:
+            say(err)
+        else:
+            pngs = [png]
+            for p in extra_paths:
+                dst = os.path.splitext(p)[0] + ".png"
+                with open(png, "rb") as src, open(dst, "wb") as out:
+                    out.write(src.read())
+                pngs.append(dst)
+            say("chart: " + ", ".join(pngs))
+    return json_path
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="bench/run.py",
@@ -614,25 +714,9 @@ def parse_args(argv=None):
     g.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                    help="before each measurement wait up to SECONDS for other processes to "
                    "stop using the CPUs (default 0: don't wait)")
-    g = p.add_argument_group("timing")
-    g.add_argument("--reps", type=int, help="fixed number of timed runs per system "
-                   "(default: adaptive, see --min-reps/--max-reps/--target-time/--max-time)")
-    g.add_argument("--burst", type=int, default=3, metavar="K",
-                   help="timed runs per system per round, each burst after one untimed "
-                   "settle run (default %(default)s)")
-    g.add_argument("--min-reps", type=int, help="adaptive: at least this many runs "
-                   "(default 5; quick 3)")
-    g.add_argument("--max-reps", type=int, help="adaptive: at most this many runs "
-                   "(default 100; quick 30)")
-    g.add_argument("--target-time", type=float, help="adaptive: seconds of runs per system "
-                   "(default 0.5; quick 0.2)")
-    g.add_argument("--max-time", type=float, help="adaptive: stop after this many seconds "
-                   "once 3 runs are in (default 2; quick 1)")
+    add_timing_options(p)
     g = p.add_argument_group("output and details")
-    g.add_argument("--peak-gflops-per-core", default=str(DEFAULT_PEAK_PER_CORE),
-                   metavar="X|auto|measure", help="fp32 peak GFLOP/s per core for %%peak "
-                   "(fp64 is half); 'auto' = 32 FLOP/cycle x /proc/cpuinfo MHz, 'measure' = a "
-                   "1-thread numpy float32 matmul (default %(default)s)")
+    add_peak_option(g)
     g.add_argument("--ort-spin", choices=("stop", "on", "off"), default="stop",
                    help="ONNX Runtime's thread spinning: 'stop' spins during a run and stops "
                    "when it returns (default), 'on' keeps spinning after it (ORT's default; "
@@ -691,36 +775,11 @@ def main(argv=None):
     args, parser = parse_args(argv)
     layer_list = pick_layers(args, parser)
     quick = args.quick
-    if args.burst < 1:
-        parser.error(f"--burst must be >= 1, got {args.burst}")
-    policy = Policy(reps=args.reps, burst=args.burst)
-    if quick:
-        policy.min_reps, policy.max_reps, policy.target, policy.cap = 3, 30, 0.2, 1.0
-    for name, attr in (("min_reps", "min_reps"), ("max_reps", "max_reps"),
-                       ("target_time", "target"), ("max_time", "cap")):
-        if getattr(args, name) is not None:
-            setattr(policy, attr, getattr(args, name))
+    policy = timing_policy(args, parser, quick)
 
     ncores = cpu_count()
     model, mhz = cpu_info()
-    if args.peak_gflops_per_core == "auto":
-        if not mhz:
-            parser.error("--peak-gflops-per-core auto: no clock in /proc/cpuinfo")
-        per_core, peak_src = 32 * mhz / 1e3, f"32 FLOP/cycle x {mhz:.0f} MHz (/proc/cpuinfo)"
-    elif args.peak_gflops_per_core == "measure":
-        say("measuring the per-core peak (1-thread numpy float32 matmul) ...")
-        per_core = measure_sgemm()
-        if not per_core:
-            parser.error("--peak-gflops-per-core measure: the matmul probe failed")
-        peak_src = "1-thread numpy float32 matmul (BLAS) measured now, a lower bound"
-    else:
-        try:
-            per_core = float(args.peak_gflops_per_core)
-        except ValueError:
-            parser.error("--peak-gflops-per-core takes a number, 'auto' or 'measure'")
-        peak_src = ("default: 32 FLOP/cycle/core (AVX2+FMA: 2 x 8-wide FMA) x ~2.8 GHz, "
-                    "measured on the development machine" if per_core == DEFAULT_PEAK_PER_CORE
-                    else "--peak-gflops-per-core")
+    per_core, peak_src = resolve_peak(args, parser)
     main_threads = args.threads or [default_threads()]
     if args.no_sweep:
         counts = sorted(set(main_threads))
@@ -856,37 +915,13 @@ def main(argv=None):
                "unreliable" if other > BUSY_WARN else ""))
 
     # files
-    if args.json:
-        json_path = os.path.abspath(args.json)
-        extra_paths = []
-    else:
-        res_dir = os.path.join(HERE, "results")
-        json_path = os.path.join(res_dir, f"bench-{started.strftime('%Y%m%d-%H%M%S')}.json")
-        extra_paths = [os.path.join(res_dir, "latest.json")]
-    os.makedirs(os.path.dirname(json_path), exist_ok=True)
     meta["elapsed_s"] = elapsed
     doc = dict(meta=meta, layers=[lay.to_dict() for lay in layer_list],
                results=list(results.values()), summary=summary,
                memory=list(memory.values()))
-    text = json.dumps(doc, indent=1, default=str)
-    for path in [json_path] + extra_paths:
-        with open(path, "w") as f:
-            f.write(text)
-    say(f"\nJSON: {json_path}" + "".join(f", {p}" for p in extra_paths))
-    if not args.no_plot:
-        png = os.path.splitext(json_path)[0] + ".png"
-        title = "conv3d_cpu vs " + (", ".join(peer_keys) or "nothing")
-        err = plot(png, results, layer_list, head_t, counts, keys, per_core, title)
-        if err:
-            say(err)
-        else:
-            pngs = [png]
-            for p in extra_paths:
-                dst = os.path.splitext(p)[0] + ".png"
-                with open(png, "rb") as src, open(dst, "wb") as out:
-                    out.write(src.read())
-                pngs.append(dst)
-            say("chart: " + ", ".join(pngs))
+    title = "conv3d_cpu vs " + (", ".join(peer_keys) or "nothing")
+    save_results(doc, args.json, "bench", started, None if args.no_plot else (
+        lambda png: plot(png, results, layer_list, head_t, counts, keys, per_core, title)))
     return 0
 
 

@@ -1,6 +1,30 @@
-"""``conv3d``: PyTorch's ``torch.nn.functional.conv3d`` on numpy arrays."""
+"""``conv3d`` and ``conv3d_backward``: PyTorch's ``torch.nn.functional.conv3d`` and its
+gradients (``torch.ops.aten.convolution_backward``) on numpy arrays."""
 from conv3d_cpu._core import validation as v
+from conv3d_cpu._core.backward import gradients
 from conv3d_cpu._core.forward import convolve, result_shape
+
+
+def layer_args(weight, groups, stride, padding, dilation, algorithm, num_threads):
+    """A layer's arguments checked and normalized, in PyTorch's order: (weight, groups,
+    stride, (lo, hi) padding per axis, dilation, num_threads (0: the OpenMP default))."""
+    weight, groups = v.weight_and_groups(weight, groups)
+    stride = v.triple("stride", stride, 1, allow_single=True)
+    dilation = v.triple("dilation", dilation, 1, allow_single=True)
+    padding = v.padding_arg(padding, allow_single=True)
+    v.check_same_stride(padding, stride)
+    v.algorithm_arg(algorithm)
+    v.algorithm_fits(algorithm, weight.shape[2:], stride, dilation)
+    num_threads = v.num_threads_arg(num_threads)
+    return (weight, groups, stride, v.padding_pairs(padding, weight.shape[2:], dilation),
+            dilation, num_threads)
+
+
+def input_arg(input, weight, groups):
+    """``input`` as a 5-D float array of the weight's dtype, and whether it was unbatched."""
+    x = v.float_array("input", input)
+    v.same_dtype("input", x, weight.dtype)
+    return v.input_5d(x, weight.shape[1] * groups)
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -44,22 +68,51 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ndarray, shape (N, O, oD, oH, oW) or (O, oD, oH, oW)
         ``out``, or a new C-contiguous array of the input's dtype.
     """
-    weight, groups = v.weight_and_groups(weight, groups)
+    weight, groups, stride, pads, dilation, num_threads = layer_args(
+        weight, groups, stride, padding, dilation, algorithm, num_threads)
     bias = v.bias_arg(bias, weight)
-    stride = v.triple("stride", stride, 1, allow_single=True)
-    dilation = v.triple("dilation", dilation, 1, allow_single=True)
-    padding = v.padding_arg(padding, allow_single=True)
-    v.check_same_stride(padding, stride)
-    v.algorithm_arg(algorithm)
-    v.algorithm_fits(algorithm, weight.shape[2:], stride, dilation)
-    num_threads = v.num_threads_arg(num_threads)
-
-    x = v.float_array("input", input)
-    v.same_dtype("input", x, weight.dtype)
-    x, unbatched = v.input_5d(x, weight.shape[1] * groups)
-    pads = v.padding_pairs(padding, weight.shape[2:], dilation)
+    x, unbatched = input_arg(input, weight, groups)
     shape = result_shape(x, weight, stride, pads, dilation, groups, unbatched)
     out5 = v.out_arg(out, shape, x.dtype, x, weight, bias)
     y = convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_threads,
                  out=out5)
     return out if out is not None else (y[0] if unbatched else y)
+
+
+def conv3d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    output_mask=(True, True, True), algorithm="auto", num_threads=None):
+    """Gradients of ``conv3d(input, weight, bias, ...)`` for ``grad_output``, as
+    ``torch.ops.aten.convolution_backward`` (``transposed=False``).
+
+    Parameters
+    ----------
+    grad_output : array_like, shape (N, O, oD, oH, oW) or (O, oD, oH, oW)
+        The gradient of a loss with respect to the convolution's output: its shape, the
+        input's dtype.
+    input, weight, stride, padding, dilation, groups
+        As in ``conv3d`` (the bias does not enter the gradients).
+    output_mask : sequence of 3 bools, keyword-only
+        Which of (grad_input, grad_weight, grad_bias) to compute.
+    algorithm : {'auto', 'direct', 'winograd', 'winograd_f2', 'winograd_f4'}
+        How grad_input is computed (a convolution of ``grad_output``), as in ``conv3d``; the
+        weight gradient has one algorithm.
+    num_threads : int, optional
+        As in ``conv3d``. Results do not depend on it (bitwise).
+
+    Returns
+    -------
+    (grad_input, grad_weight, grad_bias) : tuple of ndarray or None
+        Shapes of ``input``, ``weight`` and (O,); None where ``output_mask`` is False.
+        Where ``grad_output`` holds a NaN or an infinity, the NaNs are PyTorch's: the weight
+        gradient multiplies the zero padding (0 * inf is NaN), the input gradient does not.
+    """
+    weight, groups, stride, pads, dilation, num_threads = layer_args(
+        weight, groups, stride, padding, dilation, algorithm, num_threads)
+    mask = v.output_mask_arg(output_mask)
+    x, unbatched = input_arg(input, weight, groups)
+    gy = v.float_array("grad_output", grad_output)
+    v.same_dtype("grad_output", gy, weight.dtype)
+    v.grad_output_arg(gy, result_shape(x, weight, stride, pads, dilation, groups, unbatched))
+    gi, gw, gb = gradients(gy[None] if unbatched else gy, x, weight, stride, pads, dilation,
+                           groups, mask, algorithm, num_threads)
+    return (gi[0] if unbatched and gi is not None else gi), gw, gb

@@ -43,6 +43,9 @@ _TRANSFORM_OUT = {2: 24e-9, 4: 90e-9}
 # measured on the networks' layers (512 -> 512 channels on 2x7x7 direct, 256 -> 256 on 4x14x14
 # F(2^3), 128 -> 128 on 8x28x28 F(4^3)).
 _U_BANDWIDTH = 8e9
+# Transforming weights (for weights new to a call): bytes of U written per second, one
+# thread, measured with fresh U (256 -> 256 channels F(4^3): 56 MiB in 16 ms).
+_U_WRITE = 3.5e9
 # The Winograd tiles whose float32 results stay within PyTorch's float32 tolerance
 # (torch.testing.assert_close: |err| <= 1e-5 + 1.3e-6 |y|) of a float64 reference: the only
 # ones 'auto' considers under float32 precision 'highest' (precision.py). bench/precision.py
@@ -79,9 +82,10 @@ def winograd_ineligible(kernel_size, stride, dilation):
     return ", ".join(reasons) or None
 
 
-def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial, kernel_size):
+def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial, kernel_size,
+                     transform=False):
     """Cost-model time of one float32 call: direct when m is None, else Winograd F(m, r) along
-    the kernel's axes of size r > 1."""
+    the kernel's axes of size r > 1, with the weights' transform when ``transform``."""
     cpg, opg = in_channels // groups, out_channels // groups
     if m is None:
         points = n * math.prod(out_spatial)
@@ -93,20 +97,24 @@ def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial, kerne
     # The transform rates were measured on 3-D tiles; scaled by their share of the positions.
     share = positions / (m + 2) ** 3
     u_read = 4.0 * positions * cpg * opg * groups / _U_BANDWIDTH
+    if transform:
+        u_read += 4.0 * positions * cpg * opg * groups / _U_WRITE
     return gemm + u_read + share * tiles * (in_channels * _TRANSFORM_IN[m]
                                             + out_channels * _TRANSFORM_OUT[m])
 
 
 @functools.lru_cache(maxsize=256)
 def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spatial,
-           precision="high"):
+           precision="high", transform=False):
     """The per-axis Winograd tile (mz, my, mx) to run with, or None for direct.
 
     ``algorithm`` is one the layer can use (validation.algorithm_fits). ``precision``
     (precision.PRECISIONS; forward.py passes the float32 precision in effect for float32 and
     'high' for float64) restricts what 'auto' considers: under 'highest' the tiles of
     ``ACCURATE_TILES`` only; explicit algorithms are taken as asked. Cached (the precision is
-    part of the key): a network calls each layer with the same shapes."""
+    part of the key): a network calls each layer with the same shapes. ``transform``: the
+    weights are new to this call (an input gradient's), so Winograd's cost includes
+    transforming them."""
     if algorithm == "direct":
         return None
     kernel = tuple(weight_shape[2:])
@@ -123,7 +131,7 @@ def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spati
         tiles = ACCURATE_TILES[kernel]
     elif algorithm == "auto" and x_shape[1] // groups * math.prod(kernel) > F4_MAX_FAN_IN:
         tiles = tuple(m for m in tiles if m != 4)
-    costs = {m: estimate_seconds(m, 1, cin, cout, groups, out_spatial, kernel)
+    costs = {m: estimate_seconds(m, 1, cin, cout, groups, out_spatial, kernel, transform)
              for m in (None,) + tiles}
     if algorithm == "winograd":
         costs.pop(None)

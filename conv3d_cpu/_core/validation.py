@@ -620,3 +620,36 @@ def rng_arg(rng):
         return np.random.default_rng(rng)
     except (TypeError, ValueError) as e:
         raise TypeError(f"rng must be {_RNG_EXPECTED}, got {_describe(rng)} ({e})") from None
+
+
+def output_mask_arg(mask):
+    """``output_mask``: which of (grad_input, grad_weight, grad_bias) to compute, 3 bools."""
+    try:
+        items = tuple(mask)
+    except TypeError:
+        items = None
+    if items is None or len(items) != 3 or not all(
+            isinstance(b, (bool, np.bool_)) for b in items):
+        raise TypeError(f"output_mask must be a sequence of 3 bools (grad_input, grad_weight, "
+                        f"grad_bias), got {_describe(mask)}")
+    return tuple(bool(b) for b in items)
+
+
+def size_arg(name, value, lengths):
+    """``value`` (input_size, weight_size) as a tuple of non-negative ints of one of
+    ``lengths``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, collections.abc.Iterable):
+        raise TypeError(f"{name} must be a sequence of {' or '.join(map(str, lengths))} ints, "
+                        f"got {_describe(value)}")
+    items = tuple(value)
+    if len(items) not in lengths:
+        raise ValueError(f"{name} must have {' or '.join(map(str, lengths))} entries, got "
+                         f"{len(items)}: {items!r}")
+    return tuple(nonnegative_int(f"{name}[{i}]", s) for i, s in enumerate(items))
+
+
+def grad_output_arg(gy, expected):
+    """ValueError unless grad_output ``gy`` has the forward's output shape ``expected``."""
+    if gy.shape != tuple(expected):
+        raise ValueError(f"grad_output has shape {gy.shape}, expected {tuple(expected)} (the "
+                         f"output shape of the forward convolution)")

@@ -76,6 +76,16 @@ class TransformCache:
             self._bytes -= snapshot.nbytes + transformed.nbytes
 
 
+class _Uncached:
+    """No cache: for weights made anew by every call (the flipped weights of an input
+    gradient), which a snapshot and a lookup would only cost."""
+
+    def get(self, weight, groups, m, num_threads=0):
+        return winograd.transform_weights(weight, groups, m, num_threads)
+
+
+UNCACHED = _Uncached()
+
 # The functional API's cache, shared by all calls of conv3d; a Conv3d module has its own.
 functional_cache = TransformCache(max_bytes=DEFAULT_FUNCTIONAL_LIMIT)
 

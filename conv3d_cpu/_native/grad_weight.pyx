@@ -1,0 +1,240 @@
+"""The weight gradient of conv3d, float32/float64: the correlation of the input with
+grad_output, reduced over the batch and the output positions.
+
+    gw[o, c, kd, kh, kw] = sum_n,od,oh,ow gy[n, o, od, oh, ow] x[n, c, od sD + kd dD - pD, ...]
+
+It runs on the direct forward's tile micro-kernel (kernels.h, tile_wide / tile_narrow) with
+the roles of its operands exchanged: a tile's vector lanes hold a block of output channels o,
+its positions a block of input channels c (a broadcast walks x's channel planes), and its
+reduction runs over output rows (the kernel's rows) and the positions ow of each row (the
+kernel's taps). grad_output is packed first (``_pack``: the block's ocb channels contiguous
+per position, the layout the kernel reads its weights in); x is read in place: taps in the W
+padding are left out of a call's range of ow, rows in the D or H padding are left out of its
+rows, so no padded copy is made.
+
+Work item: one (group, output-channel block, input-channel block) over one chunk of the
+N * oD output planes; it keeps the sums of all its taps in the thread's scratch and walks the
+chunk's rows once, a few at a time, so its rows of x and grad_output serve every tap from
+cache. Determinism: every kernel call sums at most C3_SUM_TERMS products (rows x positions)
+from zero, added to the tap's sum in row order; each chunk's sums go to a partial of its own,
+and the partials are added in chunk order (``grad_weight``). Chunks are fixed by the shapes
+(``_plan``), not by the thread count, so the bits are the same for any thread count.
+"""
+import numpy as np
+
+from cython cimport floating
+from libc.string cimport memset
+
+from conv3d_cpu._native.constants cimport C3_SUM_TERMS
+from conv3d_cpu._native.geometry cimport c3_geom, geom_of
+from conv3d_cpu._native.isa cimport (c3_idx, c3_kernels, c3_tiling, layer_kernels,
+                                     tile_kernel, tiling_of)
+from conv3d_cpu._native.launch cimport c3_launch, c3_thread, launch, stopped
+from conv3d_cpu._native.openmp cimport c3_share_start, effective_threads
+
+cdef enum:
+    # Work items a call aims at (the reduction is split into chunks until there are this
+    # many), independent of the thread count so that the chunks, and the bits, are too.
+    TARGET_ITEMS = 64
+    # The most bytes the chunks' partial sums may take together (beyond one chunk).
+    PARTIAL_BYTES = 1 << 26
+
+
+ctypedef struct wgrad_plan:
+    c3_geom g
+    bint f64
+    bint check          # report a non-finite grad_output (the caller's NaN semantics)
+    const void* x
+    const void* gy
+    void* gyp           # packed grad_output: (groups, nob, N, oD oH oW, ocb)
+    void* part          # (nchunk, O, cpg, kD, kH, kW): each chunk's sums
+    c3_tiling T
+    c3_idx P3           # oD * oH * oW
+    c3_idx taps         # kD * kH * kW
+    c3_idx ncb          # input-channel blocks per group (tile positions)
+    c3_idx nchunk       # chunks of the N * oD output planes
+    c3_idx rb           # output rows per kernel call
+    c3_idx acc          # each thread's scratch: the sums (taps x nxmax x ocb), then a tile
+
+
+def grad_weight(x, gy, weight_shape, stride, padding, dilation, Py_ssize_t groups,
+                int num_threads, bint check_finite=False):
+    """The weight gradient (shape ``weight_shape``) of conv3d(x, w) for grad_output ``gy``,
+    and whether ``check_finite`` found a NaN or an infinity in ``gy``.
+
+    ``x`` (N, C, D, H, W) and ``gy`` (N, O, oD, oH, oW): C-contiguous, one dtype; ``padding``
+    the front zero padding per axis (the far side follows from ``gy``'s shape). Taps in the
+    padding are skipped: PyTorch multiplies them, so with a non-finite grad_output the caller
+    recomputes on an explicitly padded copy (the flag, set only with ``check_finite``).
+    """
+    if x.dtype == np.float32:
+        return _run[float](x, gy, weight_shape, stride, padding, dilation, groups, num_threads,
+                           check_finite)
+    return _run[double](x, gy, weight_shape, stride, padding, dilation, groups, num_threads,
+                        check_finite)
+
+
+cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
+          weight_shape, stride, padding, dilation, Py_ssize_t groups, int num_threads,
+          bint check):
+    cdef wgrad_plan P
+    memset(&P, 0, sizeof(P))
+    P.g = geom_of(&x.shape[0], &gy.shape[0], tuple(weight_shape[2:]), stride, padding,
+                  dilation, groups)
+    P.f64 = floating is double
+    P.check = check
+    dtype = np.float64 if P.f64 else np.float32
+    _plan(&P, np.dtype(dtype).itemsize)
+    cdef const c3_geom* g = &P.g
+    cdef floating[::1] gyp = np.empty(max(1, g.groups * P.T.nob * g.N * P.P3 * P.T.ocb), dtype)
+    part = np.zeros((P.nchunk,) + tuple(weight_shape), dtype)
+    cdef floating[::1] part_flat = part.reshape(-1)
+    P.gyp, P.part = &gyp[0], &part_flat[0]
+    P.x, P.gy = &x[0, 0, 0, 0, 0], &gy[0, 0, 0, 0, 0]
+
+    cdef c3_launch L
+    memset(&L, 0, sizeof(L))
+    L.plan, L.n_threads, L.f64 = &P, effective_threads(num_threads), P.f64
+    L.scratch_size = P.acc + P.T.nxmax * P.T.ocb
+    L.index_size = 2 * P.rb
+    L.n_blocks, L.block = g.groups * P.T.nob * g.N, _pack
+    L.n_items, L.item = g.groups * P.T.nob * P.ncb * P.nchunk, _item
+    cdef int flag = launch(&L)
+    # The chunks' sums, added in chunk order (float32 through float64: one rounding).
+    gw = np.add.reduce(part, axis=0, dtype=np.float64).astype(dtype, copy=False)
+    return gw, bool(flag)
+
+
+cdef void _plan(wgrad_plan* P, c3_idx itemsize) noexcept nogil:
+    cdef const c3_geom* g = &P.g
+    P.T = tiling_of(layer_kernels(g.opg, P.f64), P.f64, g.opg)
+    P.P3 = g.oD * g.oH * g.oW
+    P.taps = g.kD * g.kH * g.kW
+    P.ncb = (g.cpg + P.T.nxmax - 1) // P.T.nxmax
+    # Rows per call: C3_SUM_TERMS products at most (longer rows are cut into pieces).
+    P.rb = max(1, C3_SUM_TERMS // g.oW)
+    cdef c3_idx base = g.groups * P.T.nob * P.ncb
+    cdef c3_idx wbytes = g.O * g.cpg * P.taps * itemsize
+    P.nchunk = min(max(1, (TARGET_ITEMS + base - 1) // base), max(1, g.N * g.oD))
+    P.nchunk = max(1, min(P.nchunk, 1 + PARTIAL_BYTES // max(1, wbytes)))
+    P.acc = P.taps * P.T.nxmax * P.T.ocb
+
+
+# ---- hooks (launch.pxd) -------------------------------------------------------------------
+
+cdef int _pack(const void* plan, c3_idx blk) noexcept nogil:
+    cdef const wgrad_plan* P = <const wgrad_plan*>plan
+    if P.f64:
+        return _pack_block(P, blk, <const double*>P.gy, <double*>P.gyp)
+    return _pack_block(P, blk, <const float*>P.gy, <float*>P.gyp)
+
+
+cdef int _item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
+    cdef const wgrad_plan* P = <const wgrad_plan*>plan
+    if P.f64:
+        _chunk_sums(P, thread, item, <const double*>P.x)
+    else:
+        _chunk_sums(P, thread, item, <const float*>P.x)
+    return 0
+
+
+cdef int _pack_block(const wgrad_plan* P, c3_idx blk, const floating* gy,
+                     floating* gyp) noexcept nogil:
+    """Block blk = (g * nob + ob) * N + n of the packed grad_output: its ocb channels
+    contiguous per position (zero past the group's last channel). Returns nonzero when
+    P.check and one of its values is NaN or +-inf."""
+    cdef const c3_geom* g = &P.g
+    cdef int ocb = P.T.ocb
+    cdef c3_idx n = blk % g.N, gob = blk // g.N
+    cdef c3_idx grp = gob // P.T.nob, ob = gob % P.T.nob
+    cdef c3_idx nvalid = min(ocb, g.opg - ob * ocb), j, k
+    cdef const floating* src = gy + (n * g.O + grp * g.opg + ob * ocb) * P.P3
+    cdef floating* dst = gyp + blk * P.P3 * ocb
+    cdef int bad = 0
+    P.T.K.transpose_block[P.f64](src, P.P3, dst, ocb, nvalid, P.P3)
+    if nvalid < ocb:
+        for j in range(P.P3):
+            for k in range(nvalid, ocb):
+                dst[j * ocb + k] = 0
+    if P.check:
+        for j in range(nvalid * P.P3):
+            bad |= (src[j] - src[j]) != 0  # NaN for NaN and +-inf
+    return bad
+
+
+cdef void _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
+                      const floating* x) noexcept nogil:
+    """Work item ((g * nob + ob) * nchunk + chunk) * ncb + cb: the sums of one block of
+    output and input channels over one chunk of output planes, into that chunk's partial."""
+    cdef const c3_geom* g = &P.g
+    cdef int ocb = P.T.ocb, nxmax = P.T.nxmax
+    cdef c3_idx cb = item % P.ncb, rest = item // P.ncb
+    cdef c3_idx chunk = rest % P.nchunk, gob = rest // P.nchunk
+    cdef c3_idx grp = gob // P.T.nob, ob = gob % P.T.nob
+    cdef c3_idx c0 = <c3_idx>c3_share_start(g.cpg, <int>P.ncb, <int>cb)
+    cdef int nx = <int>(<c3_idx>c3_share_start(g.cpg, <int>P.ncb, <int>cb + 1) - c0)
+    cdef c3_idx nvalid = min(ocb, g.opg - ob * ocb)
+    cdef c3_idx planes = g.N * g.oD
+    cdef c3_idx r_lo = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk) * g.oH
+    cdef c3_idx r_hi = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk + 1) * g.oH
+    cdef c3_idx DHW = g.D * g.H * g.W, HW = g.H * g.W
+    cdef const floating* xg = x + (grp * g.cpg + c0) * DHW
+    cdef const floating* gyb = <const floating*>P.gyp + gob * g.N * P.P3 * ocb
+    cdef floating* acc = <floating*>thread.scratch
+    cdef floating* tile = acc + P.acc
+    cdef c3_idx* r_off = thread.index
+    cdef c3_idx* w_off = thread.index + P.rb
+    cdef bint f64 = floating is double
+    cdef c3_idx r0, r, p, n, od, oh, d, h, kd, kh, kw, nv, lo, hi, e0, ne, t, i, tap
+    cdef c3_idx tsize = nxmax * ocb
+    memset(acc, 0, P.acc * sizeof(floating))
+    r0 = r_lo
+    while r0 < r_hi:
+        if stopped(thread):
+            return
+        for kd in range(g.kD):
+            for kh in range(g.kH):
+                # The rows of this block whose input row lies inside the input.
+                nv = 0
+                for r in range(r0, min(r0 + P.rb, r_hi)):
+                    p, oh = r // g.oH, r % g.oH
+                    n, od = p // g.oD, p % g.oD
+                    d = od * g.sD + kd * g.dD - g.pD
+                    h = oh * g.sH + kh * g.dH - g.pH
+                    if 0 <= d < g.D and 0 <= h < g.H:
+                        r_off[nv] = n * g.C * DHW + d * HW + h * g.W
+                        w_off[nv] = r * g.oW * ocb
+                        nv += 1
+                if nv == 0:
+                    continue
+                for kw in range(g.kW):
+                    # The positions ow whose column ow sW + kw dW - pW lies inside the input.
+                    lo = _ceil_div(g.pW - kw * g.dW, g.sW)
+                    lo = max(0, lo)
+                    hi = min(g.oW, _floor_div(g.W - 1 + g.pW - kw * g.dW, g.sW) + 1)
+                    tap = (kd * g.kH + kh) * g.kW + kw
+                    e0 = lo
+                    while e0 < hi:
+                        ne = min(hi - e0, C3_SUM_TERMS)
+                        tile_kernel(&P.T, f64)(xg + e0 * g.sW + kw * g.dW - g.pW, r_off, nv,
+                                               gyb + e0 * ocb, w_off, ne, g.sW, DHW, tile, nx)
+                        for i in range(nx * ocb):
+                            acc[tap * tsize + i] += tile[i]
+                        e0 += ne
+        r0 += P.rb
+    # This chunk's partial: (O, cpg, taps), from the sums' (tap, c, o) order.
+    cdef floating* dst = (<floating*>P.part + chunk * g.O * g.cpg * P.taps
+                          + ((grp * g.opg + ob * ocb) * g.cpg + c0) * P.taps)
+    cdef c3_idx j, k
+    for k in range(nvalid):
+        for j in range(nx):
+            for t in range(P.taps):
+                dst[(k * g.cpg + j) * P.taps + t] = acc[t * tsize + j * ocb + k]
+
+
+cdef inline c3_idx _floor_div(c3_idx a, c3_idx b) noexcept nogil:
+    return a // b if a >= 0 else -((-a + b - 1) // b)
+
+
+cdef inline c3_idx _ceil_div(c3_idx a, c3_idx b) noexcept nogil:
+    return -_floor_div(-a, b)
