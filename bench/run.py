@@ -578,6 +578,16 @@ def name_list(text):
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def add_layer_options(group):
+    """``--only``, ``--layer`` and ``--dtype`` (read back by :func:`pick_layers`)."""
+    group.add_argument("--only", type=name_list, metavar="NAME[,NAME]",
+                       help="suite layers to run")
+    group.add_argument("--layer", action="append", metavar="SPEC",
+                       help="a custom layer instead of the suite (repeatable)")
+    group.add_argument("--dtype", type=name_list, metavar="DTYPE[,DTYPE]",
+                       help="dtype(s) for --layer layers (default float32)")
+
+
 def add_timing_options(parser):
     """The "timing" option group (read back by :func:`timing_policy`)."""
     g = parser.add_argument_group("timing")
@@ -692,12 +702,7 @@ def parse_args(argv=None):
     g = p.add_argument_group("what to run")
     g.add_argument("--quick", action="store_true",
                    help=f"a subset ({', '.join(suite.QUICK)}), fewer runs, no memory probe")
-    g.add_argument("--only", type=name_list, metavar="NAME[,NAME]",
-                   help="suite layers to run")
-    g.add_argument("--layer", action="append", metavar="SPEC",
-                   help="a custom layer instead of the suite (repeatable)")
-    g.add_argument("--dtype", type=name_list, metavar="DTYPE[,DTYPE]",
-                   help="dtype(s) for --layer layers (default float32)")
+    add_layer_options(g)
     g.add_argument("--algorithms", type=name_list, default=",".join(DEFAULT_ALGORITHMS),
                    metavar="A[,A]", help="our algorithms, one column each; names this build "
                    "rejects are skipped with a note (default: %(default)s)")

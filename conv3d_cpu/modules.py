@@ -5,6 +5,7 @@ import threading
 import numpy as np
 
 from conv3d_cpu._core import validation as v
+from conv3d_cpu._core.backward import gradients
 from conv3d_cpu._core.forward import convolve, result_shape
 from conv3d_cpu._core.weight_cache import TransformCache
 
@@ -219,6 +220,47 @@ class Conv3d:
         return out if out is not None else (y[0] if unbatched else y)
 
     __call__ = forward
+
+    def backward(self, input, grad_output, *, output_mask=(True, True, True)):
+        """Gradients of a loss for ``grad_output``, its gradient with respect to
+        ``forward(input)``: with respect to the input, the weight and the bias.
+
+        The module's padding mode is differentiated too: the gradient of a padded copy is
+        folded back onto the input positions it copies (reflect, replicate, circular).
+
+        Parameters
+        ----------
+        input : array_like, shape (N, C, D, H, W) or (C, D, H, W)
+            The input of the forward call, of the module's dtype.
+        grad_output : array_like
+            Of the forward's output shape and the module's dtype.
+        output_mask : sequence of 3 bools, keyword-only
+            Which of (grad_input, grad_weight, grad_bias) to compute.
+
+        Returns
+        -------
+        (grad_input, grad_weight, grad_bias) : tuple of ndarray or None
+            Shapes of ``input``, ``weight`` and ``bias``; None where ``output_mask`` is False
+            and for grad_bias of a module without bias. Nothing is stored in the module: an
+            optimizer step is yours, e.g. ``m.weight = m.weight - lr * grad_weight``.
+        """
+        mask = v.output_mask_arg(output_mask)
+        x = v.float_array("input", input)
+        v.same_dtype("input", x, self._dtype)
+        x, unbatched = v.input_5d(x, self._in_channels)
+        gy = v.float_array("grad_output", grad_output)
+        v.same_dtype("grad_output", gy, self._dtype)
+        weight, bias = self._params
+        pads = self._pads
+        if self._padding_mode != "zeros":
+            v.padding_mode_fits(self._padding_mode, x.shape[2:], pads)
+        v.grad_output_arg(gy, result_shape(x, weight, self._stride, pads, self._dilation,
+                                           self._groups, unbatched))
+        mask = mask[:2] + (mask[2] and bias is not None,)
+        gi, gw, gb = gradients(gy[None] if unbatched else gy, x, weight, self._stride, pads,
+                               self._dilation, self._groups, mask, self._algorithm, 0,
+                               self._padding_mode)
+        return (gi[0] if unbatched and gi is not None else gi), gw, gb
 
     def __repr__(self):
         s = (f"Conv3d({self._in_channels}, {self._out_channels}, "

@@ -109,9 +109,9 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
                 if any(p[2] is None for p in phase):
                     gx[where] = 0  # no tap reaches these positions
                     continue
-                taps = [p[2][0] for p in phase]
-                w = swapped[:, :, :, taps[0]][:, :, :, :, taps[1]][:, :, :, :, :, taps[2]]
-                w = np.ascontiguousarray(w).reshape((x_shape[1], opg) + w.shape[3:])
+                w = np.ascontiguousarray(swapped[(Ellipsis,) + tuple(
+                    _reversed_taps(p[2][0]) for p in phase)])
+                w = w.reshape((x_shape[1], opg) + w.shape[3:])
                 crop = [slice(None), slice(None)]
                 sub_pads = []
                 for (_, _, (_, _, front, back)), n in zip(phase, gy.shape[2:]):
@@ -131,6 +131,13 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
                 if not whole:
                     gx[where] = target
     return gx
+
+
+def _reversed_taps(taps):
+    """A decreasing arithmetic progression of taps as a slice (a view, not a gather)."""
+    step = taps[0] - taps[1] if len(taps) > 1 else 1
+    stop = taps[-1] - step
+    return slice(taps[0], stop if stop >= 0 else None, -step)
 
 
 def grad_weight(x, gy, weight_shape, stride, pads, dilation, groups, num_threads):

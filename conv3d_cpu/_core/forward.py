@@ -62,9 +62,36 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
             return out
     finite = direct.direct(x, weight, bias, out, stride, front, dilation, groups, num_threads,
                            mode)
-    if not finite and pad_products and not mode and any(lo or hi for lo, hi in pads):
-        # The direct kernel skips taps in implicit padding; PyTorch multiplies them, and with
-        # a NaN or infinite weight 0 * w is NaN: recompute with the zeros made explicit.
+    if finite or mode or not any(lo or hi for lo, hi in pads):
+        return out
+    # The direct kernel skips taps in implicit padding in D and H but multiplies the zeros it
+    # pads rows with in W; with a NaN or infinite weight 0 * w is NaN: recompute with every
+    # padding tap multiplied (PyTorch's forward) or none (its input gradient).
+    if pad_products:
         direct.direct(zero_pad(x, pads), weight, bias, out, stride, (0, 0, 0), dilation,
                       groups, num_threads)
+    else:
+        _taps_in_input(x, weight, bias, stride, front, dilation, groups, num_threads, out)
     return out
+
+
+def _taps_in_input(x, weight, bias, stride, front, dilation, groups, num_threads, out):
+    """``out`` = the convolution's sum over the taps inside the input only (none in the
+    padding is multiplied): one 1x1x1 convolution per tap of the input positions it reads,
+    added in tap order."""
+    out[...] = 0 if bias is None else bias.reshape(-1, 1, 1, 1)
+    ones = (1, 1, 1)
+    for tap in np.ndindex(*weight.shape[2:]):
+        src, dst = [], []
+        for t, n, o, s, lo, d in zip(tap, x.shape[2:], out.shape[2:], stride, front, dilation):
+            # outputs q whose input q s + t d - lo lies in [0, n)
+            q0 = max(0, -(-(lo - t * d) // s))
+            q1 = min(o, (n - 1 + lo - t * d) // s + 1)
+            src.append(slice(q0 * s + t * d - lo, (q1 - 1) * s + t * d - lo + 1, s))
+            dst.append(slice(q0, q1))
+        if any(q.stop <= q.start for q in dst):
+            continue
+        w = np.ascontiguousarray(weight[(Ellipsis,) + tuple(slice(t, t + 1) for t in tap)])
+        part = convolve(x[(Ellipsis,) + tuple(src)], w, None, ones, ((0, 0),) * 3, ones,
+                        groups, "direct", num_threads)
+        out[(Ellipsis,) + tuple(dst)] += part

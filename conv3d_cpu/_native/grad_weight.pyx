@@ -38,6 +38,8 @@ cdef enum:
     TARGET_ITEMS = 64
     # The most bytes the chunks' partial sums may take together (beyond one chunk).
     PARTIAL_BYTES = 1 << 26
+    # Elements of the gradient per item of the partials' reduction.
+    REDUCE_BLOCK = 4096
 
 
 ctypedef struct wgrad_plan:
@@ -47,7 +49,9 @@ ctypedef struct wgrad_plan:
     const void* x
     const void* gy
     void* gyp           # packed grad_output: (groups, nob, N, oD oH oW, ocb)
-    void* part          # (nchunk, O, cpg, kD, kH, kW): each chunk's sums
+    void* part          # (nchunk, O, cpg, kD, kH, kW): each chunk's sums (the gradient
+                        # itself for one chunk)
+    void* gw            # the gradient, where the partials are added (nchunk > 1)
     c3_tiling T
     c3_idx P3           # oD * oH * oW
     c3_idx taps         # kD * kH * kW
@@ -87,7 +91,10 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
     _plan(&P, np.dtype(dtype).itemsize)
     cdef const c3_geom* g = &P.g
     cdef floating[::1] gyp = np.empty(max(1, g.groups * P.T.nob * g.N * P.P3 * P.T.ocb), dtype)
-    part = np.zeros((P.nchunk,) + tuple(weight_shape), dtype)
+    gw = np.empty(tuple(weight_shape), dtype)
+    # (Every element of a partial is written by one item: no need to clear them. With one
+    # chunk the items write the gradient itself.)
+    part = gw if P.nchunk == 1 else np.empty((P.nchunk,) + tuple(weight_shape), dtype)
     cdef floating[::1] part_flat = part.reshape(-1)
     P.gyp, P.part = &gyp[0], &part_flat[0]
     P.x, P.gy = &x[0, 0, 0, 0, 0], &gy[0, 0, 0, 0, 0]
@@ -100,8 +107,13 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
     L.n_blocks, L.block = g.groups * P.T.nob * g.N, _pack
     L.n_items, L.item = g.groups * P.T.nob * P.ncb * P.nchunk, _item
     cdef int flag = launch(&L)
-    # The chunks' sums, added in chunk order (float32 through float64: one rounding).
-    gw = np.add.reduce(part, axis=0, dtype=np.float64).astype(dtype, copy=False)
+    cdef floating[::1] gw_flat = gw.reshape(-1)
+    if P.nchunk > 1:
+        P.gw = &gw_flat[0]
+        memset(&L, 0, sizeof(L))
+        L.plan, L.n_threads, L.f64 = &P, effective_threads(num_threads), P.f64
+        L.n_items, L.item = (gw.size + REDUCE_BLOCK - 1) // REDUCE_BLOCK, _reduce
+        launch(&L)
     return gw, bool(flag)
 
 
@@ -136,6 +148,29 @@ cdef int _item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
     else:
         _chunk_sums(P, thread, item, <const float*>P.x)
     return 0
+
+
+cdef int _reduce(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
+    cdef const wgrad_plan* P = <const wgrad_plan*>plan
+    if P.f64:
+        _add_partials(P, item, <const double*>P.part, <double*>P.gw)
+    else:
+        _add_partials(P, item, <const float*>P.part, <float*>P.gw)
+    return 0
+
+
+cdef void _add_partials(const wgrad_plan* P, c3_idx item, const floating* part,
+                        floating* gw) noexcept nogil:
+    """Block ``item`` of the gradient: the chunks' partials added in chunk order, in double
+    (one rounding for float32)."""
+    cdef const c3_geom* g = &P.g
+    cdef c3_idx size = g.O * g.cpg * P.taps, e, c
+    cdef double s
+    for e in range(item * REDUCE_BLOCK, min(size, (item + 1) * REDUCE_BLOCK)):
+        s = part[e]
+        for c in range(1, P.nchunk):
+            s += part[c * size + e]
+        gw[e] = <floating>s
 
 
 cdef int _pack_block(const wgrad_plan* P, c3_idx blk, const floating* gy,
