@@ -48,13 +48,19 @@ def gradients(gy, x, weight, stride, pads, dilation, groups, mask, algorithm, nu
                                algorithm, num_threads)
         return (fold_padding(gi, pads, padding_mode) if mask[0] else None), gw, gb
     gi = gw = gb = None
+    # (One layout for every gradient: numpy's summation order follows the memory order.)
+    gy = layout.contiguous(gy, _threads(num_threads, gy, weight.shape))
     if mask[0]:
         gi = grad_input(gy, weight, x.shape, stride, pads, dilation, groups, algorithm,
                         num_threads)
     if mask[1]:
         gw = grad_weight(x, gy, weight.shape, stride, pads, dilation, groups, num_threads)
     if mask[2]:
-        gb = gy.sum(axis=(0, 2, 3, 4), dtype=np.float64).astype(gy.dtype, copy=False)
+        # Pairwise sums along each channel's positions, then the batch in order.
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, as PyTorch
+            gb = gy.reshape(gy.shape[:2] + (math.prod(gy.shape[2:]),)).sum(
+                axis=2, dtype=np.float64).sum(axis=0)
+        gb = gb.astype(gy.dtype, copy=False)
     return gi, gw, gb
 
 

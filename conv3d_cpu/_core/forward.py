@@ -94,4 +94,5 @@ def _taps_in_input(x, weight, bias, stride, front, dilation, groups, num_threads
         w = np.ascontiguousarray(weight[(Ellipsis,) + tuple(slice(t, t + 1) for t in tap)])
         part = convolve(x[(Ellipsis,) + tuple(src)], w, None, ones, ((0, 0),) * 3, ones,
                         groups, "direct", num_threads)
-        out[(Ellipsis,) + tuple(dst)] += part
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, as PyTorch
+            out[(Ellipsis,) + tuple(dst)] += part

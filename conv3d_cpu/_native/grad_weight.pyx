@@ -23,7 +23,7 @@ and the partials are added in chunk order (``grad_weight``). Chunks are fixed by
 import numpy as np
 
 from cython cimport floating
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from conv3d_cpu._native.constants cimport C3_SUM_TERMS
 from conv3d_cpu._native.geometry cimport c3_geom, geom_of
@@ -58,7 +58,10 @@ ctypedef struct wgrad_plan:
     c3_idx ncb          # input-channel blocks per group (tile positions)
     c3_idx nchunk       # chunks of the N * oD output planes
     c3_idx rb           # output rows per kernel call
-    c3_idx acc          # each thread's scratch: the sums (taps x nxmax x ocb), then a tile
+    bint kw_tiles       # tile positions are kernel columns kw, not input channels
+    c3_idx Wp           # kw_tiles: the width of a gathered, zero-padded input row
+    c3_idx acc          # each thread's scratch: the sums (taps x nxmax x ocb), a tile, and
+                        # with kw_tiles rb gathered rows
 
 
 def grad_weight(x, gy, weight_shape, stride, padding, dilation, Py_ssize_t groups,
@@ -102,7 +105,7 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
     cdef c3_launch L
     memset(&L, 0, sizeof(L))
     L.plan, L.n_threads, L.f64 = &P, effective_threads(num_threads), P.f64
-    L.scratch_size = P.acc + P.T.nxmax * P.T.ocb
+    L.scratch_size = P.acc + P.T.nxmax * P.T.ocb + (P.rb * P.Wp if P.kw_tiles else 0)
     L.index_size = 2 * P.rb
     L.n_blocks, L.block = g.groups * P.T.nob * g.N, _pack
     L.n_items, L.item = g.groups * P.T.nob * P.ncb * P.nchunk, _item
@@ -122,7 +125,12 @@ cdef void _plan(wgrad_plan* P, c3_idx itemsize) noexcept nogil:
     P.T = tiling_of(layer_kernels(g.opg, P.f64), P.f64, g.opg)
     P.P3 = g.oD * g.oH * g.oW
     P.taps = g.kD * g.kH * g.kW
-    P.ncb = (g.cpg + P.T.nxmax - 1) // P.T.nxmax
+    # Few input channels per group (a network's first layer, depthwise layers): the tile's
+    # positions are the kernel's columns instead, over input rows gathered with their W
+    # padding, one input channel per item.
+    P.kw_tiles = min(g.kW, P.T.nxmax) > min(g.cpg, P.T.nxmax)
+    P.ncb = g.cpg if P.kw_tiles else (g.cpg + P.T.nxmax - 1) // P.T.nxmax
+    P.Wp = (g.oW - 1) * g.sW + (g.kW - 1) * g.dW + 1
     # Rows per call: C3_SUM_TERMS products at most (longer rows are cut into pieces).
     P.rb = max(1, C3_SUM_TERMS // g.oW)
     cdef c3_idx base = g.groups * P.T.nob * P.ncb
@@ -143,7 +151,11 @@ cdef int _pack(const void* plan, c3_idx blk) noexcept nogil:
 
 cdef int _item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
     cdef const wgrad_plan* P = <const wgrad_plan*>plan
-    if P.f64:
+    if P.kw_tiles and P.f64:
+        _chunk_sums_kw(P, thread, item, <const double*>P.x)
+    elif P.kw_tiles:
+        _chunk_sums_kw(P, thread, item, <const float*>P.x)
+    elif P.f64:
         _chunk_sums(P, thread, item, <const double*>P.x)
     else:
         _chunk_sums(P, thread, item, <const float*>P.x)
@@ -265,6 +277,80 @@ cdef void _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
         for j in range(nx):
             for t in range(P.taps):
                 dst[(k * g.cpg + j) * P.taps + t] = acc[t * tsize + j * ocb + k]
+
+
+cdef void _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
+                         const floating* x) noexcept nogil:
+    """Work item ((g * nob + ob) * nchunk + chunk) * cpg + c (kw_tiles): the sums of one
+    block of output channels and one input channel c over one chunk of output planes. The
+    input rows of each (kd, kh) are gathered into the thread's scratch with their W padding
+    (zeros), and a tile holds up to nxmax kernel columns."""
+    cdef const c3_geom* g = &P.g
+    cdef int ocb = P.T.ocb, nxmax = P.T.nxmax, nk
+    cdef c3_idx c = item % P.ncb, rest = item // P.ncb
+    cdef c3_idx chunk = rest % P.nchunk, gob = rest // P.nchunk
+    cdef c3_idx grp = gob // P.T.nob, ob = gob % P.T.nob
+    cdef c3_idx nvalid = min(ocb, g.opg - ob * ocb)
+    cdef c3_idx planes = g.N * g.oD
+    cdef c3_idx r_lo = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk) * g.oH
+    cdef c3_idx r_hi = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk + 1) * g.oH
+    cdef c3_idx DHW = g.D * g.H * g.W, HW = g.H * g.W, Wp = P.Wp
+    cdef const floating* xc = x + (grp * g.cpg + c) * DHW
+    cdef const floating* gyb = <const floating*>P.gyp + gob * g.N * P.P3 * ocb
+    cdef floating* acc = <floating*>thread.scratch
+    cdef floating* tile = acc + P.acc
+    cdef floating* slab = tile + nxmax * ocb
+    cdef c3_idx* r_off = thread.index
+    cdef c3_idx* w_off = thread.index + P.rb
+    cdef bint f64 = floating is double
+    # A gathered row: pW zeros (fewer if the row is shorter), the input's columns that fit,
+    # zeros up to Wp.
+    cdef c3_idx front = min(g.pW, Wp), ncopy = max(0, min(g.W, Wp - g.pW))
+    cdef c3_idx r0, r, p, n, od, oh, d, h, kd, kh, kw0, nv, e0, ne, i, j, k, t, base
+    cdef floating* row
+    memset(acc, 0, P.taps * ocb * sizeof(floating))
+    r0 = r_lo
+    while r0 < r_hi:
+        if stopped(thread):
+            return
+        for kd in range(g.kD):
+            for kh in range(g.kH):
+                nv = 0
+                for r in range(r0, min(r0 + P.rb, r_hi)):
+                    p, oh = r // g.oH, r % g.oH
+                    n, od = p // g.oD, p % g.oD
+                    d = od * g.sD + kd * g.dD - g.pD
+                    h = oh * g.sH + kh * g.dH - g.pH
+                    if 0 <= d < g.D and 0 <= h < g.H:
+                        row = slab + nv * Wp
+                        memset(row, 0, front * sizeof(floating))
+                        memcpy(row + front, xc + n * g.C * DHW + d * HW + h * g.W,
+                               ncopy * sizeof(floating))
+                        memset(row + front + ncopy, 0, (Wp - front - ncopy) * sizeof(floating))
+                        r_off[nv] = nv * Wp
+                        w_off[nv] = r * g.oW * ocb
+                        nv += 1
+                if nv == 0:
+                    continue
+                base = (kd * g.kH + kh) * g.kW
+                kw0 = 0
+                while kw0 < g.kW:
+                    nk = <int>min(<c3_idx>nxmax, g.kW - kw0)
+                    e0 = 0
+                    while e0 < g.oW:
+                        ne = min(g.oW - e0, C3_SUM_TERMS)
+                        tile_kernel(&P.T, f64)(slab + e0 * g.sW + kw0 * g.dW, r_off, nv,
+                                               gyb + e0 * ocb, w_off, ne, g.sW, g.dW, tile, nk)
+                        for i in range(nk * ocb):
+                            acc[(base + kw0) * ocb + i] += tile[i]
+                        e0 += ne
+                    kw0 += nk
+        r0 += P.rb
+    cdef floating* dst = (<floating*>P.part + chunk * g.O * g.cpg * P.taps
+                          + ((grp * g.opg + ob * ocb) * g.cpg + c) * P.taps)
+    for k in range(nvalid):
+        for t in range(P.taps):
+            dst[k * g.cpg * P.taps + t] = acc[t * ocb + k]
 
 
 cdef inline c3_idx _floor_div(c3_idx a, c3_idx b) noexcept nogil:
