@@ -7,10 +7,12 @@ It runs on the direct forward's tile micro-kernel (kernels.h, tile_wide / tile_n
 the roles of its operands exchanged: a tile's vector lanes hold a block of output channels o,
 its positions a block of input channels c (a broadcast walks x's channel planes), and its
 reduction runs over output rows (the kernel's rows) and the positions ow of each row (the
-kernel's taps). grad_output is packed first (``_pack``: the block's ocb channels contiguous
-per position, the layout the kernel reads its weights in); x is read in place: taps in the W
-padding are left out of a call's range of ow, rows in the D or H padding are left out of its
-rows, so no padded copy is made.
+kernel's taps). grad_output's rows are packed as an item reaches them (``_pack_rows``: the
+block's ocb channels contiguous per position, the layout the kernel reads its weights in, in
+the thread's scratch); x is read in place: taps in the W padding are left out of a call's
+range of ow, rows in the D or H padding are left out of its rows, so no padded copy is made.
+Layers with few input channels per group tile the kernel's columns instead (``kw_tiles``),
+over input rows gathered with their W padding.
 
 Work item: one (group, output-channel block, input-channel block) over one chunk of the
 N * oD output planes; it keeps the sums of all its taps in the thread's scratch and walks the
@@ -48,7 +50,6 @@ ctypedef struct wgrad_plan:
     bint check          # report a non-finite grad_output (the caller's NaN semantics)
     const void* x
     const void* gy
-    void* gyp           # packed grad_output: (groups, nob, N, oD oH oW, ocb)
     void* part          # (nchunk, O, cpg, kD, kH, kW): each chunk's sums (the gradient
                         # itself for one chunk)
     void* gw            # the gradient, where the partials are added (nchunk > 1)
@@ -60,8 +61,9 @@ ctypedef struct wgrad_plan:
     c3_idx rb           # output rows per kernel call
     bint kw_tiles       # tile positions are kernel columns kw, not input channels
     c3_idx Wp           # kw_tiles: the width of a gathered, zero-padded input row
-    c3_idx acc          # each thread's scratch: the sums (taps x nxmax x ocb), a tile, and
-                        # with kw_tiles rb gathered rows
+    # each thread's scratch: the sums (acc elements: taps x nxmax x ocb), a tile, the packed
+    # grad_output rows of a block (pk: rb oW ocb) and with kw_tiles rb gathered input rows
+    c3_idx acc, pk
 
 
 def grad_weight(x, gy, weight_shape, stride, padding, dilation, Py_ssize_t groups,
@@ -93,21 +95,19 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
     dtype = np.float64 if P.f64 else np.float32
     _plan(&P, np.dtype(dtype).itemsize)
     cdef const c3_geom* g = &P.g
-    cdef floating[::1] gyp = np.empty(max(1, g.groups * P.T.nob * g.N * P.P3 * P.T.ocb), dtype)
     gw = np.empty(tuple(weight_shape), dtype)
     # (Every element of a partial is written by one item: no need to clear them. With one
     # chunk the items write the gradient itself.)
     part = gw if P.nchunk == 1 else np.empty((P.nchunk,) + tuple(weight_shape), dtype)
     cdef floating[::1] part_flat = part.reshape(-1)
-    P.gyp, P.part = &gyp[0], &part_flat[0]
+    P.part = &part_flat[0]
     P.x, P.gy = &x[0, 0, 0, 0, 0], &gy[0, 0, 0, 0, 0]
 
     cdef c3_launch L
     memset(&L, 0, sizeof(L))
     L.plan, L.n_threads, L.f64 = &P, effective_threads(num_threads), P.f64
-    L.scratch_size = P.acc + P.T.nxmax * P.T.ocb + (P.rb * P.Wp if P.kw_tiles else 0)
+    L.scratch_size = P.acc + P.T.nxmax * P.T.ocb + P.pk + (P.rb * P.Wp if P.kw_tiles else 0)
     L.index_size = 2 * P.rb
-    L.n_blocks, L.block = g.groups * P.T.nob * g.N, _pack
     L.n_items, L.item = g.groups * P.T.nob * P.ncb * P.nchunk, _item
     cdef int flag = launch(&L)
     cdef floating[::1] gw_flat = gw.reshape(-1)
@@ -138,28 +138,20 @@ cdef void _plan(wgrad_plan* P, c3_idx itemsize) noexcept nogil:
     P.nchunk = min(max(1, (TARGET_ITEMS + base - 1) // base), max(1, g.N * g.oD))
     P.nchunk = max(1, min(P.nchunk, 1 + PARTIAL_BYTES // max(1, wbytes)))
     P.acc = P.taps * P.T.nxmax * P.T.ocb
+    P.pk = P.rb * g.oW * P.T.ocb
 
 
 # ---- hooks (launch.pxd) -------------------------------------------------------------------
 
-cdef int _pack(const void* plan, c3_idx blk) noexcept nogil:
-    cdef const wgrad_plan* P = <const wgrad_plan*>plan
-    if P.f64:
-        return _pack_block(P, blk, <const double*>P.gy, <double*>P.gyp)
-    return _pack_block(P, blk, <const float*>P.gy, <float*>P.gyp)
-
-
 cdef int _item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
     cdef const wgrad_plan* P = <const wgrad_plan*>plan
     if P.kw_tiles and P.f64:
-        _chunk_sums_kw(P, thread, item, <const double*>P.x)
-    elif P.kw_tiles:
-        _chunk_sums_kw(P, thread, item, <const float*>P.x)
-    elif P.f64:
-        _chunk_sums(P, thread, item, <const double*>P.x)
-    else:
-        _chunk_sums(P, thread, item, <const float*>P.x)
-    return 0
+        return _chunk_sums_kw(P, thread, item, <const double*>P.x, <const double*>P.gy)
+    if P.kw_tiles:
+        return _chunk_sums_kw(P, thread, item, <const float*>P.x, <const float*>P.gy)
+    if P.f64:
+        return _chunk_sums(P, thread, item, <const double*>P.x, <const double*>P.gy)
+    return _chunk_sums(P, thread, item, <const float*>P.x, <const float*>P.gy)
 
 
 cdef int _reduce(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
@@ -185,32 +177,36 @@ cdef void _add_partials(const wgrad_plan* P, c3_idx item, const floating* part,
         gw[e] = <floating>s
 
 
-cdef int _pack_block(const wgrad_plan* P, c3_idx blk, const floating* gy,
-                     floating* gyp) noexcept nogil:
-    """Block blk = (g * nob + ob) * N + n of the packed grad_output: its ocb channels
-    contiguous per position (zero past the group's last channel). Returns nonzero when
-    P.check and one of its values is NaN or +-inf."""
+cdef int _pack_rows(const wgrad_plan* P, const floating* gy, c3_idx grp, c3_idx ob,
+                    c3_idx r0, c3_idx r1, floating* pack) noexcept nogil:
+    """Output rows r0 .. r1 - 1 (rows of the N * oD * oH in order) of grad_output's block
+    (grp, ob) into ``pack``: row r at (r - r0) oW ocb, its ocb channels contiguous per
+    position; lanes past the group's last channel are left as they are (the caller zeroes
+    them). Returns nonzero when P.check and one of the values is NaN or +-inf."""
     cdef const c3_geom* g = &P.g
     cdef int ocb = P.T.ocb
-    cdef c3_idx n = blk % g.N, gob = blk // g.N
-    cdef c3_idx grp = gob // P.T.nob, ob = gob % P.T.nob
-    cdef c3_idx nvalid = min(ocb, g.opg - ob * ocb), j, k
-    cdef const floating* src = gy + (n * g.O + grp * g.opg + ob * ocb) * P.P3
-    cdef floating* dst = gyp + blk * P.P3 * ocb
+    cdef c3_idx nvalid = min(<c3_idx>ocb, g.opg - ob * ocb), rows_per_n = g.oD * g.oH
+    cdef c3_idx r = r0, n, r_end, start, count, k, j
+    cdef const floating* src
     cdef int bad = 0
-    P.T.K.transpose_block[P.f64](src, P.P3, dst, ocb, nvalid, P.P3)
-    if nvalid < ocb:
-        for j in range(P.P3):
-            for k in range(nvalid, ocb):
-                dst[j * ocb + k] = 0
-    if P.check:
-        for j in range(nvalid * P.P3):
-            bad |= (src[j] - src[j]) != 0  # NaN for NaN and +-inf
+    while r < r1:
+        # A run of rows of one batch element: consecutive positions of its planes.
+        n = r // rows_per_n
+        r_end = min(r1, (n + 1) * rows_per_n)
+        start, count = (r - n * rows_per_n) * g.oW, (r_end - r) * g.oW
+        src = gy + (n * g.O + grp * g.opg + ob * ocb) * P.P3 + start
+        P.T.K.transpose_block[P.f64](src, P.P3, pack + (r - r0) * g.oW * ocb, ocb, nvalid,
+                                     count)
+        if P.check:
+            for k in range(nvalid):
+                for j in range(count):
+                    bad |= (src[k * P.P3 + j] - src[k * P.P3 + j]) != 0  # NaN for NaN, +-inf
+        r = r_end
     return bad
 
 
-cdef void _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
-                      const floating* x) noexcept nogil:
+cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
+                     const floating* x, const floating* gy) noexcept nogil:
     """Work item ((g * nob + ob) * nchunk + chunk) * ncb + cb: the sums of one block of
     output and input channels over one chunk of output planes, into that chunk's partial."""
     cdef const c3_geom* g = &P.g
@@ -226,19 +222,22 @@ cdef void _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     cdef c3_idx r_hi = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk + 1) * g.oH
     cdef c3_idx DHW = g.D * g.H * g.W, HW = g.H * g.W
     cdef const floating* xg = x + (grp * g.cpg + c0) * DHW
-    cdef const floating* gyb = <const floating*>P.gyp + gob * g.N * P.P3 * ocb
     cdef floating* acc = <floating*>thread.scratch
     cdef floating* tile = acc + P.acc
+    cdef floating* pack = tile + nxmax * ocb
     cdef c3_idx* r_off = thread.index
     cdef c3_idx* w_off = thread.index + P.rb
     cdef bint f64 = floating is double
     cdef c3_idx r0, r, p, n, od, oh, d, h, kd, kh, kw, nv, lo, hi, e0, ne, t, i, tap
     cdef c3_idx tsize = nxmax * ocb
+    cdef int bad = 0
     memset(acc, 0, P.acc * sizeof(floating))
+    memset(pack, 0, P.pk * sizeof(floating))
     r0 = r_lo
     while r0 < r_hi:
         if stopped(thread):
-            return
+            return bad
+        bad |= _pack_rows(P, gy, grp, ob, r0, min(r0 + P.rb, r_hi), pack)
         for kd in range(g.kD):
             for kh in range(g.kH):
                 # The rows of this block whose input row lies inside the input.
@@ -250,7 +249,7 @@ cdef void _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
                     h = oh * g.sH + kh * g.dH - g.pH
                     if 0 <= d < g.D and 0 <= h < g.H:
                         r_off[nv] = n * g.C * DHW + d * HW + h * g.W
-                        w_off[nv] = r * g.oW * ocb
+                        w_off[nv] = (r - r0) * g.oW * ocb
                         nv += 1
                 if nv == 0:
                     continue
@@ -264,7 +263,7 @@ cdef void _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
                     while e0 < hi:
                         ne = min(hi - e0, C3_SUM_TERMS)
                         tile_kernel(&P.T, f64)(xg + e0 * g.sW + kw * g.dW - g.pW, r_off, nv,
-                                               gyb + e0 * ocb, w_off, ne, g.sW, DHW, tile, nx)
+                                               pack + e0 * ocb, w_off, ne, g.sW, DHW, tile, nx)
                         for i in range(nx * ocb):
                             acc[tap * tsize + i] += tile[i]
                         e0 += ne
@@ -277,10 +276,11 @@ cdef void _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
         for j in range(nx):
             for t in range(P.taps):
                 dst[(k * g.cpg + j) * P.taps + t] = acc[t * tsize + j * ocb + k]
+    return bad
 
 
-cdef void _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
-                         const floating* x) noexcept nogil:
+cdef int _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
+                        const floating* x, const floating* gy) noexcept nogil:
     """Work item ((g * nob + ob) * nchunk + chunk) * cpg + c (kw_tiles): the sums of one
     block of output channels and one input channel c over one chunk of output planes. The
     input rows of each (kd, kh) are gathered into the thread's scratch with their W padding
@@ -296,10 +296,10 @@ cdef void _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     cdef c3_idx r_hi = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk + 1) * g.oH
     cdef c3_idx DHW = g.D * g.H * g.W, HW = g.H * g.W, Wp = P.Wp
     cdef const floating* xc = x + (grp * g.cpg + c) * DHW
-    cdef const floating* gyb = <const floating*>P.gyp + gob * g.N * P.P3 * ocb
     cdef floating* acc = <floating*>thread.scratch
     cdef floating* tile = acc + P.acc
-    cdef floating* slab = tile + nxmax * ocb
+    cdef floating* pack = tile + nxmax * ocb
+    cdef floating* slab = pack + P.pk
     cdef c3_idx* r_off = thread.index
     cdef c3_idx* w_off = thread.index + P.rb
     cdef bint f64 = floating is double
@@ -308,11 +308,14 @@ cdef void _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     cdef c3_idx front = min(g.pW, Wp), ncopy = max(0, min(g.W, Wp - g.pW))
     cdef c3_idx r0, r, p, n, od, oh, d, h, kd, kh, kw0, nv, e0, ne, i, j, k, t, base
     cdef floating* row
+    cdef int bad = 0
     memset(acc, 0, P.taps * ocb * sizeof(floating))
+    memset(pack, 0, P.pk * sizeof(floating))
     r0 = r_lo
     while r0 < r_hi:
         if stopped(thread):
-            return
+            return bad
+        bad |= _pack_rows(P, gy, grp, ob, r0, min(r0 + P.rb, r_hi), pack)
         for kd in range(g.kD):
             for kh in range(g.kH):
                 nv = 0
@@ -328,7 +331,7 @@ cdef void _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
                                ncopy * sizeof(floating))
                         memset(row + front + ncopy, 0, (Wp - front - ncopy) * sizeof(floating))
                         r_off[nv] = nv * Wp
-                        w_off[nv] = r * g.oW * ocb
+                        w_off[nv] = (r - r0) * g.oW * ocb
                         nv += 1
                 if nv == 0:
                     continue
@@ -340,7 +343,7 @@ cdef void _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
                     while e0 < g.oW:
                         ne = min(g.oW - e0, C3_SUM_TERMS)
                         tile_kernel(&P.T, f64)(slab + e0 * g.sW + kw0 * g.dW, r_off, nv,
-                                               gyb + e0 * ocb, w_off, ne, g.sW, g.dW, tile, nk)
+                                               pack + e0 * ocb, w_off, ne, g.sW, g.dW, tile, nk)
                         for i in range(nk * ocb):
                             acc[(base + kw0) * ocb + i] += tile[i]
                         e0 += ne
@@ -351,6 +354,7 @@ cdef void _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     for k in range(nvalid):
         for t in range(P.taps):
             dst[k * g.cpg * P.taps + t] = acc[t * ocb + k]
+    return bad
 
 
 cdef inline c3_idx _floor_div(c3_idx a, c3_idx b) noexcept nogil:
