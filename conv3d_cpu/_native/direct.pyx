@@ -64,6 +64,7 @@ ctypedef struct direct_plan:
     c3_idx zstep        # z_step
     c3_idx Wp, hs       # slab row width; rows per slab slot
     bint copy           # rows gathered (else read in place: no W padding needed)
+    bint flat           # blocked: tiles run across an item's rows (see _blocked_rows)
     c3_gather_layout lay
     # blocked: items of yb output rows, nyb bands per plane, planes in nzc depth chunks
     c3_idx yb, nyb, nzc
@@ -190,6 +191,13 @@ cdef void _plan(direct_plan* P, int nt) noexcept nogil:
     P.nyb = (g.oH + P.yb - 1) // P.yb
     P.hs = (P.yb - 1) * g.sH + extent
     P.copy = P.Wp != g.W
+    # Short rows (stride 1 along H and W, gathered): an item's rows are one flat run of
+    # positions at the slab's row width, so a tile spans rows and each block of weights
+    # serves all of them (per row, a 7-wide row left a 12-position tile half empty and read
+    # every weight block again for each row).
+    P.flat = g.sW == 1 and g.sH == 1 and g.oW < 2 * P.T.nxmax
+    if P.flat:
+        P.copy = True
     # As many depth chunks of an (n, g)'s items as threads: each thread then writes whole
     # output planes (two threads writing bands of one plane share a cache line at every
     # band edge).
@@ -284,6 +292,15 @@ cdef void _blocked_rows(const direct_plan* P, c3_thread* thread, c3_idx item,
     gather_bind(&P.lay, g, P.R, thread.index, &rows, &slots, &ring)
     cdef c3_idx iy0 = y0 * g.sH - g.pH, y
     gather_planes(g, &ring, &slots, run, z, xg, slab, iy0, P.hs, P.Wp, P.copy)
+    if P.flat:
+        # Output row y's taps read slot rows y + b dH: the rows of row 0, y Wp further on.
+        # (Every kernel row is listed, those in the H padding as the zero rows they are.)
+        tap_rows(g, &slots, &rows, iy0, 0, P.hs, P.Wp, g.kW * P.T.ocb, True, False)
+        _tiles(&P.T, <const floating*>slab, &rows, g.kW, g.dW, 1,
+               <const floating*>P.wp + grp * P.T.nob * P.wblock, P.wblock,
+               <const floating*>P.bias + grp * g.opg, oplane + y0 * g.oW, plane, g.opg,
+               (ny - 1) * P.Wp + g.oW, <floating*>thread.scratch + P.tile, P.Wp, g.oW)
+        return
     for y in range(ny):
         if stopped(thread):
             return
@@ -291,7 +308,7 @@ cdef void _blocked_rows(const direct_plan* P, c3_thread* thread, c3_idx item,
         _tiles(&P.T, <const floating*>slab if P.copy else xg, &rows, g.kW, g.dW, g.sW,
                <const floating*>P.wp + grp * P.T.nob * P.wblock, P.wblock,
                <const floating*>P.bias + grp * g.opg, oplane + (y0 + y) * g.oW, plane, g.opg,
-               g.oW, <floating*>thread.scratch + P.tile)
+               g.oW, <floating*>thread.scratch + P.tile, 0, 0)
 
 
 cdef void _pointwise_positions(const direct_plan* P, c3_thread* thread, c3_idx item,
@@ -322,7 +339,7 @@ cdef void _pointwise_positions(const direct_plan* P, c3_thread* thread, c3_idx i
                <const floating*>P.wp + grp * P.T.nob * P.wblock, P.wblock,
                <const floating*>P.bias + grp * g.opg,
                <floating*>P.out + (n * g.O + grp * g.opg) * npts + p0, npts, g.opg, npos,
-               <floating*>thread.scratch + P.tile)
+               <floating*>thread.scratch + P.tile, 0, 0)
 
 
 cdef void _depthwise_plane(const direct_plan* P, c3_thread* thread, c3_idx item,
@@ -380,14 +397,16 @@ cdef inline void _chunked_row(c3_row_fn row, const floating* planes, const c3_ro
 cdef void _tiles(const c3_tiling* T, const floating* src, const c3_rows* rows, c3_idx kW,
                  c3_idx dW, c3_idx sW, const floating* wg, c3_idx wblock,
                  const floating* bias, floating* orow, c3_idx plane, c3_idx opg, c3_idx n_pos,
-                 floating* tile) noexcept nogil:
+                 floating* tile, c3_idx row_width, c3_idx oW) noexcept nogil:
     """``n_pos`` consecutive output positions (``sW`` apart in ``src``) of every channel block
     of one group, from the input rows and kernel rows ``rows``.
 
     Positions are split into equal tiles (not nxmax + remainder): a short tail tile holds
     too few accumulators to keep the FMA units busy. ``tile``: 2 nxmax ocb elements, a tile
     and the partial sums of its longer runs (the rows are summed in runs of at most
-    C3_SUM_TERMS products, constants.py, added in order)."""
+    C3_SUM_TERMS products, constants.py, added in order). ``row_width`` > 0: the positions
+    are rows of ``row_width`` positions of which the first ``oW`` are outputs (a flat run
+    across output rows; the others are computed and dropped), stored as rows of oW."""
     cdef bint f64 = floating is double
     cdef c3_idx ntiles = (n_pos + T.nxmax - 1) // T.nxmax
     cdef c3_idx ob, t, x0, r0, i
@@ -411,9 +430,28 @@ cdef void _tiles(const c3_tiling* T, const floating* src, const c3_rows* rows, c
                     r0 += per
             else:  # every tap in the padding: bias only
                 memset(tile, 0, nx * T.ocb * sizeof(floating))
-            T.K.store_tile[f64](tile, T.ocb, nx, orow + ob * T.ocb * plane + x0, plane,
-                                bias + ob * T.ocb, <int>min(T.ocb, opg - ob * T.ocb))
+            if row_width == 0:
+                T.K.store_tile[f64](tile, T.ocb, nx, orow + ob * T.ocb * plane + x0, plane,
+                                    bias + ob * T.ocb, <int>min(T.ocb, opg - ob * T.ocb))
+            else:
+                _store_flat(T, tile, nx, x0, row_width, oW, orow + ob * T.ocb * plane, plane,
+                            bias + ob * T.ocb, <int>min(T.ocb, opg - ob * T.ocb), f64)
             x0 += nx
+
+
+cdef inline void _store_flat(const c3_tiling* T, const floating* tile, int nx, c3_idx x0,
+                             c3_idx row_width, c3_idx oW, floating* out, c3_idx plane,
+                             const floating* bias, int nvalid, bint f64) noexcept nogil:
+    """A tile of flat positions x0 .. x0 + nx - 1 (rows of ``row_width``) stored as the pieces
+    of output rows (of oW) it holds."""
+    cdef c3_idx f = x0, y, x, cnt
+    while f < x0 + nx:
+        y, x = f // row_width, f % row_width
+        cnt = min(x0 + nx - f, row_width - x)
+        if x < oW:
+            T.K.store_tile[f64](tile + (f - x0) * T.ocb, T.ocb, <int>min(cnt, oW - x),
+                                out + y * oW + x, plane, bias, nvalid)
+        f += cnt
 
 
 cdef bint _all_finite(const floating* w, c3_idx n) noexcept nogil:

@@ -14,7 +14,7 @@
 # the micro-kernels multiply.
 #
 # Functions are inline (this is a .pxd without a module): they run once per work item.
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from cython cimport floating
 
@@ -189,8 +189,9 @@ cdef inline c3_idx gather_planes(const c3_geom* g, c3_ring* ring, c3_slots* slot
     """The slots of output plane z (``xg``: the group's first input channel); with ``copy``,
     each plane's rows iy0 .. iy0 + hs - 1 are in its slab slot, copied only when the ring does
     not hold them already. Zeros padding: rows outside the input and the W padding stay zero
-    from the thread's start and are never written; another mode reads them where it maps
-    them. Returns the number of slots."""
+    from the thread's start (the W padding is never written; a row outside the input is
+    zeroed when its slot is filled, as a slot may have held an input row for another row
+    band); another mode reads them where it maps them. Returns the number of slots."""
     cdef c3_idx c, a, iz, j, iy, n = 0
     cdef c3_idx cpg = g.cpg, kD = g.kD, sD = g.sD, dD = g.dD, pD = g.pD, D = g.D
     cdef c3_idx H = g.H, W = g.W, pW = g.pW, plane = g.H * g.W, R = ring.R
@@ -218,9 +219,12 @@ cdef inline c3_idx gather_planes(const c3_geom* g, c3_ring* ring, c3_slots* slot
                 if fill[a]:
                     for j in range(hs):
                         iy = c3_pad_index(iy0 + j, H, mode)
-                        if iy < 0:
-                            continue
                         dst = slab + (ss[n] * hs + j) * Wp
+                        if iy < 0:
+                            # (A row another band of the run read from the input: zero it
+                            # for the callers that read padding rows.)
+                            memset(dst, 0, extent * sizeof(floating))
+                            continue
                         src = xg + sx[n] + iy * W
                         memcpy(dst + pW, src, W * sizeof(floating))
                         if mode != C3_PAD_ZEROS:
