@@ -100,8 +100,12 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
     num_threads = _threads(num_threads, gy, weight.shape)
     O, cpg = weight.shape[:2]
     opg = O // groups
-    # swapped[g, c, o] = weight[g opg + o, c]: the transposed convolution's weights, unflipped.
-    swapped = weight.reshape((groups, opg, cpg) + weight.shape[2:]).transpose(0, 2, 1, 3, 4, 5)
+    # swapped[g cpg + c, o] = weight[g opg + o, c]: the transposed convolution's weights,
+    # unflipped, as (C opg, kernel volume) rows (copied with the taps innermost: numpy copies
+    # a view whose innermost axis is a kernel axis of 1 to 3 elements slowly).
+    kernel = weight.shape[2:]
+    swapped = np.ascontiguousarray(weight.reshape(groups, opg, cpg, -1).transpose(0, 2, 1, 3))
+    swapped = swapped.reshape(-1, math.prod(kernel))
     axes = [_phases(x_shape[2 + a], weight.shape[2 + a], stride[a], pads[a][0], dilation[a],
                     gy.shape[2 + a]) for a in range(3)]
     whole = tuple(stride) == (1, 1, 1)
@@ -115,9 +119,10 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
                 if any(p[2] is None for p in phase):
                     gx[where] = 0  # no tap reaches these positions
                     continue
-                w = np.ascontiguousarray(swapped[(Ellipsis,) + tuple(
-                    _reversed_taps(p[2][0]) for p in phase)])
-                w = w.reshape((x_shape[1], opg) + w.shape[3:])
+                taps = [p[2][0] for p in phase]
+                flat = np.ravel_multi_index(np.ix_(*taps), kernel).reshape(-1)
+                w = swapped.take(flat, axis=1).reshape(
+                    (x_shape[1], opg) + tuple(len(t) for t in taps))
                 crop = [slice(None), slice(None)]
                 sub_pads = []
                 for (_, _, (_, _, front, back)), n in zip(phase, gy.shape[2:]):
@@ -137,13 +142,6 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
                 if not whole:
                     gx[where] = target
     return gx
-
-
-def _reversed_taps(taps):
-    """A decreasing arithmetic progression of taps as a slice (a view, not a gather)."""
-    step = taps[0] - taps[1] if len(taps) > 1 else 1
-    stop = taps[-1] - step
-    return slice(taps[0], stop if stop >= 0 else None, -step)
 
 
 def grad_weight(x, gy, weight_shape, stride, pads, dilation, groups, num_threads):

@@ -42,6 +42,10 @@ cdef enum:
     PARTIAL_BYTES = 1 << 26
     # Elements of the gradient per item of the partials' reduction.
     REDUCE_BLOCK = 4096
+    # An item's sums take at most this many bytes (or one block's), and a thread gets at
+    # least this many items.
+    ACC_BYTES = 1 << 19
+    ITEMS_PER_THREAD = 2
 
 
 ctypedef struct wgrad_plan:
@@ -56,13 +60,16 @@ ctypedef struct wgrad_plan:
     c3_tiling T
     c3_idx P3           # oD * oH * oW
     c3_idx taps         # kD * kH * kW
-    c3_idx ncb          # input-channel blocks per group (tile positions)
+    c3_idx ncb          # input-channel blocks per group (tile positions), or cpg
+    c3_idx nobr, ncbr   # output- and input-channel blocks per item
+    c3_idx nor, ncr     # ranges of nobr / ncbr blocks per group
     c3_idx nchunk       # chunks of the N * oD output planes
     c3_idx rb           # output rows per kernel call
     bint kw_tiles       # tile positions are kernel columns kw, not input channels
     c3_idx Wp           # kw_tiles: the width of a gathered, zero-padded input row
-    # each thread's scratch: the sums (acc elements: taps x nxmax x ocb), a tile, the packed
-    # grad_output rows of a block (pk: rb oW ocb) and with kw_tiles rb gathered input rows
+    # each thread's scratch: the sums (acc elements: nobr x ncbr x taps x nxmax x ocb, or
+    # with kw_tiles nobr x ncbr x taps x ocb), a tile, the packed grad_output rows of a block (pk: nobr rb
+    # oW ocb) and with kw_tiles rb gathered input rows
     c3_idx acc, pk
 
 
@@ -93,7 +100,8 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
     P.f64 = floating is double
     P.check = check
     dtype = np.float64 if P.f64 else np.float32
-    _plan(&P, np.dtype(dtype).itemsize)
+    cdef int nt = effective_threads(num_threads)
+    _plan(&P, np.dtype(dtype).itemsize, nt)
     cdef const c3_geom* g = &P.g
     gw = np.empty(tuple(weight_shape), dtype)
     # (Every element of a partial is written by one item: no need to clear them. With one
@@ -105,10 +113,10 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
 
     cdef c3_launch L
     memset(&L, 0, sizeof(L))
-    L.plan, L.n_threads, L.f64 = &P, effective_threads(num_threads), P.f64
+    L.plan, L.n_threads, L.f64 = &P, nt, P.f64
     L.scratch_size = P.acc + P.T.nxmax * P.T.ocb + P.pk + (P.rb * P.Wp if P.kw_tiles else 0)
-    L.index_size = 2 * P.rb
-    L.n_items, L.item = g.groups * P.T.nob * P.ncb * P.nchunk, _item
+    L.index_size = 3 * P.rb
+    L.n_items, L.item = g.groups * P.nor * P.ncr * P.nchunk, _item
     cdef int flag = launch(&L)
     cdef floating[::1] gw_flat = gw.reshape(-1)
     if P.nchunk > 1:
@@ -120,7 +128,7 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
     return gw, bool(flag)
 
 
-cdef void _plan(wgrad_plan* P, c3_idx itemsize) noexcept nogil:
+cdef void _plan(wgrad_plan* P, c3_idx itemsize, int nt) noexcept nogil:
     cdef const c3_geom* g = &P.g
     P.T = tiling_of(layer_kernels(g.opg, P.f64), P.f64, g.opg)
     P.P3 = g.oD * g.oH * g.oW
@@ -133,12 +141,34 @@ cdef void _plan(wgrad_plan* P, c3_idx itemsize) noexcept nogil:
     P.Wp = (g.oW - 1) * g.sW + (g.kW - 1) * g.dW + 1
     # Rows per call: C3_SUM_TERMS products at most (longer rows are cut into pieces).
     P.rb = max(1, C3_SUM_TERMS // g.oW)
-    cdef c3_idx base = g.groups * P.T.nob * P.ncb
+    # The chunks: enough for TARGET_ITEMS items of one output- and input-channel block each,
+    # their partials within PARTIAL_BYTES. They fix the order of the sums: never the
+    # thread count.
+    cdef c3_idx fine = g.groups * P.T.nob * P.ncb
     cdef c3_idx wbytes = g.O * g.cpg * P.taps * itemsize
-    P.nchunk = min(max(1, (TARGET_ITEMS + base - 1) // base), max(1, g.N * g.oD))
+    P.nchunk = min(max(1, (TARGET_ITEMS + fine - 1) // fine), max(1, g.N * g.oD))
     P.nchunk = max(1, min(P.nchunk, 1 + PARTIAL_BYTES // max(1, wbytes)))
-    P.acc = P.taps * P.T.nxmax * P.T.ocb
-    P.pk = P.rb * g.oW * P.T.ocb
+    # An item takes ranges of blocks as large as its sums (ACC_BYTES) and ITEMS_PER_THREAD
+    # items per thread (equal items: stealing evens out the rest) allow: each row of grad_output is then packed, and each of x read,
+    # once per range instead of once per block. (Which item computes a sum never changes
+    # how: the ranges may follow the thread count.)
+    cdef c3_idx per_block = P.taps * (P.T.nxmax if not P.kw_tiles else 1) * P.T.ocb * itemsize
+    P.nobr, P.ncbr = P.T.nob, P.ncb
+    while P.nobr * P.ncbr > 1 and (
+            P.nobr * P.ncbr * per_block > ACC_BYTES
+            or g.groups * _ranges(P.T.nob, P.nobr) * _ranges(P.ncb, P.ncbr) * P.nchunk
+            < ITEMS_PER_THREAD * nt):
+        if P.nobr >= P.ncbr:
+            P.nobr = (P.nobr + 1) // 2
+        else:
+            P.ncbr = (P.ncbr + 1) // 2
+    P.nor, P.ncr = _ranges(P.T.nob, P.nobr), _ranges(P.ncb, P.ncbr)
+    P.acc = P.nobr * P.ncbr * per_block // itemsize
+    P.pk = P.nobr * P.rb * g.oW * P.T.ocb
+
+
+cdef inline c3_idx _ranges(c3_idx n, c3_idx per) noexcept nogil:
+    return (n + per - 1) // per
 
 
 # ---- hooks (launch.pxd) -------------------------------------------------------------------
@@ -177,59 +207,96 @@ cdef void _add_partials(const wgrad_plan* P, c3_idx item, const floating* part,
         gw[e] = <floating>s
 
 
-cdef int _pack_rows(const wgrad_plan* P, const floating* gy, c3_idx grp, c3_idx ob,
-                    c3_idx r0, c3_idx r1, floating* pack) noexcept nogil:
-    """Output rows r0 .. r1 - 1 (rows of the N * oD * oH in order) of grad_output's block
-    (grp, ob) into ``pack``: row r at (r - r0) oW ocb, its ocb channels contiguous per
-    position; lanes past the group's last channel are left as they are (the caller zeroes
-    them). Returns nonzero when P.check and one of the values is NaN or +-inf."""
+cdef int _pack_rows(const wgrad_plan* P, const floating* gy, c3_idx grp, c3_idx ob0,
+                    c3_idx nob, c3_idx r0, c3_idx r1, floating* pack) noexcept nogil:
+    """Output rows r0 .. r1 - 1 (rows of the N * oD * oH in order) of grad_output's blocks
+    ob0 .. ob0 + nob - 1 of group grp into ``pack``: block b's row r at
+    (b rb + r - r0) oW ocb, its ocb channels contiguous per position; lanes past the group's
+    last channel are left as they are (the caller zeroes them). Returns nonzero when P.check
+    and one of the values is NaN or +-inf."""
     cdef const c3_geom* g = &P.g
     cdef int ocb = P.T.ocb
-    cdef c3_idx nvalid = min(<c3_idx>ocb, g.opg - ob * ocb), rows_per_n = g.oD * g.oH
-    cdef c3_idx r = r0, n, r_end, start, count, k, j
+    cdef c3_idx rows_per_n = g.oD * g.oH, nvalid, b
+    cdef c3_idx r, n, r_end, start, count, k, j
     cdef const floating* src
     cdef int bad = 0
-    while r < r1:
-        # A run of rows of one batch element: consecutive positions of its planes.
-        n = r // rows_per_n
-        r_end = min(r1, (n + 1) * rows_per_n)
-        start, count = (r - n * rows_per_n) * g.oW, (r_end - r) * g.oW
-        src = gy + (n * g.O + grp * g.opg + ob * ocb) * P.P3 + start
-        P.T.K.transpose_block[P.f64](src, P.P3, pack + (r - r0) * g.oW * ocb, ocb, nvalid,
-                                     count)
-        if P.check:
-            for k in range(nvalid):
-                for j in range(count):
-                    bad |= (src[k * P.P3 + j] - src[k * P.P3 + j]) != 0  # NaN for NaN, +-inf
-        r = r_end
+    for b in range(nob):
+        nvalid = min(<c3_idx>ocb, g.opg - (ob0 + b) * ocb)
+        r = r0
+        while r < r1:
+            # A run of rows of one batch element: consecutive positions of its planes.
+            n = r // rows_per_n
+            r_end = min(r1, (n + 1) * rows_per_n)
+            start, count = (r - n * rows_per_n) * g.oW, (r_end - r) * g.oW
+            src = gy + (n * g.O + grp * g.opg + (ob0 + b) * ocb) * P.P3 + start
+            P.T.K.transpose_block[P.f64](src, P.P3, pack + (b * P.rb + r - r0) * g.oW * ocb,
+                                         ocb, nvalid, count)
+            if P.check:
+                for k in range(nvalid):
+                    for j in range(count):
+                        bad |= (src[k * P.P3 + j] - src[k * P.P3 + j]) != 0  # NaN, +-inf
+            r = r_end
     return bad
+
+
+cdef inline void _item_of(const wgrad_plan* P, c3_idx item, c3_idx* grp, c3_idx* ob0,
+                          c3_idx* nob, c3_idx* cb0, c3_idx* ncb, c3_idx* chunk, c3_idx* r_lo,
+                          c3_idx* r_hi) noexcept nogil:
+    """Item ((g nor + orange) ncr + crange) nchunk + chunk: its group, its output-channel
+    blocks ob0 .. ob0 + nob - 1, input-channel blocks cb0 .. cb0 + ncb - 1 (channels with
+    kw_tiles) and rows r_lo .. r_hi - 1."""
+    cdef const c3_geom* g = &P.g
+    cdef c3_idx planes = g.N * g.oD, rest = item // P.nchunk
+    chunk[0] = item % P.nchunk
+    cb0[0] = (rest % P.ncr) * P.ncbr
+    ncb[0] = min(P.ncbr, P.ncb - cb0[0])
+    rest = rest // P.ncr
+    grp[0], ob0[0] = rest // P.nor, (rest % P.nor) * P.nobr
+    nob[0] = min(P.nobr, P.T.nob - ob0[0])
+    r_lo[0] = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk[0]) * g.oH
+    r_hi[0] = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk[0] + 1) * g.oH
+
+
+cdef inline c3_idx _input_rows(const wgrad_plan* P, c3_idx r0, c3_idx r1, c3_idx kd, c3_idx kh,
+                               c3_idx* r_off, c3_idx* w_off) noexcept nogil:
+    """The rows r0 .. r1 - 1 whose input row for kernel row (kd, kh) lies inside the input:
+    the offset of that row in a batch element's first channel (r_off) and of the row in a
+    block of the pack (w_off). Returns their number."""
+    cdef const c3_geom* g = &P.g
+    cdef c3_idx r, p, n, od, oh, d, h, nv = 0
+    for r in range(r0, r1):
+        p, oh = r // g.oH, r % g.oH
+        n, od = p // g.oD, p % g.oD
+        d = od * g.sD + kd * g.dD - g.pD
+        h = oh * g.sH + kh * g.dH - g.pH
+        if 0 <= d < g.D and 0 <= h < g.H:
+            r_off[nv] = (n * g.C * g.D + d) * g.H * g.W + h * g.W
+            w_off[nv] = (r - r0) * g.oW * P.T.ocb
+            nv += 1
+    return nv
 
 
 cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
                      const floating* x, const floating* gy) noexcept nogil:
-    """Work item ((g * nob + ob) * nchunk + chunk) * ncb + cb: the sums of one block of
-    output and input channels over one chunk of output planes, into that chunk's partial."""
+    """One item (``_item_of``): the sums of its output-channel blocks and every input
+    channel of its group over its chunk of rows, into the chunk's partial. Per block of rb
+    rows: grad_output's rows packed once, then per (kd, kh) the rows inside the input, per
+    input-channel block, kernel column and output-channel block one kernel call."""
     cdef const c3_geom* g = &P.g
-    cdef int ocb = P.T.ocb, nxmax = P.T.nxmax
-    cdef c3_idx cb = item % P.ncb, rest = item // P.ncb
-    cdef c3_idx chunk = rest % P.nchunk, gob = rest // P.nchunk
-    cdef c3_idx grp = gob // P.T.nob, ob = gob % P.T.nob
-    cdef c3_idx c0 = <c3_idx>c3_share_start(g.cpg, <int>P.ncb, <int>cb)
-    cdef int nx = <int>(<c3_idx>c3_share_start(g.cpg, <int>P.ncb, <int>cb + 1) - c0)
-    cdef c3_idx nvalid = min(ocb, g.opg - ob * ocb)
-    cdef c3_idx planes = g.N * g.oD
-    cdef c3_idx r_lo = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk) * g.oH
-    cdef c3_idx r_hi = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk + 1) * g.oH
-    cdef c3_idx DHW = g.D * g.H * g.W, HW = g.H * g.W
-    cdef const floating* xg = x + (grp * g.cpg + c0) * DHW
+    cdef int ocb = P.T.ocb, nxmax = P.T.nxmax, nx
+    cdef c3_idx grp, ob0, nob, cb0, ncb, chunk, r_lo, r_hi
+    _item_of(P, item, &grp, &ob0, &nob, &cb0, &ncb, &chunk, &r_lo, &r_hi)
+    cdef c3_idx DHW = g.D * g.H * g.W
     cdef floating* acc = <floating*>thread.scratch
     cdef floating* tile = acc + P.acc
     cdef floating* pack = tile + nxmax * ocb
     cdef c3_idx* r_off = thread.index
     cdef c3_idx* w_off = thread.index + P.rb
     cdef bint f64 = floating is double
-    cdef c3_idx r0, r, p, n, od, oh, d, h, kd, kh, kw, nv, lo, hi, e0, ne, t, i, tap
+    cdef c3_idx r0, r1, kd, kh, kw, nv, lo, hi, e0, ne, i, tap, cb, c0, b, a
     cdef c3_idx tsize = nxmax * ocb
+    cdef const floating* xb
+    cdef floating* sums
     cdef int bad = 0
     memset(acc, 0, P.acc * sizeof(floating))
     memset(pack, 0, P.pk * sizeof(floating))
@@ -237,123 +304,128 @@ cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     while r0 < r_hi:
         if stopped(thread):
             return bad
-        bad |= _pack_rows(P, gy, grp, ob, r0, min(r0 + P.rb, r_hi), pack)
+        r1 = min(r0 + P.rb, r_hi)
+        bad |= _pack_rows(P, gy, grp, ob0, nob, r0, r1, pack)
         for kd in range(g.kD):
             for kh in range(g.kH):
-                # The rows of this block whose input row lies inside the input.
-                nv = 0
-                for r in range(r0, min(r0 + P.rb, r_hi)):
-                    p, oh = r // g.oH, r % g.oH
-                    n, od = p // g.oD, p % g.oD
-                    d = od * g.sD + kd * g.dD - g.pD
-                    h = oh * g.sH + kh * g.dH - g.pH
-                    if 0 <= d < g.D and 0 <= h < g.H:
-                        r_off[nv] = n * g.C * DHW + d * HW + h * g.W
-                        w_off[nv] = (r - r0) * g.oW * ocb
-                        nv += 1
+                nv = _input_rows(P, r0, r1, kd, kh, r_off, w_off)
                 if nv == 0:
                     continue
-                for kw in range(g.kW):
-                    # The positions ow whose column ow sW + kw dW - pW lies inside the input.
-                    lo = _ceil_div(g.pW - kw * g.dW, g.sW)
-                    lo = max(0, lo)
-                    hi = min(g.oW, _floor_div(g.W - 1 + g.pW - kw * g.dW, g.sW) + 1)
-                    tap = (kd * g.kH + kh) * g.kW + kw
-                    e0 = lo
-                    while e0 < hi:
-                        ne = min(hi - e0, C3_SUM_TERMS)
-                        tile_kernel(&P.T, f64)(xg + e0 * g.sW + kw * g.dW - g.pW, r_off, nv,
-                                               pack + e0 * ocb, w_off, ne, g.sW, DHW, tile, nx)
-                        for i in range(nx * ocb):
-                            acc[tap * tsize + i] += tile[i]
-                        e0 += ne
-        r0 += P.rb
-    # This chunk's partial: (O, cpg, taps), from the sums' (tap, c, o) order.
-    cdef floating* dst = (<floating*>P.part + chunk * g.O * g.cpg * P.taps
-                          + ((grp * g.opg + ob * ocb) * g.cpg + c0) * P.taps)
-    cdef c3_idx j, k
-    for k in range(nvalid):
-        for j in range(nx):
-            for t in range(P.taps):
-                dst[(k * g.cpg + j) * P.taps + t] = acc[t * tsize + j * ocb + k]
+                for cb in range(cb0, cb0 + ncb):
+                    c0 = <c3_idx>c3_share_start(g.cpg, <int>P.ncb, <int>cb)
+                    nx = <int>(<c3_idx>c3_share_start(g.cpg, <int>P.ncb, <int>cb + 1) - c0)
+                    xb = x + (grp * g.cpg + c0) * DHW
+                    for kw in range(g.kW):
+                        # The positions ow whose column ow sW + kw dW - pW is in the input.
+                        lo = max(0, _ceil_div(g.pW - kw * g.dW, g.sW))
+                        hi = min(g.oW, _floor_div(g.W - 1 + g.pW - kw * g.dW, g.sW) + 1)
+                        tap = (kd * g.kH + kh) * g.kW + kw
+                        for b in range(nob):
+                            sums = acc + ((b * ncb + cb - cb0) * P.taps + tap) * tsize
+                            e0 = lo
+                            while e0 < hi:
+                                ne = min(hi - e0, C3_SUM_TERMS)
+                                tile_kernel(&P.T, f64)(
+                                    xb + e0 * g.sW + kw * g.dW - g.pW, r_off, nv,
+                                    pack + (b * P.rb * g.oW + e0) * ocb, w_off, ne, g.sW, DHW,
+                                    tile, nx)
+                                for i in range(nx * ocb):
+                                    sums[i] += tile[i]
+                                e0 += ne
+        r0 = r1
+    # This chunk's partial: (O, cpg, taps), from the sums' (block, c block, tap, c, o) order.
+    cdef floating* part = <floating*>P.part + chunk * g.O * g.cpg * P.taps
+    cdef floating* dst
+    cdef c3_idx j, k, t, nvalid
+    for b in range(nob):
+        nvalid = min(<c3_idx>ocb, g.opg - (ob0 + b) * ocb)
+        for cb in range(cb0, cb0 + ncb):
+            c0 = <c3_idx>c3_share_start(g.cpg, <int>P.ncb, <int>cb)
+            nx = <int>(<c3_idx>c3_share_start(g.cpg, <int>P.ncb, <int>cb + 1) - c0)
+            dst = part + ((grp * g.opg + (ob0 + b) * ocb) * g.cpg + c0) * P.taps
+            sums = acc + (b * ncb + cb - cb0) * P.taps * tsize
+            for k in range(nvalid):
+                for j in range(nx):
+                    for t in range(P.taps):
+                        dst[(k * g.cpg + j) * P.taps + t] = sums[t * tsize + j * ocb + k]
     return bad
 
 
 cdef int _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
                         const floating* x, const floating* gy) noexcept nogil:
-    """Work item ((g * nob + ob) * nchunk + chunk) * cpg + c (kw_tiles): the sums of one
-    block of output channels and one input channel c over one chunk of output planes. The
-    input rows of each (kd, kh) are gathered into the thread's scratch with their W padding
+    """One item (``_item_of``) with kw_tiles: as ``_chunk_sums``, but per input channel the
+    rows inside the input are gathered into the thread's scratch with their W padding
     (zeros), and a tile holds up to nxmax kernel columns."""
     cdef const c3_geom* g = &P.g
     cdef int ocb = P.T.ocb, nxmax = P.T.nxmax, nk
-    cdef c3_idx c = item % P.ncb, rest = item // P.ncb
-    cdef c3_idx chunk = rest % P.nchunk, gob = rest // P.nchunk
-    cdef c3_idx grp = gob // P.T.nob, ob = gob % P.T.nob
-    cdef c3_idx nvalid = min(ocb, g.opg - ob * ocb)
-    cdef c3_idx planes = g.N * g.oD
-    cdef c3_idx r_lo = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk) * g.oH
-    cdef c3_idx r_hi = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk + 1) * g.oH
-    cdef c3_idx DHW = g.D * g.H * g.W, HW = g.H * g.W, Wp = P.Wp
-    cdef const floating* xc = x + (grp * g.cpg + c) * DHW
+    cdef c3_idx grp, ob0, nob, cb0, ncb, chunk, r_lo, r_hi
+    _item_of(P, item, &grp, &ob0, &nob, &cb0, &ncb, &chunk, &r_lo, &r_hi)
+    cdef c3_idx DHW = g.D * g.H * g.W, Wp = P.Wp
     cdef floating* acc = <floating*>thread.scratch
     cdef floating* tile = acc + P.acc
     cdef floating* pack = tile + nxmax * ocb
     cdef floating* slab = pack + P.pk
     cdef c3_idx* r_off = thread.index
     cdef c3_idx* w_off = thread.index + P.rb
+    cdef c3_idx* s_off = thread.index + 2 * P.rb  # the gathered rows' offsets in the slab
     cdef bint f64 = floating is double
     # A gathered row: pW zeros (fewer if the row is shorter), the input's columns that fit,
     # zeros up to Wp.
     cdef c3_idx front = min(g.pW, Wp), ncopy = max(0, min(g.W, Wp - g.pW))
-    cdef c3_idx r0, r, p, n, od, oh, d, h, kd, kh, kw0, nv, e0, ne, i, j, k, t, base
+    cdef c3_idx r0, r1, kd, kh, kw0, nv, e0, ne, i, c, b, base
+    cdef const floating* xc
     cdef floating* row
+    cdef floating* sums
     cdef int bad = 0
-    memset(acc, 0, P.taps * ocb * sizeof(floating))
+    memset(acc, 0, P.acc * sizeof(floating))
     memset(pack, 0, P.pk * sizeof(floating))
+    for i in range(P.rb):
+        s_off[i] = i * Wp
     r0 = r_lo
     while r0 < r_hi:
         if stopped(thread):
             return bad
-        bad |= _pack_rows(P, gy, grp, ob, r0, min(r0 + P.rb, r_hi), pack)
+        r1 = min(r0 + P.rb, r_hi)
+        bad |= _pack_rows(P, gy, grp, ob0, nob, r0, r1, pack)
         for kd in range(g.kD):
             for kh in range(g.kH):
-                nv = 0
-                for r in range(r0, min(r0 + P.rb, r_hi)):
-                    p, oh = r // g.oH, r % g.oH
-                    n, od = p // g.oD, p % g.oD
-                    d = od * g.sD + kd * g.dD - g.pD
-                    h = oh * g.sH + kh * g.dH - g.pH
-                    if 0 <= d < g.D and 0 <= h < g.H:
-                        row = slab + nv * Wp
-                        memset(row, 0, front * sizeof(floating))
-                        memcpy(row + front, xc + n * g.C * DHW + d * HW + h * g.W,
-                               ncopy * sizeof(floating))
-                        memset(row + front + ncopy, 0, (Wp - front - ncopy) * sizeof(floating))
-                        r_off[nv] = nv * Wp
-                        w_off[nv] = (r - r0) * g.oW * ocb
-                        nv += 1
+                nv = _input_rows(P, r0, r1, kd, kh, r_off, w_off)
                 if nv == 0:
                     continue
                 base = (kd * g.kH + kh) * g.kW
-                kw0 = 0
-                while kw0 < g.kW:
-                    nk = <int>min(<c3_idx>nxmax, g.kW - kw0)
-                    e0 = 0
-                    while e0 < g.oW:
-                        ne = min(g.oW - e0, C3_SUM_TERMS)
-                        tile_kernel(&P.T, f64)(slab + e0 * g.sW + kw0 * g.dW, r_off, nv,
-                                               pack + e0 * ocb, w_off, ne, g.sW, g.dW, tile, nk)
-                        for i in range(nk * ocb):
-                            acc[(base + kw0) * ocb + i] += tile[i]
-                        e0 += ne
-                    kw0 += nk
-        r0 += P.rb
-    cdef floating* dst = (<floating*>P.part + chunk * g.O * g.cpg * P.taps
-                          + ((grp * g.opg + ob * ocb) * g.cpg + c) * P.taps)
-    for k in range(nvalid):
-        for t in range(P.taps):
-            dst[k * g.cpg * P.taps + t] = acc[t * ocb + k]
+                for c in range(cb0, cb0 + ncb):
+                    xc = x + (grp * g.cpg + c) * DHW
+                    for i in range(nv):
+                        row = slab + i * Wp
+                        memset(row, 0, front * sizeof(floating))
+                        memcpy(row + front, xc + r_off[i], ncopy * sizeof(floating))
+                        memset(row + front + ncopy, 0, (Wp - front - ncopy) * sizeof(floating))
+                    kw0 = 0
+                    while kw0 < g.kW:
+                        nk = <int>min(<c3_idx>nxmax, g.kW - kw0)
+                        for b in range(nob):
+                            sums = acc + ((b * ncb + c - cb0) * P.taps + base + kw0) * ocb
+                            e0 = 0
+                            while e0 < g.oW:
+                                ne = min(g.oW - e0, C3_SUM_TERMS)
+                                tile_kernel(&P.T, f64)(
+                                    slab + e0 * g.sW + kw0 * g.dW, s_off, nv,
+                                    pack + (b * P.rb * g.oW + e0) * ocb, w_off, ne, g.sW,
+                                    g.dW, tile, nk)
+                                for i in range(nk * ocb):
+                                    sums[i] += tile[i]
+                                e0 += ne
+                        kw0 += nk
+        r0 = r1
+    cdef floating* part = <floating*>P.part + chunk * g.O * g.cpg * P.taps
+    cdef c3_idx k, t, nvalid
+    for b in range(nob):
+        nvalid = min(<c3_idx>ocb, g.opg - (ob0 + b) * ocb)
+        for c in range(cb0, cb0 + ncb):
+            for k in range(nvalid):
+                for t in range(P.taps):
+                    part[((grp * g.opg + (ob0 + b) * ocb + k) * g.cpg + c) * P.taps + t] = \
+                        acc[((b * ncb + c - cb0) * P.taps + t) * ocb + k]
     return bad
 
 
