@@ -66,8 +66,9 @@ ctypedef struct direct_plan:
     bint copy           # rows gathered (else read in place: no W padding needed)
     bint flat           # blocked: tiles run across an item's rows (see _blocked_rows)
     c3_gather_layout lay
-    # blocked: items of yb output rows, nyb bands per plane, planes in nzc depth chunks
-    c3_idx yb, nyb, nzc
+    # blocked: items of yb output rows, nyb bands per plane, planes in nzc depth chunks, the
+    # channel blocks in nor ranges of nobr (flat: 1 range otherwise)
+    c3_idx yb, nyb, nzc, nor, nobr
     # pointwise: positions per item and slab row stride; the shared row / weight offsets
     c3_idx chunk, ps
     const c3_idx* pw_offs
@@ -187,32 +188,39 @@ cdef void _plan(direct_plan* P, int nt) noexcept nogil:
         P.scratch_size = P.slab + g.cpg * P.ps
         P.n_items = g.N * ((g.D * g.H * g.W + P.chunk - 1) // P.chunk)
         return
-    P.yb = _rows_per_item(g, nt, g.cpg * P.R * P.Wp * itemsize)
-    P.nyb = (g.oH + P.yb - 1) // P.yb
-    P.hs = (P.yb - 1) * g.sH + extent
     P.copy = P.Wp != g.W
     # Short rows (stride 1 along H and W, gathered): an item's rows are one flat run of
     # positions at the slab's row width, so a tile spans rows and each block of weights
     # serves all of them (per row, a 7-wide row left a 12-position tile half empty and read
-    # every weight block again for each row).
+    # every weight block again for each row). Such layers (a network's deep ones) have few
+    # rows and many channels: items split the channel blocks before the rows.
     P.flat = g.sW == 1 and g.sH == 1 and g.oW < 2 * P.T.nxmax
+    P.nor = 1
     if P.flat:
         P.copy = True
+        P.nor = min(P.T.nob, max(1, (C3_ITEMS_PER_THREAD * nt + g.N * g.oD * g.groups - 1)
+                                 // (g.N * g.oD * g.groups)))
+    P.nobr = (P.T.nob + P.nor - 1) // P.nor
+    P.nor = (P.T.nob + P.nobr - 1) // P.nobr
+    P.yb = _rows_per_item(g, nt, g.cpg * P.R * P.Wp * itemsize, P.nor)
+    P.nyb = (g.oH + P.yb - 1) // P.yb
+    P.hs = (P.yb - 1) * g.sH + extent
     # As many depth chunks of an (n, g)'s items as threads: each thread then writes whole
     # output planes (two threads writing bands of one plane share a cache line at every
     # band edge).
     P.nzc = min(g.oD, max(1, (nt + g.N * g.groups - 1) // (g.N * g.groups)))
     P.slab, P.tile = 0, g.cpg * P.R * P.hs * P.Wp
     P.scratch_size = P.tile + 2 * P.T.nxmax * P.T.ocb  # (a tile and its partial sums: _tiles)
-    P.n_items = g.N * g.oD * P.nyb * g.groups
+    P.n_items = g.N * g.oD * P.nyb * g.groups * P.nor
 
 
-cdef c3_idx _rows_per_item(const c3_geom* g, int nt, c3_idx row_bytes) noexcept nogil:
+cdef c3_idx _rows_per_item(const c3_geom* g, int nt, c3_idx row_bytes,
+                           c3_idx nor) noexcept nogil:
     """Output rows per work item of the blocked path.
 
     As many as keep C3_ITEMS_PER_THREAD items per thread (load balance) and the per-thread
     slab of (rows - 1) * sH + extent input rows per (c, a) plane within C3_SLAB_BYTES."""
-    cdef c3_idx planes = g.N * g.oD * g.groups, extent = (g.kH - 1) * g.dH + 1
+    cdef c3_idx planes = g.N * g.oD * g.groups * nor, extent = (g.kH - 1) * g.dH + 1
     cdef c3_idx per_plane = max(1, (C3_ITEMS_PER_THREAD * nt + planes - 1) // planes)
     cdef c3_idx yb = max(1, (g.oH + per_plane - 1) // per_plane)
     while yb > 1 and ((yb - 1) * g.sH + extent) * row_bytes > C3_SLAB_BYTES:
@@ -266,12 +274,16 @@ cdef inline c3_idx _chunk_start(c3_idx oD, c3_idx nzc, c3_idx zc) noexcept nogil
 
 cdef void _blocked_rows(const direct_plan* P, c3_thread* thread, c3_idx item,
                         const floating* x) noexcept nogil:
-    """Work item: ``yb`` output rows of one output plane (n, z) and one group, all its
-    channel blocks. The ``nyb * oD`` items of one (n, g) come in ``nzc`` depth chunks (equal
+    """Work item: ``yb`` output rows of one output plane (n, z) and one group, a range of its
+    channel blocks (all but with flat tiles; the ranges of one band are consecutive items,
+    served by the same gathered planes). The ``nyb * oD`` items of one (n, g) come in ``nzc`` depth chunks (equal
     shares of oD), each chunk band by band, each band along z (z_of): a run that the thread's
     ring serves, so rows shared by neighbouring output rows and planes are copied once."""
     cdef const c3_geom* g = &P.g
     cdef c3_idx nyb = P.nyb, zl, z0, zc = 0
+    cdef c3_idx ob0 = item % P.nor * P.nobr
+    cdef c3_idx ob1 = min(P.T.nob, ob0 + P.nobr)
+    item = item // P.nor
     cdef c3_idx ng = item // (nyb * g.oD), k = item % (nyb * g.oD)
     cdef c3_idx grp = ng % g.groups, n = ng // g.groups
     while _chunk_start(g.oD, P.nzc, zc + 1) * nyb <= k:
@@ -299,7 +311,7 @@ cdef void _blocked_rows(const direct_plan* P, c3_thread* thread, c3_idx item,
         _tiles(&P.T, <const floating*>slab, &rows, g.kW, g.dW, 1,
                <const floating*>P.wp + grp * P.T.nob * P.wblock, P.wblock,
                <const floating*>P.bias + grp * g.opg, oplane + y0 * g.oW, plane, g.opg,
-               (ny - 1) * P.Wp + g.oW, <floating*>thread.scratch + P.tile, P.Wp, g.oW)
+               (ny - 1) * P.Wp + g.oW, <floating*>thread.scratch + P.tile, P.Wp, g.oW, ob0, ob1)
         return
     for y in range(ny):
         if stopped(thread):
@@ -308,7 +320,7 @@ cdef void _blocked_rows(const direct_plan* P, c3_thread* thread, c3_idx item,
         _tiles(&P.T, <const floating*>slab if P.copy else xg, &rows, g.kW, g.dW, g.sW,
                <const floating*>P.wp + grp * P.T.nob * P.wblock, P.wblock,
                <const floating*>P.bias + grp * g.opg, oplane + (y0 + y) * g.oW, plane, g.opg,
-               g.oW, <floating*>thread.scratch + P.tile, 0, 0)
+               g.oW, <floating*>thread.scratch + P.tile, 0, 0, 0, P.T.nob)
 
 
 cdef void _pointwise_positions(const direct_plan* P, c3_thread* thread, c3_idx item,
@@ -339,7 +351,7 @@ cdef void _pointwise_positions(const direct_plan* P, c3_thread* thread, c3_idx i
                <const floating*>P.wp + grp * P.T.nob * P.wblock, P.wblock,
                <const floating*>P.bias + grp * g.opg,
                <floating*>P.out + (n * g.O + grp * g.opg) * npts + p0, npts, g.opg, npos,
-               <floating*>thread.scratch + P.tile, 0, 0)
+               <floating*>thread.scratch + P.tile, 0, 0, 0, P.T.nob)
 
 
 cdef void _depthwise_plane(const direct_plan* P, c3_thread* thread, c3_idx item,
@@ -397,9 +409,10 @@ cdef inline void _chunked_row(c3_row_fn row, const floating* planes, const c3_ro
 cdef void _tiles(const c3_tiling* T, const floating* src, const c3_rows* rows, c3_idx kW,
                  c3_idx dW, c3_idx sW, const floating* wg, c3_idx wblock,
                  const floating* bias, floating* orow, c3_idx plane, c3_idx opg, c3_idx n_pos,
-                 floating* tile, c3_idx row_width, c3_idx oW) noexcept nogil:
-    """``n_pos`` consecutive output positions (``sW`` apart in ``src``) of every channel block
-    of one group, from the input rows and kernel rows ``rows``.
+                 floating* tile, c3_idx row_width, c3_idx oW, c3_idx ob0,
+                 c3_idx ob1) noexcept nogil:
+    """``n_pos`` consecutive output positions (``sW`` apart in ``src``) of channel blocks
+    ob0 .. ob1 - 1 of one group, from the input rows and kernel rows ``rows``.
 
     Positions are split into equal tiles (not nxmax + remainder): a short tail tile holds
     too few accumulators to keep the FMA units busy. ``tile``: 2 nxmax ocb elements, a tile
@@ -413,7 +426,7 @@ cdef void _tiles(const c3_tiling* T, const floating* src, const c3_rows* rows, c
     cdef c3_idx per = max(1, C3_SUM_TERMS // kW)
     cdef floating* part = tile + T.nxmax * T.ocb
     cdef int nx
-    for ob in range(T.nob):
+    for ob in range(ob0, ob1):
         x0 = 0
         for t in range(ntiles):
             nx = <int>(n_pos // ntiles + (t < n_pos % ntiles))
