@@ -54,12 +54,14 @@ def gradients(gy, x, weight, stride, pads, dilation, groups, mask, algorithm, nu
         gi = grad_input(gy, weight, x.shape, stride, pads, dilation, groups, algorithm,
                         num_threads)
     if mask[1]:
-        gw = grad_weight(x, gy, weight.shape, stride, pads, dilation, groups, num_threads)
+        gw, gb = grad_weight(x, gy, weight.shape, stride, pads, dilation, groups, num_threads,
+                             mask[2])
+    if mask[2] and gb is None:
+        # The same sums as the weight gradient's pass makes on the way (bit for bit).
+        gb = (np.zeros(gy.shape[1]) if gy.size == 0 else _grad_weight.grad_bias(
+            gy, x.shape, weight.shape, stride, tuple(lo for lo, _ in pads), dilation, groups,
+            _threads(num_threads, gy, weight.shape)))
     if mask[2]:
-        # Pairwise sums along each channel's positions, then the batch in order.
-        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, as PyTorch
-            gb = gy.reshape(gy.shape[:2] + (math.prod(gy.shape[2:]),)).sum(
-                axis=2, dtype=np.float64).sum(axis=0)
         gb = gb.astype(gy.dtype, copy=False)
     return gi, gw, gb
 
@@ -144,22 +146,26 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
     return gx
 
 
-def grad_weight(x, gy, weight_shape, stride, pads, dilation, groups, num_threads):
-    """The gradient with respect to a weight of shape ``weight_shape``."""
+def grad_weight(x, gy, weight_shape, stride, pads, dilation, groups, num_threads,
+                with_bias=False):
+    """The gradient with respect to a weight of shape ``weight_shape``, and with
+    ``with_bias`` the bias gradient's float64 sums (read from grad_output on the way; else,
+    or for an empty grad_output, None)."""
     if x.size == 0 or gy.size == 0:
-        return np.zeros(weight_shape, x.dtype)
+        return np.zeros(weight_shape, x.dtype), None
     num_threads = _threads(num_threads, gy, weight_shape)
     x = layout.contiguous(x, num_threads)
     gy = layout.contiguous(gy, num_threads)
     padded = any(lo or hi for lo, hi in pads)
     front = tuple(lo for lo, _ in pads)
-    gw, non_finite = _grad_weight.grad_weight(x, gy, weight_shape, stride, front, dilation,
-                                              groups, num_threads, padded)
+    gw, gb, non_finite = _grad_weight.grad_weight(x, gy, weight_shape, stride, front,
+                                                  dilation, groups, num_threads, padded,
+                                                  with_bias)
     if non_finite:
         # PyTorch's 0 * inf in the padding: the zeros made explicit.
-        gw, _ = _grad_weight.grad_weight(zero_pad(x, pads), gy, weight_shape, stride,
-                                         (0, 0, 0), dilation, groups, num_threads)
-    return gw
+        gw = _grad_weight.grad_weight(zero_pad(x, pads), gy, weight_shape, stride, (0, 0, 0),
+                                      dilation, groups, num_threads)[0]
+    return gw, gb
 
 
 def fold_padding(g, pads, mode):

@@ -52,6 +52,7 @@ ctypedef struct wgrad_plan:
     c3_geom g
     bint f64
     bint check          # report a non-finite grad_output (the caller's NaN semantics)
+    double* bias_part   # (nchunk, O): each chunk's sums of grad_output, or NULL
     const void* x
     const void* gy
     void* part          # (nchunk, O, cpg, kD, kH, kW): each chunk's sums (the gradient
@@ -76,9 +77,10 @@ ctypedef struct wgrad_plan:
 
 
 def grad_weight(x, gy, weight_shape, stride, padding, dilation, Py_ssize_t groups,
-                int num_threads, bint check_finite=False):
-    """The weight gradient (shape ``weight_shape``) of conv3d(x, w) for grad_output ``gy``,
-    and whether ``check_finite`` found a NaN or an infinity in ``gy``.
+                int num_threads, bint check_finite=False, bint with_bias=False):
+    """``(gw, gb, non_finite)``: the weight gradient (shape ``weight_shape``) of conv3d(x, w)
+    for grad_output ``gy``, with ``with_bias`` the bias gradient (float64 sums of ``gy`` per
+    channel, else None), and whether ``check_finite`` found a NaN or an infinity in ``gy``.
 
     ``x`` (N, C, D, H, W) and ``gy`` (N, O, oD, oH, oW): C-contiguous, one dtype; ``padding``
     the front zero padding per axis (the far side follows from ``gy``'s shape). Taps in the
@@ -87,14 +89,82 @@ def grad_weight(x, gy, weight_shape, stride, padding, dilation, Py_ssize_t group
     """
     if x.dtype == np.float32:
         return _run[float](x, gy, weight_shape, stride, padding, dilation, groups, num_threads,
-                           check_finite)
+                           check_finite, with_bias)
     return _run[double](x, gy, weight_shape, stride, padding, dilation, groups, num_threads,
-                        check_finite)
+                        check_finite, with_bias)
+
+
+def grad_bias(gy, x_shape, weight_shape, stride, padding, dilation, Py_ssize_t groups,
+              int num_threads):
+    """The bias gradient as ``grad_weight(..., with_bias=True)`` computes it, bit for bit,
+    without the weight gradient: float64 sums of ``gy`` (C-contiguous) per channel."""
+    if gy.dtype == np.float32:
+        return _bias_run[float](gy, x_shape, weight_shape, stride, padding, dilation, groups,
+                                num_threads)
+    return _bias_run[double](gy, x_shape, weight_shape, stride, padding, dilation, groups,
+                             num_threads)
+
+
+cdef _bias_run(const floating[:, :, :, :, ::1] gy, x_shape, weight_shape, stride, padding,
+               dilation, Py_ssize_t groups, int num_threads):
+    cdef wgrad_plan P
+    memset(&P, 0, sizeof(P))
+    cdef Py_ssize_t xs[5]
+    for i in range(5):
+        xs[i] = x_shape[i]
+    P.g = geom_of(xs, &gy.shape[0], tuple(weight_shape[2:]), stride, padding, dilation, groups)
+    P.f64 = floating is double
+    cdef int nt = effective_threads(num_threads)
+    _plan(&P, sizeof(floating), nt)
+    bias_part = np.empty((P.nchunk, P.g.O), np.float64)
+    cdef double[:, ::1] bias_view = bias_part
+    P.bias_part = &bias_view[0, 0]
+    P.gy = &gy[0, 0, 0, 0, 0]
+    cdef c3_launch L
+    memset(&L, 0, sizeof(L))
+    L.plan, L.n_threads, L.f64 = &P, nt, P.f64
+    L.n_items, L.item = P.nchunk * P.g.O, _bias_item
+    launch(&L)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.add.reduce(bias_part, axis=0)
+
+
+cdef int _bias_item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
+    cdef const wgrad_plan* P = <const wgrad_plan*>plan
+    if P.f64:
+        _channel_sums(P, item, <const double*>P.gy)
+    else:
+        _channel_sums(P, item, <const float*>P.gy)
+    return 0
+
+
+cdef void _channel_sums(const wgrad_plan* P, c3_idx item, const floating* gy) noexcept nogil:
+    """Item chunk * O + o: channel o's sum over the chunk's rows, in the order of
+    _bias_sums (per row block from zero in the dtype, then added in double)."""
+    cdef const c3_geom* g = &P.g
+    cdef c3_idx o = item % g.O, chunk = item // g.O, planes = g.N * g.oD
+    cdef c3_idx r_lo = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk) * g.oH
+    cdef c3_idx r_hi = <c3_idx>c3_share_start(planes, <int>P.nchunk, <int>chunk + 1) * g.oH
+    cdef c3_idx rows_per_n = g.oD * g.oH, r0, r, n, j
+    cdef const floating* row
+    cdef floating run
+    cdef double total = 0
+    r0 = r_lo
+    while r0 < r_hi:
+        run = 0
+        for r in range(r0, min(r0 + P.rb, r_hi)):
+            n = r // rows_per_n
+            row = gy + (n * g.O + o) * P.P3 + (r - n * rows_per_n) * g.oW
+            for j in range(g.oW):
+                run += row[j]
+        total += run
+        r0 += P.rb
+    P.bias_part[chunk * g.O + o] = total
 
 
 cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
           weight_shape, stride, padding, dilation, Py_ssize_t groups, int num_threads,
-          bint check):
+          bint check, bint with_bias):
     cdef wgrad_plan P
     memset(&P, 0, sizeof(P))
     P.g = geom_of(&x.shape[0], &gy.shape[0], tuple(weight_shape[2:]), stride, padding,
@@ -111,12 +181,17 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
     part = gw if P.nchunk == 1 else np.empty((P.nchunk,) + tuple(weight_shape), dtype)
     cdef floating[::1] part_flat = part.reshape(-1)
     P.part = &part_flat[0]
+    # (Written by the items of the first input-channel range, every element.)
+    bias_part = np.empty((P.nchunk if with_bias else 1, g.O if with_bias else 1), np.float64)
+    cdef double[:, ::1] bias_view = bias_part
+    P.bias_part = &bias_view[0, 0] if with_bias else NULL
     P.x, P.gy = &x[0, 0, 0, 0, 0], &gy[0, 0, 0, 0, 0]
 
     cdef c3_launch L
     memset(&L, 0, sizeof(L))
     L.plan, L.n_threads, L.f64 = &P, nt, P.f64
-    L.scratch_size = P.acc + P.T.nxmax * P.T.ocb + P.pk + P.slab
+    # (then nobr ocb doubles: the bias gradient's sums)
+    L.scratch_size = P.acc + P.T.nxmax * P.T.ocb + P.pk + P.slab + 2 * P.nobr * P.T.ocb
     L.index_size = 3 * P.rb
     L.n_items, L.item = g.groups * P.nor * P.ncr * P.nchunk, _item
     cdef int flag = launch(&L)
@@ -127,7 +202,12 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
         L.plan, L.n_threads, L.f64 = &P, effective_threads(num_threads), P.f64
         L.n_items, L.item = (gw.size + REDUCE_BLOCK - 1) // REDUCE_BLOCK, _reduce
         launch(&L)
-    return gw, bool(flag)
+    # The chunks' channel sums added in chunk order (inf - inf: NaN, as PyTorch, unwarned).
+    gb = None
+    if with_bias:
+        with np.errstate(invalid="ignore", over="ignore"):
+            gb = np.add.reduce(bias_part, axis=0)
+    return gw, gb, bool(flag)
 
 
 cdef void _plan(wgrad_plan* P, c3_idx itemsize, int nt) noexcept nogil:
@@ -251,6 +331,33 @@ cdef int _pack_rows(const wgrad_plan* P, const floating* gy, c3_idx grp, c3_idx 
     return bad
 
 
+cdef inline void _bias_sums(const wgrad_plan* P, const floating* pack, c3_idx nob, c3_idx npos,
+                            double* sums) noexcept nogil:
+    """Add the packed rows' channel sums (npos positions of nob blocks) to ``sums``: each
+    block's positions summed from zero in the dtype (at most C3_SUM_TERMS of them, a row
+    block), then added in double."""
+    cdef int ocb = P.T.ocb, k
+    cdef c3_idx b, j
+    cdef floating run[64]  # (a block's lanes: at most 2 vectors of 16 floats)
+    for b in range(nob):
+        for k in range(ocb):
+            run[k] = 0
+        for j in range(npos):
+            for k in range(ocb):
+                run[k] += pack[(b * P.rb * P.g.oW + j) * ocb + k]
+        for k in range(ocb):
+            sums[b * ocb + k] += run[k]
+
+
+cdef inline void _bias_store(const wgrad_plan* P, const double* sums, c3_idx grp, c3_idx ob0,
+                             c3_idx nob, c3_idx chunk) noexcept nogil:
+    cdef int ocb = P.T.ocb
+    cdef c3_idx b, k
+    for b in range(nob):
+        for k in range(min(<c3_idx>ocb, P.g.opg - (ob0 + b) * ocb)):
+            P.bias_part[chunk * P.g.O + grp * P.g.opg + (ob0 + b) * ocb + k] = sums[b * ocb + k]
+
+
 cdef inline void _item_of(const wgrad_plan* P, c3_idx item, c3_idx* grp, c3_idx* ob0,
                           c3_idx* nob, c3_idx* cb0, c3_idx* ncb, c3_idx* chunk, c3_idx* r_lo,
                           c3_idx* r_hi) noexcept nogil:
@@ -314,6 +421,11 @@ cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     cdef int bad = 0
     memset(acc, 0, P.acc * sizeof(floating))
     memset(pack, 0, P.pk * sizeof(floating))
+    # The bias gradient's sums, by the items of the first input-channel range.
+    cdef double* bias_sums = NULL
+    if P.bias_part != NULL and cb0 == 0:
+        bias_sums = <double*>(pack + P.pk + P.slab)
+        memset(bias_sums, 0, P.nobr * ocb * sizeof(double))
     for i in range(P.rb):
         s_off[i] = i * g.W
     r0 = r_lo
@@ -322,6 +434,8 @@ cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
             return bad
         r1 = min(r0 + P.rb, r_hi)
         bad |= _pack_rows(P, gy, grp, ob0, nob, r0, r1, pack)
+        if bias_sums != NULL:
+            _bias_sums(P, pack, nob, (r1 - r0) * g.oW, bias_sums)
         for kd in range(g.kD):
             for kh in range(g.kH):
                 nv = _input_rows(P, r0, r1, kd, kh, r_off, w_off)
@@ -367,6 +481,8 @@ cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
                 for j in range(nx):
                     for t in range(P.taps):
                         dst[(k * g.cpg + j) * P.taps + t] = sums[t * tsize + j * ocb + k]
+    if bias_sums != NULL:
+        _bias_store(P, bias_sums, grp, ob0, nob, chunk)
     return bad
 
 
@@ -414,6 +530,11 @@ cdef int _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     cdef int bad = 0
     memset(acc, 0, P.acc * sizeof(floating))
     memset(pack, 0, P.pk * sizeof(floating))
+    # The bias gradient's sums, by the items of the first input-channel range.
+    cdef double* bias_sums = NULL
+    if P.bias_part != NULL and cb0 == 0:
+        bias_sums = <double*>(pack + P.pk + P.slab)
+        memset(bias_sums, 0, P.nobr * ocb * sizeof(double))
     for i in range(P.rb):
         s_off[i] = i * Wp
     r0 = r_lo
@@ -422,6 +543,8 @@ cdef int _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
             return bad
         r1 = min(r0 + P.rb, r_hi)
         bad |= _pack_rows(P, gy, grp, ob0, nob, r0, r1, pack)
+        if bias_sums != NULL:
+            _bias_sums(P, pack, nob, (r1 - r0) * g.oW, bias_sums)
         for kd in range(g.kD):
             for kh in range(g.kH):
                 nv = _input_rows(P, r0, r1, kd, kh, r_off, w_off)
@@ -461,6 +584,8 @@ cdef int _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
                 for t in range(P.taps):
                     part[((grp * g.opg + (ob0 + b) * ocb + k) * g.cpg + c) * P.taps + t] = \
                         acc[((b * ncb + c - cb0) * P.taps + t) * ocb + k]
+    if bias_sums != NULL:
+        _bias_store(P, bias_sums, grp, ob0, nob, chunk)
     return bad
 
 
