@@ -14,10 +14,14 @@ range of ow, rows in the D or H padding are left out of its rows, so no padded c
 Layers with few input channels per group tile the kernel's columns instead (``kw_tiles``),
 over input rows gathered with their W padding.
 
-Work item: one (group, output-channel block, input-channel block) over one chunk of the
-N * oD output planes; it keeps the sums of all its taps in the thread's scratch and walks the
-chunk's rows once, a few at a time, so its rows of x and grad_output serve every tap from
-cache. Determinism: every kernel call sums at most C3_SUM_TERMS products (rows x positions)
+Work item: one group's range of output-channel blocks and range of input-channel blocks over
+one chunk of the N * oD output planes (``_item_of``); it keeps the sums of all its taps in
+the thread's scratch and walks the chunk's rows once, rb at a time: each block of rows of
+grad_output is packed once and serves every input-channel block and tap from cache (rows of
+x copied first where their channel planes would collide in L1: ``copy_rows``). The ranges
+follow the thread count; what a sum adds, and in which order, does not. The bias gradient's
+sums are taken from the packed rows on the way (or alone, in the same order: ``grad_bias``).
+Determinism: every kernel call sums at most C3_SUM_TERMS products (rows x positions)
 from zero, added to the tap's sum in row order; each chunk's sums go to a partial of its own,
 and the partials are added in chunk order (``grad_weight``). Chunks are fixed by the shapes
 (``_plan``), not by the thread count, so the bits are the same for any thread count.
