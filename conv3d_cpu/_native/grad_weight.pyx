@@ -52,6 +52,10 @@ cdef enum:
     ITEMS_PER_THREAD = 2
 
 
+# A row whose input plane is in the padding (_copy_spans; an enum is an int).
+cdef c3_idx C3_NO_ROW = -(<c3_idx>1 << 62)
+
+
 ctypedef struct wgrad_plan:
     c3_geom g
     bint f64
@@ -196,7 +200,7 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
     L.plan, L.n_threads, L.f64 = &P, nt, P.f64
     # (then nobr ocb doubles: the bias gradient's sums)
     L.scratch_size = P.acc + P.T.nxmax * P.T.ocb + P.pk + P.slab + 2 * P.nobr * P.T.ocb
-    L.index_size = 3 * P.rb
+    L.index_size = 4 * P.rb
     L.n_items, L.item = g.groups * P.nor * P.ncr * P.nchunk, _item
     cdef int flag = launch(&L)
     cdef floating[::1] gw_flat = gw.reshape(-1)
@@ -259,7 +263,8 @@ cdef void _plan(wgrad_plan* P, c3_idx itemsize, int nt) noexcept nogil:
     while b:
         a, b = b, a % b
     P.copy_rows = not P.kw_tiles and min(g.cpg, P.T.nxmax) > 8 * (64 // a)
-    P.cs = odd_lines(P.rb * g.W, itemsize)
+    # (The spans of rb output rows: at most rb sH + kH dH rows per output plane they touch.)
+    P.cs = odd_lines(P.rb * (g.sH + (g.kH - 1) * g.dH + 1) * g.W, itemsize)
     P.slab = P.rb * P.Wp if P.kw_tiles else (P.T.nxmax * P.cs if P.copy_rows else 0)
 
 
@@ -416,9 +421,10 @@ cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     cdef c3_idx* r_off = thread.index
     cdef c3_idx* w_off = thread.index + P.rb
     cdef c3_idx* s_off = thread.index + 2 * P.rb  # the copied rows' offsets in the slab
+    cdef c3_idx* base = thread.index + 3 * P.rb   # per row, its plane's rows in the slab
     cdef floating* slab = pack + P.pk
     cdef bint f64 = floating is double
-    cdef c3_idx r0, r1, kd, kh, kw, nv, lo, hi, e0, ne, i, j, tap, cb, c0, b, a
+    cdef c3_idx r0, r1, kd, kh, kw, nv, lo, hi, e0, ne, i, j, tap, cb, c0, b, a, q
     cdef c3_idx tsize = nxmax * ocb
     cdef const floating* xb
     cdef floating* sums
@@ -430,8 +436,6 @@ cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     if P.bias_part != NULL and cb0 == 0:
         bias_sums = <double*>(pack + P.pk + P.slab)
         memset(bias_sums, 0, P.nobr * ocb * sizeof(double))
-    for i in range(P.rb):
-        s_off[i] = i * g.W
     r0 = r_lo
     while r0 < r_hi:
         if stopped(thread):
@@ -441,34 +445,42 @@ cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
         if bias_sums != NULL:
             _bias_sums(P, pack, nob, (r1 - r0) * g.oW, bias_sums)
         for kd in range(g.kD):
-            for kh in range(g.kH):
-                nv = _input_rows(P, r0, r1, kd, kh, r_off, w_off)
+            for q in range(g.kH * ncb):
+                # (kh, cb), kh inner where rows are copied: one copy of the rows of a
+                # (kd, cb) serves every kh.
+                if P.copy_rows:
+                    kh, cb = q % g.kH, cb0 + q // g.kH
+                else:
+                    kh, cb = q // ncb, cb0 + q % ncb
+                c0 = <c3_idx>c3_share_start(g.cpg, <int>P.ncb, <int>cb)
+                nx = <int>(<c3_idx>c3_share_start(g.cpg, <int>P.ncb, <int>cb + 1) - c0)
+                xb = x + (grp * g.cpg + c0) * DHW
+                if P.copy_rows:
+                    if kh == 0:
+                        _copy_spans(P, r0, r1, kd, xb, slab, nx, base)
+                    nv = _slab_rows(P, r0, r1, kh, base, s_off, w_off)
+                else:
+                    nv = _input_rows(P, r0, r1, kd, kh, r_off, w_off)
                 if nv == 0:
                     continue
-                for cb in range(cb0, cb0 + ncb):
-                    c0 = <c3_idx>c3_share_start(g.cpg, <int>P.ncb, <int>cb)
-                    nx = <int>(<c3_idx>c3_share_start(g.cpg, <int>P.ncb, <int>cb + 1) - c0)
-                    xb = x + (grp * g.cpg + c0) * DHW
-                    if P.copy_rows:
-                        _copy_rows(slab, P.cs, xb, DHW, r_off, nv, g.W, nx)
-                    for kw in range(g.kW):
-                        # The positions ow whose column ow sW + kw dW - pW is in the input.
-                        lo = max(0, _ceil_div(g.pW - kw * g.dW, g.sW))
-                        hi = min(g.oW, _floor_div(g.W - 1 + g.pW - kw * g.dW, g.sW) + 1)
-                        tap = (kd * g.kH + kh) * g.kW + kw
-                        for b in range(nob):
-                            sums = acc + ((b * ncb + cb - cb0) * P.taps + tap) * tsize
-                            e0 = lo
-                            while e0 < hi:
-                                ne = min(hi - e0, C3_SUM_TERMS)
-                                tile_kernel(&P.T, f64)(
-                                    (slab if P.copy_rows else xb) + e0 * g.sW + kw * g.dW
-                                    - g.pW, s_off if P.copy_rows else r_off, nv,
-                                    pack + (b * P.rb * g.oW + e0) * ocb, w_off, ne, g.sW,
-                                    P.cs if P.copy_rows else DHW, tile, nx)
-                                for i in range(nx * ocb):
-                                    sums[i] += tile[i]
-                                e0 += ne
+                for kw in range(g.kW):
+                    # The positions ow whose column ow sW + kw dW - pW is in the input.
+                    lo = max(0, _ceil_div(g.pW - kw * g.dW, g.sW))
+                    hi = min(g.oW, _floor_div(g.W - 1 + g.pW - kw * g.dW, g.sW) + 1)
+                    tap = (kd * g.kH + kh) * g.kW + kw
+                    for b in range(nob):
+                        sums = acc + ((b * ncb + cb - cb0) * P.taps + tap) * tsize
+                        e0 = lo
+                        while e0 < hi:
+                            ne = min(hi - e0, C3_SUM_TERMS)
+                            tile_kernel(&P.T, f64)(
+                                (slab if P.copy_rows else xb) + e0 * g.sW + kw * g.dW
+                                - g.pW, s_off if P.copy_rows else r_off, nv,
+                                pack + (b * P.rb * g.oW + e0) * ocb, w_off, ne, g.sW,
+                                P.cs if P.copy_rows else DHW, tile, nx)
+                            for i in range(nx * ocb):
+                                sums[i] += tile[i]
+                            e0 += ne
         r0 = r1
     # This chunk's partial: (O, cpg, taps), from the sums' (block, c block, tap, c, o) order.
     cdef floating* part = <floating*>P.part + chunk * g.O * g.cpg * P.taps
@@ -490,20 +502,48 @@ cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     return bad
 
 
-cdef inline void _copy_rows(floating* slab, c3_idx cs, const floating* xb, c3_idx DHW,
-                            const c3_idx* r_off, c3_idx nv, c3_idx W, int nx) noexcept nogil:
-    """Rows r_off[0 .. nv - 1] of nx channels (DHW apart in xb) into the slab: row i of
-    channel j at j cs + i W; rows consecutive in the input (most are) in one copy."""
-    cdef c3_idx i, i2
+cdef inline void _copy_spans(const wgrad_plan* P, c3_idx r0, c3_idx r1, c3_idx kd,
+                             const floating* xb, floating* slab, int nx,
+                             c3_idx* base) noexcept nogil:
+    """Copy the input rows that rows r0 .. r1 - 1 read for kernel plane kd, every kh: per
+    output plane among them, the span of input rows its rows reach (one copy per channel),
+    channel j's rows at j cs in the slab. ``base[r - r0]``: where row h = 0 of row r's input
+    plane would be in the slab (C3_NO_ROW when that plane is in the padding)."""
+    cdef const c3_geom* g = &P.g
+    cdef c3_idx r = r0, r_end, p, n, od, d, h0, h1, at = 0, DHW = g.D * g.H * g.W, i
     cdef int j
-    for j in range(nx):
-        i = 0
-        while i < nv:
-            i2 = i + 1
-            while i2 < nv and r_off[i2] == r_off[i2 - 1] + W:
-                i2 += 1
-            memcpy(slab + j * cs + i * W, xb + j * DHW + r_off[i], (i2 - i) * W * sizeof(floating))
-            i = i2
+    while r < r1:
+        p = r // g.oH
+        r_end = min(r1, (p + 1) * g.oH)
+        n, od = p // g.oD, p % g.oD
+        d = od * g.sD + kd * g.dD - g.pD
+        h0 = max(0, (r - p * g.oH) * g.sH - g.pH)
+        h1 = min(g.H - 1, (r_end - 1 - p * g.oH) * g.sH + (g.kH - 1) * g.dH - g.pH)
+        if 0 <= d < g.D and h0 <= h1:
+            for j in range(nx):
+                memcpy(slab + j * P.cs + at * g.W, xb + j * DHW + (n * g.C * g.D + d) * g.H * g.W
+                       + h0 * g.W, (h1 - h0 + 1) * g.W * sizeof(floating))
+            for i in range(r - r0, r_end - r0):
+                base[i] = (at - h0) * g.W
+            at += h1 - h0 + 1
+        else:
+            for i in range(r - r0, r_end - r0):
+                base[i] = C3_NO_ROW
+        r = r_end
+
+
+cdef inline c3_idx _slab_rows(const wgrad_plan* P, c3_idx r0, c3_idx r1, c3_idx kh,
+                              const c3_idx* base, c3_idx* s_off, c3_idx* w_off) noexcept nogil:
+    """As _input_rows for the rows copied by _copy_spans: offsets in the slab."""
+    cdef const c3_geom* g = &P.g
+    cdef c3_idx r, h, nv = 0
+    for r in range(r0, r1):
+        h = (r % g.oH) * g.sH + kh * g.dH - g.pH
+        if base[r - r0] != C3_NO_ROW and 0 <= h < g.H:
+            s_off[nv] = base[r - r0] + h * g.W
+            w_off[nv] = (r - r0) * g.oW * P.T.ocb
+            nv += 1
+    return nv
 
 
 cdef int _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
