@@ -33,7 +33,8 @@ def conv3d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     ndarray of shape ``input_size``
     """
     size = v.size_arg("input_size", input_size, (4, 5))
-    weight = v.float_array("weight", weight)
+    weight, _ = v.weight_and_groups(weight, groups)
+    v.input_size_channels(size, weight, v.positive_int("groups", groups))
     return conv3d_backward(grad_output, _operand(size, weight.dtype), weight, stride,
                            padding, dilation, groups, output_mask=(True, False, False),
                            algorithm=algorithm, num_threads=num_threads)[0]
@@ -57,7 +58,7 @@ def conv3d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
     -------
     ndarray of shape ``weight_size``
     """
-    size = v.size_arg("weight_size", weight_size, (5,))
+    size = v.size_arg("weight_size", weight_size, (5,), positive=True)
     x = v.float_array("input", input)
     return conv3d_backward(grad_output, x, _operand(size, x.dtype), stride, padding,
                            dilation, groups, output_mask=(False, True, False),

@@ -635,9 +635,9 @@ def output_mask_arg(mask):
     return tuple(bool(b) for b in items)
 
 
-def size_arg(name, value, lengths):
-    """``value`` (input_size, weight_size) as a tuple of non-negative ints of one of
-    ``lengths``."""
+def size_arg(name, value, lengths, positive=False):
+    """``value`` (input_size, weight_size) as a tuple of non-negative (``positive``: positive)
+    ints of one of ``lengths``."""
     if isinstance(value, (str, bytes)) or not isinstance(value, collections.abc.Iterable):
         raise TypeError(f"{name} must be a sequence of {' or '.join(map(str, lengths))} ints, "
                         f"got {_describe(value)}")
@@ -645,7 +645,17 @@ def size_arg(name, value, lengths):
     if len(items) not in lengths:
         raise ValueError(f"{name} must have {' or '.join(map(str, lengths))} entries, got "
                          f"{len(items)}: {items!r}")
-    return tuple(nonnegative_int(f"{name}[{i}]", s) for i, s in enumerate(items))
+    check = positive_int if positive else nonnegative_int
+    return tuple(check(f"{name}[{i}]", s) for i, s in enumerate(items))
+
+
+def input_size_channels(size, weight, groups):
+    """ValueError unless ``input_size`` (N, C, D, H, W) or (C, D, H, W) has the weight's
+    in_channels."""
+    channels = weight.shape[1] * groups
+    if size[-4] != channels:
+        raise ValueError(f"input_size {size} has {size[-4]} channels, expected in_channels="
+                         f"{channels} (weight.shape[1] * groups)")
 
 
 def grad_output_arg(gy, expected):

@@ -65,3 +65,13 @@ def test_direct_flat_tiles(case):
     np.testing.assert_allclose(ys[0], want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
     for y in ys[1:]:
         assert y.tobytes() == ys[0].tobytes()
+
+
+def test_size_arguments_name_themselves():
+    x = np.zeros((1, 2, 5, 5, 5), np.float32)
+    w = np.zeros((3, 2, 3, 3, 3), np.float32)
+    gy = np.zeros((1, 3, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"input_size \(1, 2, 5, 5\) has 1 channels"):
+        conv3d_cpu.grad.conv3d_input((1, 2, 5, 5), w, gy)
+    with pytest.raises(ValueError, match=r"weight_size\[4\] must be a positive int, got 0"):
+        conv3d_cpu.grad.conv3d_weight(x, (3, 2, 3, 3, 0), gy)
