@@ -82,6 +82,7 @@ ctypedef struct wgrad_plan:
     # with kw_tiles nobr x ncbr x taps x ocb), a tile, the packed grad_output rows of a block (pk: nobr rb
     # oW ocb) and the copied input rows (kw_tiles: rb rows of Wp; else nxmax channels of cs)
     c3_idx acc, pk, slab
+    c3_idx bias_at      # then, 64-byte aligned, nobr ocb doubles: the bias gradient's sums
 
 
 def grad_weight(x, gy, weight_shape, stride, padding, dilation, Py_ssize_t groups,
@@ -198,8 +199,7 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
     cdef c3_launch L
     memset(&L, 0, sizeof(L))
     L.plan, L.n_threads, L.f64 = &P, nt, P.f64
-    # (then nobr ocb doubles: the bias gradient's sums)
-    L.scratch_size = P.acc + P.T.nxmax * P.T.ocb + P.pk + P.slab + 2 * P.nobr * P.T.ocb
+    L.scratch_size = P.bias_at + 2 * P.nobr * P.T.ocb
     L.index_size = 4 * P.rb
     L.n_items, L.item = g.groups * P.nor * P.ncr * P.nchunk, _item
     cdef int flag = launch(&L)
@@ -266,6 +266,8 @@ cdef void _plan(wgrad_plan* P, c3_idx itemsize, int nt) noexcept nogil:
     # (The spans of rb output rows: at most rb sH + kH dH rows per output plane they touch.)
     P.cs = odd_lines(P.rb * (g.sH + (g.kH - 1) * g.dH + 1) * g.W, itemsize)
     P.slab = P.rb * P.Wp if P.kw_tiles else (P.T.nxmax * P.cs if P.copy_rows else 0)
+    # (Thread scratch starts on a cache line: keep the doubles on one too.)
+    P.bias_at = odd_lines(P.acc + P.T.nxmax * P.T.ocb + P.pk + P.slab, itemsize)
 
 
 cdef inline c3_idx _ranges(c3_idx n, c3_idx per) noexcept nogil:
@@ -434,7 +436,7 @@ cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     # The bias gradient's sums, by the items of the first input-channel range.
     cdef double* bias_sums = NULL
     if P.bias_part != NULL and cb0 == 0:
-        bias_sums = <double*>(pack + P.pk + P.slab)
+        bias_sums = <double*>(<floating*>thread.scratch + P.bias_at)
         memset(bias_sums, 0, P.nobr * ocb * sizeof(double))
     r0 = r_lo
     while r0 < r_hi:
@@ -577,7 +579,7 @@ cdef int _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     # The bias gradient's sums, by the items of the first input-channel range.
     cdef double* bias_sums = NULL
     if P.bias_part != NULL and cb0 == 0:
-        bias_sums = <double*>(pack + P.pk + P.slab)
+        bias_sums = <double*>(<floating*>thread.scratch + P.bias_at)
         memset(bias_sums, 0, P.nobr * ocb * sizeof(double))
     for i in range(P.rb):
         s_off[i] = i * Wp
