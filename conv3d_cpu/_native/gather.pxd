@@ -1,5 +1,5 @@
 # The direct kernel's input gather, for every driver that reads input rows the way the direct
-# forward does (its blocked and depthwise paths; grad_weight reads the same rows).
+# forward does (its blocked and depthwise paths).
 #
 # A work item computes output rows of one output plane z of one (batch element, group). The
 # input planes its taps touch are found (``gather_planes``) and, unless the rows are read in
