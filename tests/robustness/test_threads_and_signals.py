@@ -225,6 +225,16 @@ signal.signal(signal.SIGINT, lambda s, f: hits.append(1))
 signal_in(half)
 y = conv3d(x, w, padding=1)
 out["returning handler"] = [len(hits), bool(np.array_equal(y, ref))]
+# a handler that convolves meanwhile (the same thread, inside the call): both exact
+xs, ws = x[:, :, :4, :8, :8].copy(), w.copy()
+small_ref = conv3d(xs, ws, padding=1, algorithm="direct")
+inner = []
+signal.signal(signal.SIGINT, lambda s, f: inner.append(
+    bool(np.array_equal(conv3d(xs, ws, padding=1, algorithm="direct"), small_ref))))
+signal_in(half)
+y = conv3d(x, w, padding=1, algorithm="direct")
+out["convolving handler"] = inner + [bool(np.array_equal(y, conv3d(x, w, padding=1,
+                                                                    algorithm="direct")))]
 # a handler that raises something else: that exception
 class Stop(Exception):
     pass
@@ -265,5 +275,5 @@ def test_signal_handlers_decide():
                           text=True, timeout=300, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out == {"returning handler": [1, True], "raising handler": "Stop",
-                   "other thread": True}, out
+    assert out == {"returning handler": [1, True], "convolving handler": [True, True],
+                   "raising handler": "Stop", "other thread": True}, out
