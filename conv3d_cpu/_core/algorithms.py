@@ -44,7 +44,7 @@ _TRANSFORM_OUT = {2: 24e-9, 4: 90e-9}
 # F(2^3), 128 -> 128 on 8x28x28 F(4^3)).
 _U_BANDWIDTH = 8e9
 # Transforming weights (for weights new to a call): bytes of U written per second, one
-# thread, measured with fresh U (256 -> 256 channels F(4^3): 56 MiB in 16 ms).
+# thread, with fresh U (docs/performance.md, "2026-12-01: Winograd weight transforms in C").
 _U_WRITE = 3.5e9
 # The Winograd tiles whose float32 results stay within PyTorch's float32 tolerance
 # (torch.testing.assert_close: |err| <= 1e-5 + 1.3e-6 |y|) of a float64 reference: the only

@@ -153,11 +153,10 @@ cdef int _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1]
 
 class _Workspace:
     """The packed weights' buffer, kept by each calling thread between its calls (up to
-    WORKSPACE_KEEP bytes): a network's layers each packed into fresh memory, and on a VM the
-    first write to a fresh page costs 1-2.7 ms per MiB (an R3D-18 512->512 layer: 42 ms
-    against 9.6 ms for its twin that found the memory its predecessor freed). A call made
-    while this thread's buffer is in use (a signal handler convolving during a call) gets a
-    buffer of its own."""
+    WORKSPACE_KEEP bytes): packed into fresh memory, a network's large layers paid the first
+    write to every page on every forward, which on a VM costs more than packing (figures in
+    docs/performance.md). A call made while this thread's buffer is in use (a signal handler
+    convolving during a call) gets a buffer of its own."""
 
     _local = threading.local()
 

@@ -258,7 +258,7 @@ cdef void _plan(wgrad_plan* P, c3_idx itemsize, int nt) noexcept nogil:
     # Where more than 8 of a tile's channel planes fall on one set of the L1 cache (64 sets
     # of 64 bytes; planes a power of two apart, as in 32^3 volumes, all on one), its
     # broadcasts evict each other: the rows of a channel block are then copied together,
-    # channels an odd number of cache lines apart (a 5^3 layer at 32^3: 24 -> 19 ms).
+    # channels an odd number of cache lines apart.
     cdef c3_idx a = (g.D * g.H * g.W * itemsize // 64) % 64, b = 64, t
     while b:
         a, b = b, a % b
