@@ -311,12 +311,14 @@ cdef void _add_partials(const wgrad_plan* P, c3_idx item, const floating* part,
 
 
 cdef int _pack_rows(const wgrad_plan* P, const floating* gy, c3_idx grp, c3_idx ob0,
-                    c3_idx nob, c3_idx r0, c3_idx r1, floating* pack) noexcept nogil:
+                    c3_idx nob, c3_idx r0, c3_idx r1, floating* pack,
+                    double* bias_sums) noexcept nogil:
     """Output rows r0 .. r1 - 1 (rows of the N * oD * oH in order) of grad_output's blocks
     ob0 .. ob0 + nob - 1 of group grp into ``pack``: block b's row r at
     (b rb + r - r0) oW ocb, its ocb channels contiguous per position; lanes past the group's
-    last channel are left as they are (the caller zeroes them). Returns nonzero when P.check
-    and one of the values is NaN or +-inf."""
+    last channel are left as they are (``_item_start`` zeroes them). Their channel sums are
+    added to ``bias_sums`` unless it is NULL. Returns nonzero when P.check and one of the
+    values is NaN or +-inf."""
     cdef const c3_geom* g = &P.g
     cdef int ocb = P.T.ocb
     cdef c3_idx rows_per_n = g.oD * g.oH, nvalid, b
@@ -339,7 +341,22 @@ cdef int _pack_rows(const wgrad_plan* P, const floating* gy, c3_idx grp, c3_idx 
                     for j in range(count):
                         bad |= (src[k * P.P3 + j] - src[k * P.P3 + j]) != 0  # NaN, +-inf
             r = r_end
+    if bias_sums != NULL:
+        _bias_sums(P, pack, nob, (r1 - r0) * g.oW, bias_sums)
     return bad
+
+
+cdef inline double* _item_start(const wgrad_plan* P, c3_thread* thread, floating* acc,
+                                floating* pack, c3_idx cb0) noexcept nogil:
+    """Clear an item's sums and packed rows; return the bias gradient's sums, cleared, when
+    the item takes them (those of the first input-channel range do), else NULL."""
+    memset(acc, 0, P.acc * sizeof(floating))
+    memset(pack, 0, P.pk * sizeof(floating))
+    if P.bias_part == NULL or cb0 != 0:
+        return NULL
+    cdef double* bias_sums = <double*>(<floating*>thread.scratch + P.bias_at)
+    memset(bias_sums, 0, P.nobr * P.T.ocb * sizeof(double))
+    return bias_sums
 
 
 cdef inline void _bias_sums(const wgrad_plan* P, const floating* pack, c3_idx nob, c3_idx npos,
@@ -426,26 +443,18 @@ cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     cdef c3_idx* base = thread.index + 3 * P.rb   # per row, its plane's rows in the slab
     cdef floating* slab = pack + P.pk
     cdef bint f64 = floating is double
-    cdef c3_idx r0, r1, kd, kh, kw, nv, lo, hi, e0, ne, i, j, tap, cb, c0, b, a, q
+    cdef c3_idx r0, r1, kd, kh, kw, nv, lo, hi, e0, ne, i, j, tap, cb, c0, b, q
     cdef c3_idx tsize = nxmax * ocb
     cdef const floating* xb
     cdef floating* sums
     cdef int bad = 0
-    memset(acc, 0, P.acc * sizeof(floating))
-    memset(pack, 0, P.pk * sizeof(floating))
-    # The bias gradient's sums, by the items of the first input-channel range.
-    cdef double* bias_sums = NULL
-    if P.bias_part != NULL and cb0 == 0:
-        bias_sums = <double*>(<floating*>thread.scratch + P.bias_at)
-        memset(bias_sums, 0, P.nobr * ocb * sizeof(double))
+    cdef double* bias_sums = _item_start(P, thread, acc, pack, cb0)
     r0 = r_lo
     while r0 < r_hi:
         if stopped(thread):
             return bad
         r1 = min(r0 + P.rb, r_hi)
-        bad |= _pack_rows(P, gy, grp, ob0, nob, r0, r1, pack)
-        if bias_sums != NULL:
-            _bias_sums(P, pack, nob, (r1 - r0) * g.oW, bias_sums)
+        bad |= _pack_rows(P, gy, grp, ob0, nob, r0, r1, pack, bias_sums)
         for kd in range(g.kD):
             for q in range(g.kH * ncb):
                 # (kh, cb), kh inner where rows are copied: one copy of the rows of a
@@ -574,13 +583,7 @@ cdef int _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
     cdef floating* row
     cdef floating* sums
     cdef int bad = 0
-    memset(acc, 0, P.acc * sizeof(floating))
-    memset(pack, 0, P.pk * sizeof(floating))
-    # The bias gradient's sums, by the items of the first input-channel range.
-    cdef double* bias_sums = NULL
-    if P.bias_part != NULL and cb0 == 0:
-        bias_sums = <double*>(<floating*>thread.scratch + P.bias_at)
-        memset(bias_sums, 0, P.nobr * ocb * sizeof(double))
+    cdef double* bias_sums = _item_start(P, thread, acc, pack, cb0)
     for i in range(P.rb):
         s_off[i] = i * Wp
     r0 = r_lo
@@ -588,9 +591,7 @@ cdef int _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
         if stopped(thread):
             return bad
         r1 = min(r0 + P.rb, r_hi)
-        bad |= _pack_rows(P, gy, grp, ob0, nob, r0, r1, pack)
-        if bias_sums != NULL:
-            _bias_sums(P, pack, nob, (r1 - r0) * g.oW, bias_sums)
+        bad |= _pack_rows(P, gy, grp, ob0, nob, r0, r1, pack, bias_sums)
         for kd in range(g.kD):
             for kh in range(g.kH):
                 nv = _input_rows(P, r0, r1, kd, kh, r_off, w_off)
