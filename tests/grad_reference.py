@@ -27,8 +27,8 @@ products (n = N * oD*oH*oW), those of grad_bias the gy themselves (n = N * oD*oH
 """
 import numpy as np
 
-from reference import (_gamma, conv3d_ref, output_size, pad_input, padding_lo_hi,  # noqa: F401
-                       triple)
+from reference import (_gamma, assert_within, conv3d_ref, output_size,  # noqa: F401
+                       pad_input, padding_lo_hi, triple)
 
 __all__ = ["conv3d_backward_ref", "module_backward_ref", "pad_adjoint", "grad_bounds",
            "check_grads", "assert_grad_close", "padding_lo_hi", "conv3d_ref", "output_size",
@@ -187,14 +187,7 @@ def assert_grad_close(actual, expected, bound, n_terms, dtype, what="", amplific
         bound = np.full_like(bound, bound.max())
     tol = amplification * (_gamma(n, dtype) + _gamma(n, np.float64)) * bound \
         + np.finfo(dtype).tiny
-    err = np.abs(actual.astype(np.float64) - expected)
-    bad = ~(err <= tol)  # catches NaN too
-    if bad.any():
-        idx = tuple(int(i[0]) for i in np.nonzero(bad))
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {bad.size} elements outside the rounding bound; "
-            f"first at {idx}: actual={actual[idx]!r} expected={expected[idx]!r} "
-            f"err={err[idx]:.3e} tol={tol[idx]:.3e}; max err={np.nanmax(err):.3e}")
+    assert_within(actual, expected, tol, f"{what}: ")
 
 
 def check_grads(results, grad_output, input, weight, stride=1, pads=0, dilation=1, groups=1,

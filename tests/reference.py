@@ -166,12 +166,18 @@ def assert_conv_close(actual, expected, abs_bound, fan_in, dtype):
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     n = int(fan_in) + 3
     tol = (_gamma(n, dtype) + _gamma(n, np.float64)) * np.asarray(abs_bound) + np.finfo(dtype).tiny
+    assert_within(actual, expected, tol)
+
+
+def assert_within(actual, expected, tol, what=""):
+    """AssertionError, naming the first offender, unless |actual - expected| <= tol
+    everywhere (a NaN where expected is finite fails too); ``what`` prefixes the message."""
     err = np.abs(actual.astype(np.float64) - expected)
     bad = ~(err <= tol)  # also catches NaN
     if bad.any():
         idx = tuple(int(i[0]) for i in np.nonzero(bad))
         raise AssertionError(
-            f"{int(bad.sum())} of {bad.size} elements outside the rounding bound; "
+            f"{what}{int(bad.sum())} of {bad.size} elements outside the rounding bound; "
             f"first at {idx}: actual={actual[idx]!r} expected={expected[idx]!r} "
             f"err={err[idx]:.3e} tol={tol[idx]:.3e}; max err={np.nanmax(err):.3e}"
         )
