@@ -386,12 +386,7 @@ def main(argv=None):
               "(the forward's); 'all' counts both, grad_bias not counted",
         notes=notes)
 
-    say(f"conv3d_cpu backward benchmark  {meta['timestamp']}  {model}, {ncores} cores"
-        f"{f' @ {mhz:.0f} MHz' if mhz else ''}")
-    say("versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
-        + f", numpy {np.__version__}, python {meta['python']}; our kernels: {meta['isa']}")
-    for k, v in notes.items():
-        say(f"note: {k} {v}")
+    bench.say_header("conv3d_cpu backward benchmark", meta, notes)
     say("masks: " + "; ".join(f"{m} = {MASK_ABOUT[m]} {MASKS[m]}" for m in masks))
     say(f"ours: conv3d_cpu.conv3d_backward(..., output_mask=mask, algorithm="
         f"{args.algorithm!r}, num_threads=T); torch: convolution_backward(..., mask) under "

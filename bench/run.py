@@ -570,6 +570,17 @@ def plot(path, results, layer_list, main_t, counts, keys, per_core, title):
 
 
 # --- command line -------------------------------------------------------------------------
+def say_header(title, meta, notes):
+    """A run's first lines: title, time, CPU; versions and our ISA; the notes."""
+    mhz = meta["cpu_mhz"]
+    say(f"{title}  {meta['timestamp']}  {meta['cpu']}, {meta['cores']} cores"
+        f"{f' @ {mhz:.0f} MHz' if mhz else ''}")
+    say("versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        + f", numpy {meta['numpy']}, python {meta['python']}; our kernels: {meta['isa']}")
+    for k, v in notes.items():
+        say(f"note: {k} {v}")
+
+
 def int_list(text):
     return [int(v) for v in text.split(",") if v.strip()]
 
@@ -830,12 +841,7 @@ def main(argv=None):
         flops="2 * N * Cout * oD*oH*oW * (Cin/groups) * kD*kH*kW",
         notes=notes)
 
-    say(f"conv3d_cpu benchmark  {meta['timestamp']}  {model}, {ncores} cores"
-        f"{f' @ {mhz:.0f} MHz' if mhz else ''}")
-    say("versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
-        + f", numpy {np.__version__}, python {meta['python']}; our kernels: {meta['isa']}")
-    for k, v in notes.items():
-        say(f"note: {k} {v}")
+    say_header("conv3d_cpu benchmark", meta, notes)
     say(f"peak: {per_core:.1f} GFLOP/s/core fp32, {per_core / 2:.1f} fp64 ({peak_src}); "
         f"%peak = GFLOP/s / (threads x per-core peak)")
     say(f"timing: {policy.describe()}; systems and thread counts interleaved in bursts")
