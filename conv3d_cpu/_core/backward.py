@@ -20,6 +20,7 @@ Padding modes other than zeros (a module's) differentiate the convolution of the
 and fold the padded input's gradient back onto the input (``fold_padding``: the adjoint of the
 padding).
 """
+import itertools
 import math
 
 import numpy as np
@@ -90,60 +91,169 @@ def _phases(n, k, s, lo, d, gy_n):
     return phases
 
 
-def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, num_threads):
-    """The gradient with respect to an input of shape ``x_shape``: one stride-1 convolution
-    of ``gy`` per phase (module docstring)."""
+def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, num_threads,
+               bias=None):
+    """The gradient with respect to an input of shape ``x_shape``, plus ``bias`` per channel
+    when given (a transposed convolution's): stride-1 convolutions of ``gy`` computing its
+    phases, interleaved into place (module docstring)."""
     gx = np.empty(x_shape, gy.dtype)
+    fill = np.zeros(x_shape[1], gy.dtype) if bias is None else bias
     if gx.size == 0:
         return gx
     if gy.size == 0:
-        gx.fill(0)
+        gx[...] = fill.reshape(-1, 1, 1, 1)
         return gx
     num_threads = _threads(num_threads, gy, weight.shape)
-    O, cpg = weight.shape[:2]
-    opg = O // groups
-    # swapped[g cpg + c, o] = weight[g opg + o, c]: the transposed convolution's weights,
-    # unflipped, as (C opg, kernel volume) rows (copied with the taps innermost: numpy copies
-    # a view whose innermost axis is a kernel axis of 1 to 3 elements slowly).
-    kernel = weight.shape[2:]
-    swapped = np.ascontiguousarray(weight.reshape(groups, opg, cpg, -1).transpose(0, 2, 1, 3))
-    swapped = swapped.reshape(-1, math.prod(kernel))
     axes = [_phases(x_shape[2 + a], weight.shape[2 + a], stride[a], pads[a][0], dilation[a],
                     gy.shape[2 + a]) for a in range(3)]
-    whole = tuple(stride) == (1, 1, 1)
-    buffer = None
-    for pz in axes[0]:
-        for py in axes[1]:
-            for px in axes[2]:
-                phase = (pz, py, px)
-                where = (slice(None), slice(None)) + tuple(
-                    slice(p[0], None, s) for p, s in zip(phase, stride))
-                if any(p[2] is None for p in phase):
-                    gx[where] = 0  # no tap reaches these positions
-                    continue
-                taps = [p[2][0] for p in phase]
-                flat = np.ravel_multi_index(np.ix_(*taps), kernel).reshape(-1)
-                w = swapped.take(flat, axis=1).reshape(
-                    (x_shape[1], opg) + tuple(len(t) for t in taps))
-                crop = [slice(None), slice(None)]
-                sub_pads = []
-                for (_, _, (_, _, front, back)), n in zip(phase, gy.shape[2:]):
-                    crop.append(slice(max(0, -front), n - max(0, -back)))
-                    sub_pads.append((max(0, front), max(0, back)))
-                shape = x_shape[:2] + tuple(p[1] for p in phase)
-                if whole:
-                    target = gx
-                else:
-                    if buffer is None:
-                        buffer = np.empty(math.prod(x_shape[:2]) * math.prod(
-                            max(p[1] for p in a) for a in axes), gy.dtype)
-                    target = buffer[:math.prod(shape)].reshape(shape)
-                convolve(gy[tuple(crop)], w, None, (1, 1, 1), tuple(sub_pads),
-                         tuple(p[2][1] for p in phase), groups, algorithm, num_threads,
-                         cache=UNCACHED, out=target, pad_products=False)
-                if not whole:
-                    gx[where] = target
+    subs = _sub_convolutions(weight, groups, axes, bias)
+    ones = (1, 1, 1)
+    N, C, D, H, W = x_shape
+    if len(subs) == 1 and len(subs[0].phases) == 1 == len(axes[0]) * len(axes[1]) * len(axes[2]):
+        # stride 1 (or an input no longer than the stride): one convolution is the gradient
+        sub = subs[0]
+        crop, sub_pads = _windows(sub, 0, D, gy.shape[2:])
+        if crop is not None:
+            return convolve(gy[crop], sub.weight, bias, ones, sub_pads, sub.dilation, groups,
+                            algorithm, num_threads, cache=UNCACHED, out=gx,
+                            pad_products=False)
+    sd = len(axes[0])
+    dz = D
+    if len(subs) == 1:
+        # One convolution for all phases: a slab of gx's depth at a time, into a buffer reused
+        # (cache-warm, its pages mapped once) rather than one the size of gx. (Several
+        # convolutions are not cut so: the calls' fixed costs outweigh it.)
+        dz = max(1, _SLAB_BYTES_PER_THREAD * num_threads // (N * C * H * W * gy.itemsize * sd))
+        dz *= sd
+    slabs = [(z0, min(D, z0 + dz)) for z0 in range(0, D, dz)]
+    buffer = np.empty(max(sum(sub.slab_size(z0, z1, sd, N, C) for sub in subs)
+                          for z0, z1 in slabs), gy.dtype)
+    n_phases = math.prod(len(a) for a in axes)
+    for z0, z1 in slabs:
+        at = [(-1, 0, 0, 0, 0)] * n_phases  # no tap reaches the phases left so
+        offset = 0
+        for sub in subs:
+            rows = sub.rows(z0, z1, sd)
+            if rows is None:
+                continue
+            r0, r1 = rows
+            K = len(sub.phases)
+            shape = (N, C * K, r1 - r0) + sub.counts[1:]
+            target = buffer[offset:offset + math.prod(shape)].reshape(shape)
+            crop, sub_pads = _windows(sub, r0, r1, gy.shape[2:])
+            if crop is None:  # the slab reads no grad_output
+                target.reshape((N, C, K, -1))[...] = fill.reshape(-1, 1, 1)
+            else:
+                convolve(gy[crop], sub.weight, sub.bias, ones, sub_pads, sub.dilation, groups,
+                         algorithm, num_threads, cache=UNCACHED, out=target,
+                         pad_products=False)
+            plane = math.prod(shape[2:])
+            cy, cx = shape[3:]
+            for j, (p, pz, count, (hz, hy, hx)) in enumerate(sub.phases):
+                if z0 // sd < min(count, -(-(z1 - pz) // sd)):
+                    first = z0 // sd + hz - r0
+                    at[p] = (offset + j * plane + (first * cy + hy) * cx + hx, C * K * plane,
+                             K * plane, cy * cx, cx)
+            offset += target.size
+        layout.interleave_phases(buffer, gx[:, :, z0:z1], tuple(len(a) for a in axes), at,
+                                 fill, num_threads)
     return gx
+
+
+# Bytes of gx, per thread, whose phases one pass computes before interleaving them (see
+# grad_input: 2x2x2 stride 2 layers on a 2-core Xeon ran fastest at 4-8 MiB a pass).
+_SLAB_BYTES_PER_THREAD = 4 << 20
+# Phases share a convolution when their outputs, shifted into one, add at most this much.
+_MERGE_WASTE = 1.5
+
+
+class _Sub:
+    """One stride-1 convolution of grad_output, with taps ``taps`` at ``dilation`` per axis,
+    grad_output padded by ``fronts`` before its first output (negative: cropped), of extent
+    ``counts``. Its output channel c K + j holds channel c of ``phases[j]`` = (p, pz, count,
+    shift): gx's phase p (depth phase pz, ``count`` depths), whose output (q, r, s) is the
+    convolution's (q, r, s) + shift."""
+
+    def __init__(self, weight, bias, taps, dilation, fronts, counts, phases):
+        self.weight, self.bias, self.taps, self.dilation = weight, bias, taps, dilation
+        self.fronts, self.counts, self.phases = fronts, counts, phases
+
+    def rows(self, z0, z1, sd):
+        """The convolution's depths [r0, r1) that gx's depths [z0, z1) (z0 a multiple of sd)
+        read, or None."""
+        ranges = [(z0 // sd + hz, min(count, -(-(z1 - pz) // sd)) + hz)
+                  for _, pz, count, (hz, _, _) in self.phases]
+        ranges = [r for r in ranges if r[0] < r[1]]
+        if not ranges:
+            return None
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+    def slab_size(self, z0, z1, sd, N, C):
+        rows = self.rows(z0, z1, sd)
+        return 0 if rows is None else (N * C * len(self.phases) * (rows[1] - rows[0])
+                                       * math.prod(self.counts[1:]))
+
+
+def _sub_convolutions(weight, groups, axes, bias):
+    """The convolutions computing the phases of ``axes``: phases with as many taps along each
+    axis share one, with a channel per (input channel, phase) (all of them for a kernel 2
+    stride 2 or kernel 4 stride 2 padding 1 layer), unless shifting their outputs into one
+    wastes more than _MERGE_WASTE."""
+    O, cpg = weight.shape[:2]
+    opg = O // groups
+    C = cpg * groups
+    kernel = weight.shape[2:]
+    # swapped[(g, c, o), tap] = weight[g opg + o, c, tap]: the transposed convolution's
+    # weights, unflipped (copied with the taps innermost: numpy copies a view whose innermost
+    # axis is a kernel axis of 1 to 3 elements slowly).
+    swapped = np.ascontiguousarray(weight.reshape(groups, opg, cpg, -1).transpose(0, 2, 1, 3))
+    swapped = swapped.reshape(groups * cpg * opg, -1)
+    families = {}
+    for p, phase in enumerate(itertools.product(*axes)):
+        if all(a[2] is not None for a in phase):
+            families.setdefault(tuple(len(a[2][0]) for a in phase), []).append((p, phase))
+    subs = []
+    for members in families.values():
+        groups_of = [members]
+        fronts = [max(ph[a][2][2] for _, ph in members) for a in range(3)]
+        counts = [max(fronts[a] - ph[a][2][2] + ph[a][1] for _, ph in members)
+                  for a in range(3)]
+        used = sum(math.prod(ph[a][1] for a in range(3)) for _, ph in members)
+        if len(members) > 1 and len(members) * math.prod(counts) > _MERGE_WASTE * used:
+            groups_of = [[m] for m in members]
+        for group in groups_of:
+            fronts = [max(ph[a][2][2] for _, ph in group) for a in range(3)]
+            counts = tuple(max(fronts[a] - ph[a][2][2] + ph[a][1] for _, ph in group)
+                           for a in range(3))
+            ws = []
+            for _, phase in group:
+                flat = np.ravel_multi_index(np.ix_(*[a[2][0] for a in phase]), kernel)
+                ws.append(swapped.take(flat.reshape(-1), axis=1).reshape(
+                    (C, opg) + tuple(len(a[2][0]) for a in phase)))
+            w = ws[0] if len(ws) == 1 else np.stack(ws, axis=1).reshape(
+                (C * len(ws),) + ws[0].shape[1:])
+            b = None if bias is None else np.repeat(bias, len(group))
+            phase0 = group[0][1]
+            phases = [(p, ph[0][0], ph[0][1],
+                       tuple(fronts[a] - ph[a][2][2] for a in range(3))) for p, ph in group]
+            subs.append(_Sub(w, b, [a[2][0] for a in phase0],
+                             tuple(a[2][1] for a in phase0), tuple(fronts), counts, phases))
+    return subs
+
+
+def _windows(sub, r0, r1, gy_spatial):
+    """The crop of grad_output and its padding ((lo, hi) per axis) from which ``sub``
+    computes its output depths [r0, r1) and all its heights and widths; (None, None) when
+    the crop is empty."""
+    crop, pads = [slice(None), slice(None)], []
+    for (a0, a1), taps, d, front, n in zip(((r0, r1),) + tuple((0, c) for c in sub.counts[1:]),
+                                           sub.taps, sub.dilation, sub.fronts, gy_spatial):
+        lo, hi = a0 - front, a1 - 1 + (len(taps) - 1) * d - front  # grad_output rows read
+        if hi < 0 or lo >= n:
+            return None, None
+        crop.append(slice(max(0, lo), min(n, hi + 1)))
+        pads.append((max(0, -lo), max(0, hi + 1 - n)))
+    return tuple(crop), tuple(pads)
 
 
 def grad_weight(x, gy, weight_shape, stride, pads, dilation, groups, num_threads,
