@@ -5,9 +5,11 @@ from conv3d_cpu._core.precision import (float32_precision, get_float32_precision
 from conv3d_cpu._core.weight_cache import get_weight_cache_limit, set_weight_cache_limit
 from conv3d_cpu._version import __version__
 from conv3d_cpu import grad
-from conv3d_cpu.functional import conv3d, conv3d_backward
-from conv3d_cpu.modules import Conv3d
+from conv3d_cpu.functional import (conv3d, conv3d_backward, conv_transpose3d,
+                                   conv_transpose3d_backward)
+from conv3d_cpu.modules import Conv3d, ConvTranspose3d
 
-__all__ = ["Conv3d", "conv3d", "conv3d_backward", "grad", "float32_precision", "get_float32_precision",
+__all__ = ["Conv3d", "ConvTranspose3d", "conv3d", "conv3d_backward", "conv_transpose3d",
+           "conv_transpose3d_backward", "grad", "float32_precision", "get_float32_precision",
            "get_weight_cache_limit", "set_float32_precision", "set_weight_cache_limit",
            "show_config", "__version__"]

@@ -145,33 +145,38 @@ def padding_arg(value, allow_single=False):
     return triple("padding", value, 0, allow_single=allow_single, expected=expected)
 
 
-def weight_and_groups(weight, groups):
-    """``(weight, groups)``: a float array of shape (O, C / groups, kD, kH, kW) with O
-    divisible by ``groups``, a positive int (checked in that order, as PyTorch does)."""
+def weight_and_groups(weight, groups, transposed=False):
+    """``(weight, groups)``: a float array of shape (O, C / groups, kD, kH, kW) (transposed:
+    (C, O / groups, kD, kH, kW)) whose first size is divisible by ``groups``, a positive int
+    (checked in that order, as PyTorch does)."""
+    first, second = ("in_channels", "out_channels") if transposed else (
+        "out_channels", "in_channels")
     weight = float_array("weight", weight)
     if weight.ndim != 5 or 0 in weight.shape:
         raise ValueError(
-            f"weight must be a 5-D array (out_channels, in_channels/groups, kD, kH, kW) with "
+            f"weight must be a 5-D array ({first}, {second}/groups, kD, kH, kW) with "
             f"positive sizes, got shape {weight.shape}"
         )
     groups = positive_int("groups", groups)
     if weight.shape[0] % groups:
         raise ValueError(
-            f"weight.shape[0] (out_channels) must be divisible by groups, got "
+            f"weight.shape[0] ({first}) must be divisible by groups, got "
             f"{weight.shape[0]} and groups={groups}"
         )
     return weight, groups
 
 
-def bias_arg(bias, weight):
-    """``bias`` (or None) as an array of ``weight``'s dtype and shape (out_channels,)."""
+def bias_arg(bias, weight, channels=None):
+    """``bias`` (or None) as an array of ``weight``'s dtype and shape (out_channels,):
+    ``channels``, by default weight.shape[0]."""
     if bias is None:
         return None
+    channels = weight.shape[0] if channels is None else channels
     bias = float_array("bias", bias)
     same_dtype("bias", bias, weight.dtype)
-    if bias.shape != (weight.shape[0],):
+    if bias.shape != (channels,):
         raise ValueError(
-            f"bias must have shape ({weight.shape[0]},) (out_channels), got {bias.shape}"
+            f"bias must have shape ({channels},) (out_channels), got {bias.shape}"
         )
     return bias
 
@@ -421,8 +426,9 @@ def num_threads_arg(num_threads):
     return num_threads
 
 
-def input_5d(x, in_channels):
-    """Validate an input's rank and channels; return (5-D view, was_unbatched)."""
+def input_5d(x, in_channels, source="weight.shape[1] * groups"):
+    """Validate an input's rank and channels (``source``: where in_channels comes from);
+    return (5-D view, was_unbatched)."""
     if x.ndim not in (4, 5):
         raise ValueError(
             f"input must have 4 (C, D, H, W) or 5 (N, C, D, H, W) dimensions, "
@@ -434,7 +440,7 @@ def input_5d(x, in_channels):
     if x.shape[1] != in_channels:
         raise ValueError(
             f"input has {x.shape[1]} channels (shape {x.shape}), expected in_channels="
-            f"{in_channels} (weight.shape[1] * groups)"
+            f"{in_channels} ({source})"
         )
     if any(s == 0 for s in x.shape[2:]):
         raise ValueError(
@@ -663,3 +669,94 @@ def grad_output_arg(gy, expected):
     if gy.shape != tuple(expected):
         raise ValueError(f"grad_output has shape {gy.shape}, expected {tuple(expected)} (the "
                          f"output shape of the forward convolution)")
+
+
+# -- transposed convolution --------------------------------------------------------------
+
+
+def transposed_padding(value, allow_single=False):
+    """``padding`` of a transposed convolution: an int or 3 non-negative ints (no string:
+    'same' and 'valid' have no meaning there; PyTorch's module accepts them and fails later)."""
+    if isinstance(value, str):
+        raise TypeError(f"padding of a transposed convolution must be an int or a sequence of "
+                        f"3 ints (depth, height, width), got {value!r} ('valid' and 'same' "
+                        f"are for conv3d)")
+    return triple("padding", value, 0, allow_single=allow_single)
+
+
+def output_padding_fits(output_padding, stride, dilation):
+    """PyTorch's rule: on each axis output_padding is smaller than the stride or the
+    dilation."""
+    for axis in range(3):
+        op, s, d = output_padding[axis], stride[axis], dilation[axis]
+        if op >= s and op >= d:
+            raise ValueError(
+                f"output_padding must be smaller than either stride or dilation on each axis, "
+                f"got output_padding={tuple(output_padding)}, stride={tuple(stride)}, "
+                f"dilation={tuple(dilation)} ({_AXES[axis]}: {op} >= {s} and >= {d})")
+
+
+def transposed_min_shape(spatial, kernel_size, stride, padding, dilation):
+    """(in - 1) s - 2 p + d (k - 1) + 1 per axis: the output without output_padding."""
+    return tuple((n - 1) * s - 2 * p + d * (k - 1) + 1 for n, k, s, p, d in
+                 zip(spatial, kernel_size, stride, padding, dilation))
+
+
+def transposed_output_shape(spatial, kernel_size, stride, padding, dilation, output_padding):
+    """A transposed convolution's output (D, H, W); ValueError when it is empty or too large
+    for an array."""
+    out = tuple(m + op for m, op in zip(
+        transposed_min_shape(spatial, kernel_size, stride, padding, dilation), output_padding))
+    if any(o < 1 for o in out):
+        raise ValueError(
+            f"padding {tuple(padding)} is too large: the input's spatial size {tuple(spatial)} "
+            f"gives an output of {out}, which is empty (output size per axis: "
+            f"(in - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding "
+            f"+ 1)")
+    if math.prod(out) * 8 > sys.maxsize:
+        raise ValueError(f"the input's spatial size {tuple(spatial)} gives an output of {out} = "
+                         f"{math.prod(out)} elements per channel, more than a numpy array can "
+                         f"hold")
+    return out
+
+
+def output_size_arg(output_size, x_ndim, spatial, kernel_size, stride, padding, dilation):
+    """The output_padding that gives a transposed convolution's forward the ``output_size``
+    asked for: 3 spatial sizes, or the input's rank's (5, or 4 unbatched) with the leading
+    ones; each within [min, min + stride - 1] (PyTorch's range and message)."""
+    if isinstance(output_size, (str, bytes)) or not isinstance(
+            output_size, (collections.abc.Iterable, np.ndarray)):
+        raise TypeError(f"output_size must be None or a sequence of ints, got "
+                        f"{_describe(output_size)}")
+    items = tuple(output_size)
+    if len(items) not in (3, x_ndim):
+        raise ValueError(f"output_size must have 3 or {x_ndim} elements for a {x_ndim}-D "
+                         f"input, got {len(items)}: {items!r}")
+    sizes = tuple(as_int(f"output_size[{i}]", s) for i, s in enumerate(items))[-3:]
+    low = transposed_min_shape(spatial, kernel_size, stride, padding, dilation)
+    high = tuple(m + s - 1 for m, s in zip(low, stride))
+    if any(not lo <= n <= hi for n, lo, hi in zip(sizes, low, high)):
+        raise ValueError(
+            f"requested an output size of {list(sizes)}, but valid sizes range from "
+            f"{list(low)} to {list(high)} (for an input of spatial size {tuple(spatial)})")
+    return tuple(n - lo for n, lo in zip(sizes, low))
+
+
+def transposed_grad_output(gy, x, weight, groups, stride, padding, dilation, output_padding,
+                           unbatched):
+    """``gy`` as a 5-D grad_output of the transposed convolution of the 5-D ``x``: of the
+    forward's output shape for ``output_padding``, or for any output_size the forward
+    accepts."""
+    low = transposed_min_shape(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    lead = (() if unbatched else (x.shape[0],)) + (weight.shape[1] * groups,)
+    spatial = gy.shape[len(lead):]
+    usual = tuple(m + op for m, op in zip(low, output_padding))
+    if gy.shape[:len(lead)] != lead or len(spatial) != 3 or (spatial != usual and not all(
+            m <= n < m + s for n, m, s in zip(spatial, low, stride))):
+        raise ValueError(
+            f"grad_output has shape {gy.shape}, expected {lead + usual} (the output shape of "
+            f"the forward transposed convolution; with an output_size, spatial sizes from "
+            f"{low} to {tuple(m + s - 1 for m, s in zip(low, stride))})")
+    if any(n < 1 for n in spatial):
+        raise ValueError(f"grad_output has shape {gy.shape}: the forward's output is empty")
+    return gy[None] if unbatched else gy
