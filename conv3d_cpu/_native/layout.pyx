@@ -6,6 +6,10 @@ channels-last 1 x 32 x 128^3 float32 input took longer to copy than to convolve.
 item is one (n, z, y): its (C, W) block is copied row by row where W is contiguous, by the
 transpose_block micro-kernel where C is (channels-last: vector transposes, whole cache lines
 read and written), else as 16 x 16 tiles read along the source's faster axis.
+
+``interleave_phases`` is the other copy between layouts: the stride phases of a transposed
+convolution (grad_input), computed apart, written into one array, each element once, a work
+item per output plane.
 """
 import numpy as np
 
