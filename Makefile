@@ -46,6 +46,7 @@ bench: install $(VENV)/.torch $(VENV)/.bench
 	$(PY) bench/run.py $(if $(filter-out 0 no false,$(QUICK)),--quick) $(BENCH_ARGS)
 	$(PY) bench/networks.py $(if $(filter-out 0 no false,$(QUICK)),--quick)
 	$(PY) bench/backward.py $(if $(filter-out 0 no false,$(QUICK)),--quick)
+	$(PY) bench/transposed.py $(if $(filter-out 0 no false,$(QUICK)),--quick)
 
 # Wheels. `make wheel`: an isolated `python -m build --wheel` with the default flags (never
 # -march=native, OpenMP on) into dist/, then `auditwheel repair` bundles the OpenMP runtime into

@@ -232,11 +232,20 @@ def mask_name(mask):
                 "".join("TF"[not m] for m in mask))
 
 
-# --- text output --------------------------------------------------------------------------
+# --- text output (bench/transposed.py's too) ----------------------------------------------
+def system_key(system, mode):
+    """A result's key: ``ours:all`` etc., or the bare ``ours`` / ``torch`` where a benchmark
+    has one mode (None)."""
+    return system if mode is None else f"{system}:{mode}"
+
+
 def results_table(results, layer_list, threads, masks):
-    header = ["layer", "T", "grads", "ours ms", "torch ms", "ours/torch", "ours GFLOP/s",
-              "%peak", "torch GFLOP/s", "%peak", "runs", "err vs torch", "vs f64: ours",
-              "torch"]
+    """The results of ``ours`` and ``torch`` per layer, thread count and mask (``masks``:
+    ``[None]`` for a benchmark without masks, no "grads" column then)."""
+    moded = masks != [None]
+    header = ["layer", "T"] + (["grads"] if moded else []) + [
+        "ours ms", "torch ms", "ours/torch", "ours GFLOP/s", "%peak", "torch GFLOP/s",
+        "%peak", "runs", "err vs torch", "vs f64: ours", "torch"]
     rows, notes = [], {}
 
     def note_ref(rec):
@@ -248,9 +257,9 @@ def results_table(results, layer_list, threads, masks):
         first = True
         for t in threads:
             for m in masks:
-                ours = results.get((lay.name, t, f"ours:{m}"))
-                tr = results.get((lay.name, t, f"torch:{m}"), {})
-                row = [lay.name if first else "", t, m]
+                ours = results.get((lay.name, t, system_key("ours", m)))
+                tr = results.get((lay.name, t, system_key("torch", m)), {})
+                row = [lay.name if first else "", t] + ([m] if moded else [])
                 first = False
                 for rec in (ours, tr):
                     row.append(bench.fmt_ms(rec["median_s"]) if rec and "median_s" in rec
@@ -267,9 +276,15 @@ def results_table(results, layer_list, threads, masks):
                 if ours and ours.get("problems") and "median_s" in ours:
                     row[-3] = note_ref(ours)
                 rows.append(row)
-    align = ["<", ">", "<"] + [">"] * (len(header) - 3)
+    align = ["<", ">"] + (["<"] if moded else []) + [">"] * (len(header) - 2 - moded)
     return bench.table(rows, header, align) + "".join(
         f"\n[{i}] {note}" for note, i in notes.items())
+
+
+def where(rec):
+    """``layer, mask, T=t`` (no mask where the record has none)."""
+    return ", ".join([rec["layer"]] + ([rec["mask_name"]] if "mask_name" in rec else [])
+                     + [f"T={rec['threads']}"])
 
 
 def error_lines(results):
@@ -279,178 +294,28 @@ def error_lines(results):
                               ("ours", "max_rel_err64", "ours vs float64 torch"),
                               ("torch", "max_rel_err64", "torch vs float64 torch")):
         recs = [r for r in results.values()
-                if r["system"].startswith(system + ":") and r.get(key) is not None]
+                if r["system"].split(":")[0] == system and r.get(key) is not None]
         if recs:
             top = max(recs, key=lambda r: r[key])
-            lines.append(f"max relative error, {what}: {top[key]:.1e} ({top['layer']}, "
-                         f"{top['mask_name']}, T={top['threads']})")
+            lines.append(f"max relative error, {what}: {top[key]:.1e} ({where(top)})")
     return lines
 
 
-# --- command line -------------------------------------------------------------------------
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        prog="bench/backward.py",
-        description="Benchmark conv3d_cpu.conv3d_backward against PyTorch's "
-                    "convolution_backward on the suite's 3D-CNN layers (or your own, with "
-                    "--layer), for three output masks.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="layers in the suite: " + ", ".join(lay.name for lay in suite.SUITE) +
-               "\nmasks: " + ", ".join(f"{k} = {MASK_ABOUT[k]} {v}" for k, v in MASKS.items())
-               + "\n--layer: as bench/run.py --layer (see bench/run.py --help)")
-    g = p.add_argument_group("what to run")
-    g.add_argument("--quick", action="store_true",
-                   help=f"a subset ({', '.join(suite.QUICK)}), fewer runs")
-    g.add_argument("--smoke", action="store_true",
-                   help=f"tiny layers, 1 run each; exit 1 unless every result is within "
-                   f"{SMOKE_TOL:g} relative error of PyTorch's (no files unless --json)")
-    bench.add_layer_options(g)
-    g.add_argument("--masks", type=bench.name_list, default=",".join(MASKS),
-                   metavar="M[,M]", help="output masks, from %(default)s")
-    g.add_argument("--algorithm", default="auto",
-                   help="conv3d_backward's algorithm= (default %(default)s)")
-    g = p.add_argument_group("threads")
-    g.add_argument("--threads", type=bench.int_list, default=[1, 2], metavar="T[,T]",
-                   help="thread counts, interleaved (default 1,2)")
-    g.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
-                   help="before each (layer, mask) wait up to SECONDS for other processes "
-                   "to stop using the CPUs (default 0: don't wait)")
-    bench.add_timing_options(p)
-    g = p.add_argument_group("output and details")
-    bench.add_peak_option(g)
-    g.add_argument("--json", metavar="PATH", help="write the JSON here (the chart goes next "
-                   "to it) instead of bench/results/backward-<timestamp>.json + "
-                   "backward-latest.json")
-    g.add_argument("--no-plot", action="store_true", help="no PNG chart")
-    g.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    args = p.parse_args(argv)
-    bad = [m for m in args.masks if m not in MASKS]
-    if bad or not args.masks:
-        p.error(f"unknown mask(s) {bad}: choose from {', '.join(MASKS)}")
-    if not args.threads or any(t < 1 for t in args.threads):
-        p.error("--threads must be positive")
-    if args.layer and args.only:
-        p.error("--layer and --only exclude each other")
-    if args.smoke and (args.quick or args.only or args.layer):
-        p.error("--smoke runs its own tiny layers: no --quick, --only or --layer")
-    return args, p
+def progress_line(label, by_threads, took):
+    """``label (took s): T=1 ours x ms xN | torch ...; T=2 ...`` for one measurement, with
+    the cores other processes used meanwhile when that is more than noise."""
+    parts = [f"T={t} " + " | ".join(
+        f"{k} {bench.fmt_ms(r['median_s'])} ms x{r['runs']}" if "median_s" in r
+        else f"{k} n/a" for k, r in recs.items()) for t, recs in by_threads.items()]
+    other = next(iter(by_threads.values()))["torch"].get("other_cpu_cores")
+    busy = (f" [other processes used {other:.1f} cores meanwhile]"   # (noise < 0.5 s)
+            if other is not None and other > bench.BUSY_WARN and took >= 0.5 else "")
+    return f"{label} ({took:.1f} s): " + "; ".join(parts) + busy
 
 
-def main(argv=None):
-    args, parser = parse_args(argv)
-    try:
-        import torch
-    except ImportError as e:
-        say(f"bench/backward.py: PyTorch is not installed ({e}); it is the reference, so "
-            "there is nothing to run (skipped)")
-        return 1 if args.smoke else 0
-    if args.smoke:
-        layer_list = list(SMOKE)
-        policy = bench.Policy(reps=1, burst=1)
-    else:
-        layer_list = bench.pick_layers(args, parser)
-        policy = bench.timing_policy(args, parser, args.quick)
-    per_core, peak_src = bench.resolve_peak(args, parser)
-    threads = list(dict.fromkeys(args.threads))
-    masks = list(dict.fromkeys(args.masks))
-
-    notes, failures = {}, []
-    torch_sys = TorchBackward()
-    try:
-        ours = OursBackward(args.algorithm)
-    except AttributeError:
-        ours = None
-        notes["ours"] = ("skipped: this conv3d_cpu has no conv3d_backward; timing PyTorch "
-                         "only")
-        if args.smoke:
-            failures.append("conv3d_cpu.conv3d_backward does not exist")
-    syss = ([ours] if ours else []) + [torch_sys]
-
-    ncores = bench.cpu_count()
-    model, mhz = bench.cpu_info()
-    started = datetime.datetime.now()
-    meta = dict(
-        timestamp=started.isoformat(timespec="seconds"), host=platform.node(), cpu=model,
-        cpu_mhz=mhz, cores=ncores, python=platform.python_version(), numpy=np.__version__,
-        versions={s.key: s.version for s in syss}, isa=bench._our_isa(),
-        preset="smoke" if args.smoke else "quick" if args.quick else "full",
-        argv=sys.argv[1:] if argv is None else list(argv),
-        omp_num_threads=os.environ.get("OMP_NUM_THREADS"), algorithm=args.algorithm,
-        masks={m: dict(mask=MASKS[m], about=MASK_ABOUT[m]) for m in masks},
-        peak=dict(gflops_per_core_fp32=per_core, gflops_per_core_fp64=per_core / 2,
-                  source=peak_src),
-        timing=dataclasses.asdict(policy) | {"describe": policy.describe()}, threads=threads,
-        torch=dict(op="torch.ops.aten.convolution_backward", set_num_threads="= threads",
-                   num_interop_threads=1),
-        flops="grad_input = grad_weight = 2 * N * Cout * oD*oH*oW * (Cin/groups) * kD*kH*kW "
-              "(the forward's); 'all' counts both, grad_bias not counted",
-        notes=notes)
-
-    bench.say_header("conv3d_cpu backward benchmark", meta, notes)
-    say("masks: " + "; ".join(f"{m} = {MASK_ABOUT[m]} {MASKS[m]}" for m in masks))
-    say(f"ours: conv3d_cpu.conv3d_backward(..., output_mask=mask, algorithm="
-        f"{args.algorithm!r}, num_threads=T); torch: convolution_backward(..., mask) under "
-        f"set_num_threads(T), set_num_interop_threads(1)")
-    say(f"FLOPs: {meta['flops']}")
-    say(f"peak: {per_core:.1f} GFLOP/s/core fp32, {per_core / 2:.1f} fp64 ({peak_src})")
-    say(f"timing: {policy.describe()}; systems and thread counts {threads} interleaved")
-    say("OpenMP runtimes loaded: " + (", ".join(systems.openmp_runtimes()) or "none found"))
-    say("\n" + bench.suite_table(layer_list)
-        + "\n(GFLOP: the forward's; grad_input and grad_weight cost as much each)\n")
-
-    results, contention, t_start = {}, bench.Contention(), time.perf_counter()
-    for i, lay in enumerate(layer_list):
-        x, w, go = make_inputs(lay, args.seed)
-        ref64 = (torch_sys.reference64(lay, x, w, go, max(threads))
-                 if lay.dtype != "float64" else None)
-        for m in masks:
-            blay = Backward.of(lay, MASKS[m])
-            for s in syss:
-                s.outputs.clear()
-            if args.wait_idle:
-                waited = bench.wait_for_idle(args.wait_idle)
-                if waited > 1:
-                    say(f"  (waited {waited:.0f} s for other processes to go quiet)")
-            t0 = time.perf_counter()
-            try:
-                by_threads = bench.measure(blay, threads, syss, policy, (x, w, go), per_core)
-            except Exception as e:  # ours failed (measure re-raises our errors but ValueError)
-                msg = f"{lay.name} {m}: {type(e).__name__}: {e}"
-                say(f"  FAILED: {msg}")
-                failures.append(msg)
-                continue
-            record_errors(blay, by_threads, syss, ref64)
-            parts = []
-            for t in threads:
-                for key, rec in by_threads[t].items():
-                    rec.update(system=f"{key}:{m}", mask=blay.mask, mask_name=m)
-                    results[(lay.name, t, f"{key}:{m}")] = rec
-                parts.append(f"T={t} " + " | ".join(
-                    f"{k} {bench.fmt_ms(r['median_s'])} ms x{r['runs']}" if "median_s" in r
-                    else f"{k} n/a" for k, r in by_threads[t].items()))
-            took = time.perf_counter() - t0
-            other = by_threads[threads[0]]["torch"].get("other_cpu_cores")
-            busy = (f" [other processes used {other:.1f} cores meanwhile]"   # (noise < 0.5 s)
-                    if other is not None and other > bench.BUSY_WARN and took >= 0.5 else "")
-            say(f"[{i + 1}/{len(layer_list)}] {lay.name} {m} ({took:.1f} s): "
-                + "; ".join(parts) + busy)
-        del x, w, go, ref64
-    elapsed = time.perf_counter() - t_start
-    meta["other_cpu_cores"] = other = contention.other_cores()
-
-    say(f"\nResults ({elapsed:.0f} s of timing). ms = median; ours/torch = time ratio (< 1: "
-        f"ours faster); runs = ours/torch; err = max|a - b| / max|b| over the gradients asked "
-        f"for, against PyTorch's result and, for float32, against PyTorch's float64 result")
-    say(results_table(results, layer_list, threads, masks))
-
-    ours_keys = [f"ours:{m}" for m in masks] if ours else []
-    summary = [bench.summarize(results, layer_list, t, ours_keys) for t in threads]
-    say("\nSummary (the only peer is PyTorch: best peer = torch)")
-    for s in summary:
-        for line in (bench.summary_lines(s) if ours else []):
-            say("  " + line)
-    if not ours:
-        say("  ours not measured: " + notes["ours"])
+def closing_notes(results, other):
+    """The summary's last lines: the largest errors, a peak assumption that looks low, and
+    how busy the machine was (``other``: cores other processes used, or None)."""
     for line in error_lines(results):
         say("  " + line)
     over = [r for r in results.values() if r.get("frac_peak", 0) > 1.0]
@@ -464,38 +329,270 @@ def main(argv=None):
             + (" -- the machine was not idle, timings (multi-threaded above all) are "
                "unreliable" if other > bench.BUSY_WARN else ""))
 
-    status = 0
+
+def smoke_verdict(results, failures):
+    """``--smoke``'s end: add to ``failures`` each of our results that has no timing, a
+    problem or an error above SMOKE_TOL, print the verdict; returns the exit status."""
+    ours = [rec for (_, _, key), rec in results.items() if key.split(":")[0] == "ours"]
+    for rec in ours:
+        if "note" in rec:
+            failures.append(f"{where(rec)}: {rec['note']}")
+        elif rec.get("problems"):
+            failures.append(f"{where(rec)}: " + "; ".join(rec["problems"]))
+        elif rec.get("max_rel_err") is None or not rec["max_rel_err"] <= SMOKE_TOL:
+            failures.append(f"{where(rec)}: max rel err {rec.get('max_rel_err')} > "
+                            f"{SMOKE_TOL:g}")
+    if failures:
+        say("\nSMOKE FAILED:\n  " + "\n  ".join(failures))
+        return 1
+    say(f"\nsmoke: OK, every max relative error <= {SMOKE_TOL:g} ({len(ours)} results)")
+    return 0
+
+
+# --- command line (the parts bench/transposed.py shares) ----------------------------------
+def make_parser(prog, description, epilog, stem, quick, function, per):
+    """The command line of an op benchmark: ``(parser, its "what to run" group)`` (for the
+    benchmark's own options), with the options :func:`check_options` checks. ``stem``: the
+    results' file names; ``quick``: the --quick layers; ``function``: the conv3d_cpu function
+    timed; ``per``: what --wait-idle waits before."""
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what to run")
+    g.add_argument("--quick", action="store_true",
+                   help=f"a subset ({', '.join(quick)}), fewer runs")
+    g.add_argument("--smoke", action="store_true",
+                   help=f"tiny layers, 1 run each; exit 1 unless every result is within "
+                   f"{SMOKE_TOL:g} relative error of PyTorch's (no files unless --json)")
+    bench.add_layer_options(g)
+    g.add_argument("--algorithm", default="auto",
+                   help=f"{function}'s algorithm= (default %(default)s)")
+    t = p.add_argument_group("threads")
+    t.add_argument("--threads", type=bench.int_list, default=[1, 2], metavar="T[,T]",
+                   help="thread counts, interleaved (default 1,2)")
+    t.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                   help=f"before each {per} wait up to SECONDS for other processes to stop "
+                   "using the CPUs (default 0: don't wait)")
+    bench.add_timing_options(p)
+    o = p.add_argument_group("output and details")
+    bench.add_peak_option(o)
+    o.add_argument("--json", metavar="PATH", help="write the JSON here (the chart goes next "
+                   f"to it) instead of bench/results/{stem}-<timestamp>.json + "
+                   f"{stem}-latest.json")
+    o.add_argument("--no-plot", action="store_true", help="no PNG chart")
+    o.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    return p, g
+
+
+def check_options(p, args):
+    """Exit with a usage error on options of :func:`make_parser` that do not go together."""
+    if not args.threads or any(t < 1 for t in args.threads):
+        p.error("--threads must be positive")
+    if args.layer and args.only:
+        p.error("--layer and --only exclude each other")
+    if args.smoke and (args.quick or args.only or args.layer):
+        p.error("--smoke runs its own tiny layers: no --quick, --only or --layer")
+
+
+def parse_args(argv=None):
+    p, g = make_parser(
+        "bench/backward.py",
+        "Benchmark conv3d_cpu.conv3d_backward against PyTorch's convolution_backward on the "
+        "suite's 3D-CNN layers (or your own, with --layer), for three output masks.",
+        "layers in the suite: " + ", ".join(lay.name for lay in suite.SUITE)
+        + "\nmasks: " + ", ".join(f"{k} = {MASK_ABOUT[k]} {v}" for k, v in MASKS.items())
+        + "\n--layer: as bench/run.py --layer (see bench/run.py --help)",
+        "backward", suite.QUICK, "conv3d_backward", "(layer, mask)")
+    g.add_argument("--masks", type=bench.name_list, default=",".join(MASKS),
+                   metavar="M[,M]", help="output masks, from %(default)s")
+    args = p.parse_args(argv)
+    bad = [m for m in args.masks if m not in MASKS]
+    if bad or not args.masks:
+        p.error(f"unknown mask(s) {bad}: choose from {', '.join(MASKS)}")
+    check_options(p, args)
+    return args, p
+
+
+def torch_missing(prog):
+    """True, said, where PyTorch (the reference) does not import."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        say(f"{prog}: PyTorch is not installed ({e}); it is the reference, so there is "
+            "nothing to run (skipped)")
+        return True
+    return False
+
+
+def setup(args, parser, smoke_layers, pick_layers):
+    """``(layers, timing policy, fp32 GFLOP/s per core, its source)``: ``smoke_layers`` with
+    one timed run under --smoke, else ``pick_layers(args, parser)`` with the timing options'
+    policy."""
     if args.smoke:
-        for (name, t, key), rec in results.items():
-            if not key.startswith("ours:"):
-                continue
-            where = f"{name} {rec['mask_name']} T={t}"
-            if "note" in rec:
-                failures.append(f"{where}: {rec['note']}")
-            elif rec.get("problems"):
-                failures.append(f"{where}: " + "; ".join(rec["problems"]))
-            elif rec.get("max_rel_err") is None or not rec["max_rel_err"] <= SMOKE_TOL:
-                failures.append(f"{where}: max rel err {rec.get('max_rel_err')} > {SMOKE_TOL:g}")
-        if failures:
-            say("\nSMOKE FAILED:\n  " + "\n  ".join(failures))
-            status = 1
-        else:
-            say(f"\nsmoke: OK, every max relative error <= {SMOKE_TOL:g} "
-                f"({sum(k.startswith('ours:') for _, _, k in results)} results)")
-    elif failures:
+        layer_list, policy = list(smoke_layers), bench.Policy(reps=1, burst=1)
+    else:
+        layer_list = pick_layers(args, parser)
+        policy = bench.timing_policy(args, parser, args.quick)
+    return (layer_list, policy) + bench.resolve_peak(args, parser)
+
+
+def make_ours(cls, args, function, notes, failures):
+    """``cls(args.algorithm)``, or None with a note (and, under --smoke, a failure) where
+    this conv3d_cpu has no ``function``."""
+    try:
+        return cls(args.algorithm)
+    except AttributeError:
+        notes["ours"] = f"skipped: this conv3d_cpu has no {function}; timing PyTorch only"
+        if args.smoke:
+            failures.append(f"conv3d_cpu.{function} does not exist")
+        return None
+
+
+def run_meta(args, argv, syss, policy, peak, threads, started, **more):
+    """The JSON's ``meta``: machine, versions, options, peak (``(per core, source)``),
+    timing and thread counts, then ``more``."""
+    model, mhz = bench.cpu_info()
+    per_core, peak_src = peak
+    return dict(
+        timestamp=started.isoformat(timespec="seconds"), host=platform.node(), cpu=model,
+        cpu_mhz=mhz, cores=bench.cpu_count(), python=platform.python_version(),
+        numpy=np.__version__, versions={s.key: s.version for s in syss}, isa=bench._our_isa(),
+        preset="smoke" if args.smoke else "quick" if args.quick else "full",
+        argv=sys.argv[1:] if argv is None else list(argv),
+        omp_num_threads=os.environ.get("OMP_NUM_THREADS"), algorithm=args.algorithm,
+        peak=dict(gflops_per_core_fp32=per_core, gflops_per_core_fp64=per_core / 2,
+                  source=peak_src),
+        timing=dataclasses.asdict(policy) | {"describe": policy.describe()}, threads=threads,
+        **more)
+
+
+def say_setup(meta):
+    """The header's lines on FLOPs, peak, timing and OpenMP runtimes."""
+    peak = meta["peak"]
+    say(f"FLOPs: {meta['flops']}")
+    say(f"peak: {peak['gflops_per_core_fp32']:.1f} GFLOP/s/core fp32, "
+        f"{peak['gflops_per_core_fp64']:.1f} fp64 ({peak['source']})")
+    say(f"timing: {meta['timing']['describe']}; systems and thread counts {meta['threads']} "
+        "interleaved")
+    say("OpenMP runtimes loaded: " + (", ".join(systems.openmp_runtimes()) or "none found"))
+
+
+def measure_one(what, lay, syss, policy, inputs, args, meta, failures):
+    """``(by_threads, seconds)`` of ``bench.measure`` on ``lay`` at ``meta["threads"]``
+    (after --wait-idle); ``(None, seconds)``, said and added to ``failures``, where ours
+    raised (``what`` names the measurement)."""
+    if args.wait_idle:
+        waited = bench.wait_for_idle(args.wait_idle)
+        if waited > 1:
+            say(f"  (waited {waited:.0f} s for other processes to go quiet)")
+    t0 = time.perf_counter()
+    try:
+        by_threads = bench.measure(lay, meta["threads"], syss, policy, inputs,
+                                   meta["peak"]["gflops_per_core_fp32"])
+    except Exception as e:  # ours failed (measure re-raises our errors but ValueError)
+        msg = f"{what}: {type(e).__name__}: {e}"
+        say(f"  FAILED: {msg}")
+        failures.append(msg)
+        by_threads = None
+    return by_threads, time.perf_counter() - t0
+
+
+def say_results(meta, t_start, contention, results, layer_list, masks, err_over=""):
+    """After the timing loop: its seconds and the cores other processes used into ``meta``,
+    then the results table said (``err_over``: what the error is the worst of). Returns the
+    cores other processes used (None where unknown)."""
+    meta["elapsed_s"] = elapsed = time.perf_counter() - t_start
+    meta["other_cpu_cores"] = other = contention.other_cores()
+    say(f"\nResults ({elapsed:.0f} s of timing). ms = median; ours/torch = time ratio (< 1: "
+        f"ours faster); runs = ours/torch; err = max|a - b| / max|b|{err_over}, against "
+        f"PyTorch's result and, for float32, against PyTorch's float64 result")
+    say(results_table(results, layer_list, meta["threads"], masks))
+    return other
+
+
+def finish(args, meta, layer_list, results, summary, failures, stem, keys, title):
+    """The end of a run: --smoke's verdict or the failures, then (unless --smoke without
+    --json) the JSON and the chart of ``keys``; returns the exit status."""
+    status = smoke_verdict(results, failures) if args.smoke else 0
+    if failures and not args.smoke:
         say("\nfailed: " + "; ".join(failures))
         status = 1
-
     if args.json or not args.smoke:
-        meta["elapsed_s"] = elapsed
         doc = dict(meta=meta, layers=[lay.to_dict() for lay in layer_list],
                    results=list(results.values()), summary=summary, failures=failures)
-        keys = [f"{s.key}:{m}" for m in masks for s in syss]
-        title = "conv3d_cpu.conv3d_backward vs torch convolution_backward"
-        bench.save_results(doc, args.json, "backward", started, None if args.no_plot else (
+        threads, per_core = meta["threads"], meta["peak"]["gflops_per_core_fp32"]
+        started = datetime.datetime.fromisoformat(meta["timestamp"])
+        bench.save_results(doc, args.json, stem, started, None if args.no_plot else (
             lambda png: bench.plot(png, results, layer_list, max(threads), sorted(threads),
                                    keys, per_core, title)))
     return status
+
+
+def main(argv=None):
+    args, parser = parse_args(argv)
+    if torch_missing("bench/backward.py"):
+        return 1 if args.smoke else 0
+    layer_list, policy, per_core, peak_src = setup(args, parser, SMOKE, bench.pick_layers)
+    threads = list(dict.fromkeys(args.threads))
+    masks = list(dict.fromkeys(args.masks))
+
+    notes, failures = {}, []
+    torch_sys = TorchBackward()
+    ours = make_ours(OursBackward, args, "conv3d_backward", notes, failures)
+    syss = ([ours] if ours else []) + [torch_sys]
+
+    meta = run_meta(
+        args, argv, syss, policy, (per_core, peak_src), threads, datetime.datetime.now(),
+        masks={m: dict(mask=MASKS[m], about=MASK_ABOUT[m]) for m in masks},
+        torch=dict(op="torch.ops.aten.convolution_backward", set_num_threads="= threads",
+                   num_interop_threads=1),
+        flops="grad_input = grad_weight = 2 * N * Cout * oD*oH*oW * (Cin/groups) * kD*kH*kW "
+              "(the forward's); 'all' counts both, grad_bias not counted",
+        notes=notes)
+
+    bench.say_header("conv3d_cpu backward benchmark", meta, notes)
+    say("masks: " + "; ".join(f"{m} = {MASK_ABOUT[m]} {MASKS[m]}" for m in masks))
+    say(f"ours: conv3d_cpu.conv3d_backward(..., output_mask=mask, algorithm="
+        f"{args.algorithm!r}, num_threads=T); torch: convolution_backward(..., mask) under "
+        f"set_num_threads(T), set_num_interop_threads(1)")
+    say_setup(meta)
+    say("\n" + bench.suite_table(layer_list)
+        + "\n(GFLOP: the forward's; grad_input and grad_weight cost as much each)\n")
+
+    results, contention, t_start = {}, bench.Contention(), time.perf_counter()
+    for i, lay in enumerate(layer_list):
+        x, w, go = make_inputs(lay, args.seed)
+        ref64 = (torch_sys.reference64(lay, x, w, go, max(threads))
+                 if lay.dtype != "float64" else None)
+        for m in masks:
+            blay = Backward.of(lay, MASKS[m])
+            for s in syss:
+                s.outputs.clear()
+            by_threads, took = measure_one(f"{lay.name} {m}", blay, syss, policy, (x, w, go),
+                                           args, meta, failures)
+            if by_threads is None:
+                continue
+            record_errors(blay, by_threads, syss, ref64)
+            for t in threads:
+                for key, rec in by_threads[t].items():
+                    rec.update(system=f"{key}:{m}", mask=blay.mask, mask_name=m)
+                    results[(lay.name, t, f"{key}:{m}")] = rec
+            say(progress_line(f"[{i + 1}/{len(layer_list)}] {lay.name} {m}", by_threads, took))
+        del x, w, go, ref64
+    other = say_results(meta, t_start, contention, results, layer_list, masks,
+                        " over the gradients asked for")
+
+    ours_keys = [f"ours:{m}" for m in masks] if ours else []
+    summary = [bench.summarize(results, layer_list, t, ours_keys) for t in threads]
+    say("\nSummary (the only peer is PyTorch: best peer = torch)")
+    for s in summary:
+        for line in (bench.summary_lines(s) if ours else []):
+            say("  " + line)
+    if not ours:
+        say("  ours not measured: " + notes["ours"])
+    closing_notes(results, other)
+    return finish(args, meta, layer_list, results, summary, failures, "backward",
+                  [f"{s.key}:{m}" for m in masks for s in syss],
+                  "conv3d_cpu.conv3d_backward vs torch convolution_backward")
 
 
 if __name__ == "__main__":

@@ -25,15 +25,17 @@ Modes (``--modes``):
 
 * ``torch`` -- stock PyTorch (the reference for speedup and error; always run).
 * ``functional`` -- every nn.Conv3d replaced by a module calling
-  ``conv3d_cpu.conv3d(x.numpy(), weight.numpy(), bias, ..., num_threads=T)``.
+  ``conv3d_cpu.conv3d(x.numpy(), weight.numpy(), bias, ..., num_threads=T)``, every
+  nn.ConvTranspose3d by one calling ``conv3d_cpu.conv_transpose3d``.
 * ``module`` -- every nn.Conv3d replaced by a ``conv3d_cpu.Conv3d`` with the same arguments,
-  loaded with the layer's weights once, at conversion.
+  every nn.ConvTranspose3d by a ``conv3d_cpu.ConvTranspose3d``, loaded with the layer's
+  weights once, at conversion.
 * ``openvino`` -- the stock network through ``openvino.convert_model`` and the CPU plugin
   (f32, INFERENCE_NUM_THREADS = T, latency hint, one stream); optional.
 * ``bridge`` -- reserved for the PyTorch bridge (not implemented yet).
 
-In our modes every other layer (ConvTranspose3d included: conv3d_cpu has none yet), the
-normalizations, activations, pooling and concatenations stay in PyTorch.
+In our modes every other layer (the normalizations, activations, pooling and concatenations)
+stays in PyTorch.
 
 Processes: each (network, mode, thread count) runs in a fresh subprocess with
 ``OMP_NUM_THREADS=T`` and ``torch.set_num_threads(T)`` (``--fresh network`` shares one process
@@ -41,7 +43,7 @@ among the modes of a network at one thread count, the ``--quick`` default), so t
 time is the first forward of a fresh process and no library's threads interfere with
 another's. Metrics per (network, mode, threads): cold ms (first forward after building or
 converting), warm ms (median of repeated forwards after one warm-up; adaptive, see ``--reps``),
-conv share (fraction of the warm forward spent in the Conv3d layers, timed with
+conv share (fraction of the warm forward spent in the Conv3d and ConvTranspose3d layers, timed with
 time.perf_counter in forward hooks or in our wrappers; n/a for OpenVINO), speedup (torch warm /
 mode warm) and max relative error (max|y - y_torch| / max|y_torch|).
 
@@ -559,18 +561,47 @@ class FunctionalConv3d(nn.Module):
         return y
 
 
+class FunctionalConvTranspose3d(nn.Module):
+    """An nn.ConvTranspose3d through ``conv3d_cpu.conv_transpose3d`` (weight and bias as numpy
+    views on every call)."""
+
+    def __init__(self, conv, name, clock, threads):
+        super().__init__()
+        import conv3d_cpu
+        self._op, self.name, self.clock, self.threads = (conv3d_cpu.conv_transpose3d, name,
+                                                         clock, threads)
+        self.geo = Geometry.of(conv)
+        self.weight, self.bias = conv.weight, conv.bias
+        self.args = (conv.stride, conv.padding, conv.output_padding, conv.groups, conv.dilation)
+
+    def forward(self, x):
+        t0 = time.perf_counter()
+        b = None if self.bias is None else self.bias.detach().numpy()
+        y = torch.from_numpy(self._op(x.detach().numpy(), self.weight.detach().numpy(), b,
+                                      *self.args, num_threads=self.threads))
+        self.clock.stop(self.name, self.geo, t0, x, y)
+        return y
+
+
 class ModuleConv3d(nn.Module):
-    """An nn.Conv3d through a ``conv3d_cpu.Conv3d`` built with the same arguments and loaded
-    with its weights once, here (its threads: OMP_NUM_THREADS)."""
+    """An nn.Conv3d (nn.ConvTranspose3d) through a ``conv3d_cpu.Conv3d``
+    (``ConvTranspose3d``) built with the same arguments and loaded with its weights once,
+    here (its threads: OMP_NUM_THREADS)."""
 
     def __init__(self, conv, name, clock):
         super().__init__()
         import conv3d_cpu
         self.name, self.clock, self.geo = name, clock, Geometry.of(conv)
-        self.conv = conv3d_cpu.Conv3d(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-            conv.dilation, conv.groups, bias=conv.bias is not None,
-            padding_mode=conv.padding_mode, dtype=np.float32, rng=0)
+        if isinstance(conv, nn.ConvTranspose3d):
+            self.conv = conv3d_cpu.ConvTranspose3d(
+                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                conv.padding, conv.output_padding, conv.groups, bias=conv.bias is not None,
+                dilation=conv.dilation, dtype=np.float32, rng=0)
+        else:
+            self.conv = conv3d_cpu.Conv3d(
+                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                conv.padding, conv.dilation, conv.groups, bias=conv.bias is not None,
+                padding_mode=conv.padding_mode, dtype=np.float32, rng=0)
         sd = {"weight": conv.weight.detach().numpy()}
         if conv.bias is not None:
             sd["bias"] = conv.bias.detach().numpy()
@@ -584,9 +615,10 @@ class ModuleConv3d(nn.Module):
 
 
 def replace_convs(model, make):
-    """Replace every nn.Conv3d of ``model`` (in place) by ``make(name, conv)``."""
+    """Replace every nn.Conv3d and nn.ConvTranspose3d of ``model`` (in place) by
+    ``make(name, conv)``."""
     for name, m in list(model.named_modules()):
-        if isinstance(m, nn.Conv3d):
+        if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)):
             parent, _, attr = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, attr, make(name, m))
     return model
@@ -603,10 +635,12 @@ def make_mode(mode, stock, x, threads, clock):
     if mode in ("torch", "functional", "module"):
         model = copy.deepcopy(stock)
         if mode == "functional":
-            replace_convs(model, lambda name, c: FunctionalConv3d(c, name, clock, threads))
+            replace_convs(model, lambda name, c: (
+                FunctionalConvTranspose3d if isinstance(c, nn.ConvTranspose3d)
+                else FunctionalConv3d)(c, name, clock, threads))
         elif mode == "module":
             replace_convs(model, lambda name, c: ModuleConv3d(c, name, clock))
-        # Conv3d layers left are stock ones (torch mode); ConvTranspose3d stays in torch always.
+        # (layers left are stock ones: torch mode)
         clock.hook(model, (nn.Conv3d, nn.ConvTranspose3d))
         return (lambda: model(x)), info
     if mode == "openvino":

@@ -29,13 +29,15 @@ class Unsupported(Exception):
 
 
 class Ours:
-    """``conv3d_cpu.conv3d`` with a fixed ``algorithm``."""
+    """``conv3d_cpu.conv3d`` with a fixed ``algorithm`` (``op``: the name of another
+    conv3d_cpu function with conv3d's calling convention, e.g. ``conv_transpose3d``)."""
 
     is_peer = False
+    op = "conv3d"
 
     def __init__(self, algorithm):
         import conv3d_cpu
-        self._conv3d = conv3d_cpu.conv3d
+        self._conv = getattr(conv3d_cpu, self.op)
         self.algorithm = algorithm
         self.key = f"ours:{algorithm}"
         self.version = conv3d_cpu.__version__
@@ -44,22 +46,24 @@ class Ours:
         """Raise ValueError when this build does not know the algorithm (tiny 3x3x3 probe)."""
         x = np.zeros((1, 1, 6, 6, 6), np.float32)
         w = np.zeros((1, 1, 3, 3, 3), np.float32)
-        self._conv3d(x, w, padding=1, algorithm=self.algorithm, num_threads=1)
+        self._conv(x, w, padding=1, algorithm=self.algorithm, num_threads=1)
 
     def prepare(self, layer, x, w, b, threads):
-        conv3d, kwargs = self._conv3d, layer.conv_kwargs()
+        conv, kwargs = self._conv, layer.conv_kwargs()
         algorithm = self.algorithm
 
         def run():
-            return conv3d(x, w, b, algorithm=algorithm, num_threads=threads, **kwargs)
+            return conv(x, w, b, algorithm=algorithm, num_threads=threads, **kwargs)
         return run
 
 
 class TorchPeer:
-    """PyTorch's ``F.conv3d`` (oneDNN for float32 on most builds)."""
+    """PyTorch's ``F.conv3d`` (oneDNN for float32 on most builds; ``op``: the name of another
+    ``torch.nn.functional`` function with the same calling convention)."""
 
     key = "torch"
     is_peer = True
+    op = "conv3d"
 
     def __init__(self):
         import torch
@@ -72,7 +76,7 @@ class TorchPeer:
 
     def prepare(self, layer, x, w, b, threads):
         torch = self.torch
-        F = torch.nn.functional
+        conv = getattr(torch.nn.functional, self.op)
         tx, tw = torch.from_numpy(x), torch.from_numpy(w)
         tb = None if b is None else torch.from_numpy(b)
         kwargs = layer.conv_kwargs()
@@ -82,7 +86,7 @@ class TorchPeer:
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
             with torch.inference_mode():
-                return F.conv3d(tx, tw, tb, **kwargs).numpy()
+                return conv(tx, tw, tb, **kwargs).numpy()
         return run
 
 

@@ -724,15 +724,15 @@ def output_size_arg(output_size, x_ndim, spatial, kernel_size, stride, padding, 
     """The output_padding that gives a transposed convolution's forward the ``output_size``
     asked for: 3 spatial sizes, or the input's rank's (5, or 4 unbatched) with the leading
     ones; each within [min, min + stride - 1] (PyTorch's range and message)."""
-    if isinstance(output_size, (str, bytes)) or not isinstance(
-            output_size, (collections.abc.Iterable, np.ndarray)):
-        raise TypeError(f"output_size must be None or a sequence of ints, got "
-                        f"{_describe(output_size)}")
-    items = tuple(output_size)
+    expected = (f"a sequence of 3 ints (depth, height, width) or of {x_ndim} (the "
+                f"{x_ndim}-D input's rank)")
+    if isinstance(output_size, (str, bytes)):
+        raise TypeError(f"output_size must be None or {expected}, got {_describe(output_size)}")
+    items = _int_items("output_size", output_size, expected)
     if len(items) not in (3, x_ndim):
         raise ValueError(f"output_size must have 3 or {x_ndim} elements for a {x_ndim}-D "
                          f"input, got {len(items)}: {items!r}")
-    sizes = tuple(as_int(f"output_size[{i}]", s) for i, s in enumerate(items))[-3:]
+    sizes = items[-3:]
     low = transposed_min_shape(spatial, kernel_size, stride, padding, dilation)
     high = tuple(m + s - 1 for m, s in zip(low, stride))
     if any(not lo <= n <= hi for n, lo, hi in zip(sizes, low, high)):
@@ -751,12 +751,13 @@ def transposed_grad_output(gy, x, weight, groups, stride, padding, dilation, out
     lead = (() if unbatched else (x.shape[0],)) + (weight.shape[1] * groups,)
     spatial = gy.shape[len(lead):]
     usual = tuple(m + op for m, op in zip(low, output_padding))
-    if gy.shape[:len(lead)] != lead or len(spatial) != 3 or (spatial != usual and not all(
-            m <= n < m + s for n, m, s in zip(spatial, low, stride))):
+    if gy.shape[:len(lead)] != lead or len(spatial) != 3 or min(spatial, default=0) < 1 or (
+            spatial != usual and not all(m <= n < m + s for n, m, s in zip(spatial, low, stride))):
+        if min(usual) < 1:  # the forward's own error: nothing to differentiate
+            transposed_output_shape(x.shape[2:], weight.shape[2:], stride, padding, dilation,
+                                    output_padding)
         raise ValueError(
             f"grad_output has shape {gy.shape}, expected {lead + usual} (the output shape of "
             f"the forward transposed convolution; with an output_size, spatial sizes from "
             f"{low} to {tuple(m + s - 1 for m, s in zip(low, stride))})")
-    if any(n < 1 for n in spatial):
-        raise ValueError(f"grad_output has shape {gy.shape}: the forward's output is empty")
     return gy[None] if unbatched else gy
