@@ -1,7 +1,7 @@
 """Which algorithms meet PyTorch's float32 tolerance: the measurements behind float32 precision
 'highest' (conv3d_cpu.set_float32_precision; algorithms.ACCURATE_TILES).
 
-For a set of layers (1..512 channels; 3x3x3, 1x3x3, 3x1x1 and 5x5x5 kernels; 4^3..32^3
+For a set of layers (1..512 channels; 3x3x3, 1x3x3, 3x1x1, 5x5x5 and 2x2x2 kernels; 4^3..32^3
 volumes, padding 'same', batch 1), with inputs drawn from N(0, 1) and weights and bias drawn
 as PyTorch's default init does (U(-1/sqrt(fan_in), 1/sqrt(fan_in))), each algorithm's float32
 result is compared with a float64 reference: ``conv3d(..., algorithm='direct')`` on the same
@@ -20,11 +20,13 @@ and under 'highest'.
 import argparse
 import sys
 import time
+from unittest import mock
 
 import numpy as np
 
 from conv3d_cpu import conv3d
 from conv3d_cpu._core import algorithms
+from conv3d_cpu._native.constants import winograd_tile
 
 RTOL, ATOL = 1.3e-6, 1e-5  # torch.testing.assert_close's float32 defaults
 
@@ -39,9 +41,28 @@ LAYERS = [
     ((3, 1, 1), 512, 512, 8),
     ((5, 5, 5), 1, 8, 24), ((5, 5, 5), 16, 16, 16), ((5, 5, 5), 64, 64, 12),
     ((5, 5, 5), 128, 128, 8), ((5, 5, 5), 256, 256, 8), ((5, 5, 5), 512, 512, 6),
+    ((2, 2, 2), 1, 8, 32), ((2, 2, 2), 16, 16, 24), ((2, 2, 2), 64, 64, 16),
+    ((2, 2, 2), 128, 128, 12), ((2, 2, 2), 256, 256, 8), ((2, 2, 2), 512, 512, 8),
 ]
 ALGORITHMS = ("direct", "winograd_f2", "winograd_f4")
-TILE_NAMES = {None: "direct", 2: "F2", 4: "F4"}
+# 2x2x2 kernels have F(3, 2) and F(5, 2), which no algorithm name forces: run by tile.
+TILE_ALGORITHMS = ("direct", "winograd_f3", "winograd_f5")
+TILE_NAMES = {None: "direct", 2: "F2", 4: "F4", 3: "F3", 5: "F5"}
+
+
+def algorithms_for(kernel):
+    if kernel == (2, 2, 2):
+        return list(TILE_ALGORITHMS)
+    return [a for a in ALGORITHMS if a != "winograd_f4" or kernel != (5, 5, 5)]
+
+
+def run(a, x, w, b):
+    """conv3d(x, w, b, padding='same') by algorithm ``a`` (or 'winograd_f<m>': tile m)."""
+    if a in TILE_ALGORITHMS[1:]:
+        tile = winograd_tile(int(a[-1]), w.shape[2:])
+        with mock.patch.object(algorithms, "choose", lambda *args, **kwargs: tile):
+            return conv3d(x, w, b, padding="same", algorithm="winograd")
+    return conv3d(x, w, b, padding="same", algorithm=a)
 
 
 def draw(rng, kernel, cin, cout, size):
@@ -99,7 +120,7 @@ def main(argv=None):
         name = f"{'x'.join(map(str, kernel))}, {cin} -> {cout}, {size}^3"
         auto = f"{auto_choice(kernel, cin, cout, size, 'high')} / " \
                f"{auto_choice(kernel, cin, cout, size, 'highest')}"
-        names = [a for a in ALGORITHMS if a != "winograd_f4" or kernel != (5, 5, 5)]
+        names = algorithms_for(kernel)
         names += ["torch"] if torch is not None else []
         results = {a: [0.0, 0.0, 0.0, True] for a in names}
         for seed in range(args.seeds):
@@ -113,7 +134,7 @@ def main(argv=None):
                         y32 = F.conv3d(torch.from_numpy(x), torch.from_numpy(w),
                                        torch.from_numpy(b), padding="same").numpy()
                 else:
-                    y32 = conv3d(x, w, b, padding="same", algorithm=a)
+                    y32 = run(a, x, w, b)
                 r = results[a]
                 e, rel, share = measure(y32, y64)
                 passes = share <= 1.0

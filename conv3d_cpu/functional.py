@@ -50,11 +50,12 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         Divides C and O.
     algorithm : {'auto', 'direct', 'winograd', 'winograd_f2', 'winograd_f4'}
         'auto' chooses per layer by a cost model and gives the same NaN/Inf positions as
-        direct convolution. Winograd needs a 3x3x3, (1,3,3), (3,1,1) or 5x5x5 kernel, stride
-        1 and dilation 1 along the kernel's axes larger than 1 (else ValueError); 'winograd'
-        picks the tile size, 'winograd_f2' / 'winograd_f4' force F(2, 3) / F(4, 3) along those
-        axes (F(2^3, 3^3) / F(4^3, 3^3) for 3x3x3; 5x5x5 has F(2^3, 5^3) only, through
-        'winograd_f2' or 'winograd'). An explicit Winograd algorithm mixes the inputs of each
+        direct convolution. Winograd needs a 3x3x3, (1,3,3), (3,1,1), 5x5x5 or 2x2x2 kernel,
+        stride 1 and dilation 1 along the kernel's axes larger than 1 (else ValueError);
+        'winograd' picks the tile size, 'winograd_f2' / 'winograd_f4' force F(2, 3) / F(4, 3)
+        along those axes (F(2^3, 3^3) / F(4^3, 3^3) for 3x3x3; 5x5x5 has F(2^3, 5^3) only,
+        through 'winograd_f2' or 'winograd'; 2x2x2 F(3^3, 2^3) and F(5^3, 2^3), through
+        'winograd'). An explicit Winograd algorithm mixes the inputs of each
         tile, so a NaN or Inf in the input spreads to every output of its tile(s).
     num_threads : int, optional
         OpenMP threads for this call, at most ``max(256, os.cpu_count())``; None uses

@@ -143,9 +143,10 @@ class Conv3d(_Layer):
     algorithm : {'auto', 'direct', 'winograd', 'winograd_f2', 'winograd_f4'}, keyword-only
         How ``forward`` computes (default 'auto'), as in ``conv3d``: 'auto' chooses per layer
         by a cost model and gives direct convolution's NaN/Inf positions. Winograd needs a
-        3x3x3, (1,3,3), (3,1,1) or 5x5x5 kernel, stride 1 and dilation 1 along the kernel's
-        axes larger than 1 (else ValueError, here); 'winograd' picks the tile size,
-        'winograd_f2' / 'winograd_f4' force F(2, 3) / F(4, 3) (5x5x5: F(2, 5) only). An
+        3x3x3, (1,3,3), (3,1,1), 5x5x5 or 2x2x2 kernel, stride 1 and dilation 1 along the
+        kernel's axes larger than 1 (else ValueError, here); 'winograd' picks the tile size,
+        'winograd_f2' / 'winograd_f4' force F(2, 3) / F(4, 3) (5x5x5: F(2, 5) only; 2x2x2:
+        'winograd' only). An
         explicit Winograd algorithm spreads a NaN or Inf in the input to every output of its
         tile(s).
 

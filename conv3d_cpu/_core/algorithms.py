@@ -1,10 +1,11 @@
 """Which algorithm computes a layer: the names, Winograd's eligibility and the cost model.
 
 Algorithms: 'direct' (any layer) and Winograd for the kernel shapes of
-``constants.WINOGRAD_SHAPES`` (3x3x3, (1,3,3), (3,1,1), 5x5x5) with stride 1 and dilation 1:
-F(m, 3) along each axis where the kernel is 3, F(2, 5) where it is 5 (identity where it is 1);
-'winograd_f2' (m = 2), 'winograd_f4' (m = 4; kernels of 3 only), 'winograd' (the tile size the
-cost model prefers). 'auto' picks by the cost model below, among direct and every tile under
+``constants.WINOGRAD_SHAPES`` (3x3x3, (1,3,3), (3,1,1), 5x5x5, 2x2x2) with stride 1 and
+dilation 1: F(m, 3) along each axis where the kernel is 3, F(2, 5) where it is 5, F(3, 2) or
+F(5, 2) where it is 2 (identity where it is 1); 'winograd_f2' (m = 2), 'winograd_f4' (m = 4;
+kernels of 3 only), 'winograd' (the tile size the cost model prefers; the only name for
+2x2x2). 'auto' picks by the cost model below, among direct and every tile under
 float32 precision 'high' (the default), among direct and ``ACCURATE_TILES`` (F(2^3, 3^3)) under
 'highest' (precision.py); forward.py makes sure that it never lets Winograd change where
 NaN/Inf appear.
@@ -33,9 +34,11 @@ FORCED_TILE = {"winograd_f2": 2, "winograd_f4": 4}
 _DIRECT_FLOPS = 95e9
 _GEMM_FLOPS = 90e9
 # Seconds per (tile, channel) for the input and per (tile, output channel) for the output
-# transform, by tile size.
+# transform, measured for F(2, 3) and F(4, 3) tiles; F(3, 2) and F(5, 2) transform as many
+# points (4 and 6 per axis) with the same B^T and an A^T of one more row.
 _TRANSFORM_IN = {2: 32e-9, 4: 150e-9}
 _TRANSFORM_OUT = {2: 24e-9, 4: 90e-9}
+_SAME_POINTS = {3: 2, 5: 4}
 # The transformed weights U (A x C/g x O/g x g elements) are read from memory once per call at
 # least: on few tiles with many channels (a network's bottleneck) that read, not the GEMM,
 # takes the time, and a large U is also written once, on first use (docs/performance.md, "cost
@@ -49,19 +52,23 @@ _U_WRITE = 3.5e9
 # The Winograd tiles whose float32 results stay within PyTorch's float32 tolerance
 # (torch.testing.assert_close: |err| <= 1e-5 + 1.3e-6 |y|) of a float64 reference: the only
 # ones 'auto' considers under float32 precision 'highest' (precision.py). bench/precision.py
-# (24 layers, 1..512 channels, 4^3..32^3, PyTorch's default init, N(0, 1) inputs, 3 draws
+# (30 layers, 1..512 channels, 4^3..32^3, PyTorch's default init, N(0, 1) inputs, 3 draws
 # each), the worst |err| / tolerance over the set (below 1 passes):
 #   F(2^3, 3^3): 0.26 (3x3x3), 0.25 (1x3x3), 0.25 (3x1x1): passes everywhere, kept;
 #   F(4^3, 3^3): 26 (3x3x3), 5.8 (1x3x3), 1.06 (3x1x1, 512 channels; passes to 128): out;
 #   F(2^3, 5^3): 10, failing on every layer, from 1 channel: out (5x5x5 runs direct);
+#   F(3^3, 2^3): 0.32 (2x2x2; direct 0.25): kept; F(5^3, 2^3): 29, failing from 1 channel: out;
 #   direct: 0.22 (3x3x3), 0.18 (1x3x3), 0.19 (3x1x1), 0.13 (5x5x5): its products are summed in
 #   runs of constants.SUM_TERMS (PyTorch's own worst: 0.13, 0.15, 0.09, 0.33).
-ACCURATE_TILES = {(3, 3, 3): (2,), (1, 3, 3): (2,), (3, 1, 1): (2,), (5, 5, 5): ()}
-# Under 'high', 'auto' takes F(4^3, 3^3) only up to this fan-in (input channels per group x
-# kernel volume): its float32 error grows with it, and past it leaves the 1e-4 x max|y| that
-# 'high' promises (bench/precision.py, 3x3x3: 5.1e-5 of max|y| at 256 channels, 9.9e-5 and
-# 1.2e-4 at 512).
+ACCURATE_TILES = {(3, 3, 3): (2,), (1, 3, 3): (2,), (3, 1, 1): (2,), (5, 5, 5): (),
+                  (2, 2, 2): (3,)}
+# Under 'high', 'auto' takes the tiles of six points (F(4, 3), F(5, 2)) only up to a fan-in
+# (input channels per group x kernel volume): their float32 error grows with it, and past it
+# leaves the 1e-4 x max|y| that 'high' promises (bench/precision.py, 3x3x3 F(4^3, 3^3): 5.1e-5
+# of max|y| at 256 channels, 9.9e-5 and 1.2e-4 at 512; 2x2x2 F(5^3, 2^3): 6.3e-5 at 128,
+# 1.1e-4 at 256).
 F4_MAX_FAN_IN = 256 * 27
+MAX_FAN_IN = {4: F4_MAX_FAN_IN, 5: 128 * 8}
 # Below this many multiply-adds (about 10 microseconds of one core) the default thread count
 # is 1: waking an OpenMP team costs more than the work it would share.
 TINY_MACS = 1_000_000
@@ -95,6 +102,7 @@ def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial, kerne
     positions = math.prod(winograd_points(ms, kernel_size))
     gemm = 2.0 * tiles * positions * cpg * opg * groups / _GEMM_FLOPS
     # The transform rates were measured on 3-D tiles; scaled by their share of the positions.
+    m = _SAME_POINTS.get(m, m)
     share = positions / (m + 2) ** 3
     u_read = 4.0 * positions * cpg * opg * groups / _U_BANDWIDTH
     if transform:
@@ -129,8 +137,9 @@ def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spati
     tiles = WINOGRAD_SHAPES[kernel]
     if algorithm == "auto" and precision == "highest":
         tiles = ACCURATE_TILES[kernel]
-    elif algorithm == "auto" and x_shape[1] // groups * math.prod(kernel) > F4_MAX_FAN_IN:
-        tiles = tuple(m for m in tiles if m != 4)
+    elif algorithm == "auto":
+        fan_in = x_shape[1] // groups * math.prod(kernel)
+        tiles = tuple(m for m in tiles if fan_in <= MAX_FAN_IN.get(m, fan_in))
     costs = {m: estimate_seconds(m, 1, cin, cout, groups, out_spatial, kernel, transform)
              for m in (None,) + tiles}
     if algorithm == "winograd":

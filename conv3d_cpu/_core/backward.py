@@ -119,10 +119,12 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
                             pad_products=False)
     sd = len(axes[0])
     dz = D
-    if len(subs) == 1:
-        # One convolution for all phases: a slab of gx's depth at a time, into a buffer reused
-        # (cache-warm, its pages mapped once) rather than one the size of gx. (Several
-        # convolutions are not cut so: the calls' fixed costs outweigh it.)
+    if len(subs) == 1 and subs[0].weight.shape[2:] == ones:
+        # One 1x1x1 convolution for all phases: a slab of gx's depth at a time, into a buffer
+        # reused (cache-warm, its pages mapped once) rather than one the size of gx. (Not
+        # for larger kernels, whose slabs would read overlapping rows of grad_output and
+        # transform Winograd weights again, nor for several convolutions, whose calls' fixed
+        # costs outweigh it.)
         dz = max(1, _SLAB_BYTES_PER_THREAD * num_threads // (N * C * H * W * gy.itemsize * sd))
         dz *= sd
     slabs = [(z0, min(D, z0 + dz)) for z0 in range(0, D, dz)]

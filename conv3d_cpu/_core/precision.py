@@ -4,10 +4,11 @@ Like ``torch.set_float32_matmul_precision``, one process-wide value, with a per-
 per-async-context) override:
 
 - ``"high"`` (the default): 'auto' picks the fastest algorithm by the cost model, Winograd
-  F(4^3, 3^3) and F(2^3, 5^3) included, whose float32 error stays within 1e-4 x max|y| of a
+  F(4^3, 3^3), F(2^3, 5^3) and F(5^3, 2^3) included, whose float32 error stays within 1e-4 x max|y| of a
   float64 reference but not always within PyTorch's float32 tolerance (rtol 1.3e-6, atol 1e-5).
 - ``"highest"``: 'auto' only picks algorithms that stay within PyTorch's float32 tolerance of a
-  float64 reference: direct, and F(2^3, 3^3) for 3x3x3, (1,3,3) and (3,1,1) kernels
+  float64 reference: direct, F(2^3, 3^3) for 3x3x3, (1,3,3) and (3,1,1) kernels and
+  F(3^3, 2^3) for 2x2x2
   (algorithms.ACCURATE_TILES, with the measurements behind it: bench/precision.py).
 
 Explicit algorithms ('direct', 'winograd', 'winograd_f2', 'winograd_f4') and float64 are not
@@ -42,11 +43,12 @@ def set_float32_precision(precision):
     Parameters
     ----------
     precision : {'high', 'highest'}
-        ``'high'`` (the default): 'auto' may choose Winograd F(4^3, 3^3) and F(2^3, 5^3),
-        the fastest, whose float32 error stays within 1e-4 x max|y| of a float64 reference.
-        ``'highest'``: 'auto' chooses only direct convolution and Winograd F(2^3, 3^3), which
-        stay within PyTorch's float32 tolerance (``torch.testing.assert_close`` defaults:
-        rtol 1.3e-6, atol 1e-5) of a float64 reference.
+        ``'high'`` (the default): 'auto' may choose Winograd F(4^3, 3^3), F(2^3, 5^3) and
+        F(5^3, 2^3), the fastest, whose float32 error stays within 1e-4 x max|y| of a float64
+        reference. ``'highest'``: 'auto' chooses only direct convolution and Winograd
+        F(2^3, 3^3) (F(3^3, 2^3) for 2x2x2), which stay within PyTorch's float32 tolerance
+        (``torch.testing.assert_close`` defaults: rtol 1.3e-6, atol 1e-5) of a float64
+        reference.
 
     Raises
     ------

@@ -204,10 +204,11 @@ def algorithm_fits(algorithm, kernel_size, stride, dilation):
     kernel = tuple(kernel_size)
     tiles = WINOGRAD_SHAPES[kernel]
     if algorithm in FORCED_TILE and FORCED_TILE[algorithm] not in tiles:
+        names = [f"F({m}, {max(kernel)})" for m in tiles]
+        usable = [f"{a!r}" for a, m in FORCED_TILE.items() if m in tiles] + ["'winograd'"]
         raise ValueError(
             f"algorithm={algorithm!r} cannot compute this layer: kernel_size {kernel} "
-            f"has F({', '.join(map(str, tiles))}, {max(kernel)}) only (use 'winograd_f2' or "
-            f"'winograd')")
+            f"has {' and '.join(names)} only (use {' or '.join(usable)})")
 
 
 def check_same_stride(padding, stride):

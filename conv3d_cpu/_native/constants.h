@@ -16,7 +16,7 @@
 #define C3_WINOGRAD_MAX_ALPHA 6
 #define C3_INTERRUPT_POLL_MS 20
 #define C3_SUM_TERMS 512
-#define C3_CONSTANTS_DIGEST "0ee40628"
+#define C3_CONSTANTS_DIGEST "84bd098e"
 #define C3_PAD_ZEROS 0
 #define C3_PAD_REFLECT 1
 #define C3_PAD_REPLICATE 2
@@ -24,5 +24,5 @@
 /* X(AZ, AY, AX): the input transforms compiled (derived from WINOGRAD_SHAPES) */
 #define C3_WINOGRAD_INPUT_TILES(X) X(1, 4, 4) X(1, 6, 6) X(4, 1, 1) X(4, 4, 4) X(6, 1, 1) X(6, 6, 6)
 /* X(MZ, MY, MX, AZ, AY, AX): the output transforms compiled */
-#define C3_WINOGRAD_OUTPUT_TILES(X) X(1, 2, 2, 1, 4, 4) X(1, 4, 4, 1, 6, 6) X(2, 1, 1, 4, 1, 1) X(2, 2, 2, 4, 4, 4) X(2, 2, 2, 6, 6, 6) X(4, 1, 1, 6, 1, 1) X(4, 4, 4, 6, 6, 6)
+#define C3_WINOGRAD_OUTPUT_TILES(X) X(1, 2, 2, 1, 4, 4) X(1, 4, 4, 1, 6, 6) X(2, 1, 1, 4, 1, 1) X(2, 2, 2, 4, 4, 4) X(2, 2, 2, 6, 6, 6) X(3, 3, 3, 4, 4, 4) X(4, 1, 1, 6, 1, 1) X(4, 4, 4, 6, 6, 6) X(5, 5, 5, 6, 6, 6)
 #endif

@@ -13,11 +13,14 @@ import zlib
 
 # Winograd: the kernel shapes (kD, kH, kW) the transforms are compiled for, and the tile sizes
 # m each has (F(m, r) along each axis where the kernel is r > 1, the identity where it is 1).
+# 2x2x2: the stride phases of kernel 4 stride 2 transposed convolutions (and input
+# gradients), on the 4 and 6 points of F(2, 3) and F(4, 3).
 WINOGRAD_SHAPES = {
     (3, 3, 3): (2, 4),
     (1, 3, 3): (2, 4),
     (3, 1, 1): (2, 4),
     (5, 5, 5): (2,),
+    (2, 2, 2): (3, 5),
 }
 
 # The row micro-kernel (layers with fewer output channels per group than a vector holds) steps

@@ -391,3 +391,29 @@ def test_high_takes_f4_only_up_to_its_fan_in_cap():
     # an explicit F4 is honoured
     assert choose("winograd_f4", (1, 512, 32, 32, 32), (512, 512, 3, 3, 3), (1, 1, 1),
                   (1, 1, 1), 1, (32, 32, 32), "high") == (4, 4, 4)
+
+
+def test_2x2x2_tiles_under_each_precision():
+    # F(3, 2) is accurate ('highest' may pick it); F(5, 2) is not, and under 'high' only up to
+    # its fan-in cap.
+    from conv3d_cpu._core.algorithms import MAX_FAN_IN
+    kernel, picked = (2, 2, 2), set()
+    for c in (1, 4, 16, 64, 128, 256, 512):
+        for size in (4, 8, 16, 32, 64):
+            high = choose("auto", c, c, kernel, size, "high")
+            highest = choose("auto", c, c, kernel, size, "highest")
+            picked.add(high and max(high))
+            assert highest in (None, (3, 3, 3)), (c, size, highest)
+            if high == (5, 5, 5):
+                assert c * 8 <= MAX_FAN_IN[5], (c, size)
+            else:
+                assert highest == high, (c, size)
+    assert 5 in picked and 3 in picked
+
+
+def test_2x2x2_highest_within_torch_tolerance():
+    x, w, b = layer(256, 64, (2, 2, 2), 10)
+    with float32_precision("highest"):
+        y = conv3d(x, w, b, padding=1, algorithm="auto")
+    assert choose("auto", 256, 64, (2, 2, 2), 11, "highest") == (3, 3, 3)
+    np.testing.assert_allclose(y, reference(x, w, b, 1), rtol=1.3e-6, atol=1e-5)

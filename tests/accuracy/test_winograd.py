@@ -1,7 +1,8 @@
 """Winograd algorithms ('winograd', 'winograd_f2', 'winograd_f4') and what 'auto' does with them.
 
-Documented contract (conv3d docstring): Winograd needs a 3x3x3, (1,3,3), (3,1,1) or 5x5x5
-kernel (5x5x5: F(2, 5) only, so not 'winograd_f4'), stride 1 and dilation 1 along the kernel's
+Documented contract (conv3d docstring): Winograd needs a 3x3x3, (1,3,3), (3,1,1), 5x5x5 or
+2x2x2 kernel (5x5x5: F(2, 5) only, so not 'winograd_f4'; 2x2x2: F(3, 2) and F(5, 2), through
+'winograd' only), stride 1 and dilation 1 along the kernel's
 axes larger than 1 (else ValueError); 'auto' chooses per layer by a cost model and gives the
 same NaN/Inf positions as direct convolution.
 """
@@ -226,6 +227,38 @@ def test_winograd_5x5x5_matches_reference(xshape, cout, groups, padding, bias, a
     x, w, b = data(rng, xshape, (cout, xshape[-4] // groups, 5, 5, 5), dtype, bias)
     y = conv3d(x, w, b, padding=padding, groups=groups, algorithm=algorithm)
     check_winograd(y, x, w, b, padding, groups, "winograd_f4")
+
+
+@pytest.mark.parametrize("tile, like", [((3, 3, 3), "winograd_f2"), ((5, 5, 5), "winograd_f4")])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xshape, cout, groups, padding, bias", [
+    ((1, 1, 2, 2, 2), 1, 1, 0, True),          # a single output
+    ((2, 3, 7, 6, 9), 5, 1, (1, 0, 1), True),  # sizes not multiples of 3 or 5
+    ((1, 4, 6, 6, 6), 4, 4, 1, False),         # depthwise
+    ((1, 6, 9, 10, 11), 9, 3, "same", True),   # even kernel: the extra padding behind
+    ((5, 5, 5, 5), 6, 1, 1, True),             # unbatched
+    ((1, 16, 16, 15, 16), 32, 1, 1, True),
+])
+def test_winograd_2x2x2_tiles_match_reference(xshape, cout, groups, padding, bias, tile, like,
+                                              dtype, monkeypatch):
+    # Both tiles (the public 'winograd' picks one by cost): F(3, 2) on F(2, 3)'s points, F(5, 2)
+    # on F(4, 3)'s, within the amplification bound of the tile of the same points.
+    from conv3d_cpu._core import algorithms
+    monkeypatch.setattr(algorithms, "choose", lambda *args, **kwargs: tile)
+    rng = np.random.default_rng(sum(xshape) + cout)
+    x, w, b = data(rng, xshape, (cout, xshape[-4] // groups, 2, 2, 2), dtype, bias)
+    y = conv3d(x, w, b, padding=padding, groups=groups, algorithm="winograd")
+    check_winograd(y, x, w, b, padding, groups, like)
+
+
+def test_winograd_2x2x2_is_chosen_by_name_only():
+    x = np.ones((1, 2, 7, 7, 7), np.float32)
+    w = np.ones((2, 2, 2, 2, 2), np.float32)
+    for algorithm in ("winograd_f2", "winograd_f4"):
+        with pytest.raises(ValueError, match=f"{algorithm}.*F\\(3, 2\\) and F\\(5, 2\\) only "
+                                             f"\\(use 'winograd'\\)"):
+            conv3d(x, w, algorithm=algorithm)
+    np.testing.assert_allclose(conv3d(x, w, algorithm="winograd"), conv3d(x, w), rtol=1e-5)
 
 
 def test_winograd_f4_rejects_5x5x5_kernels():

@@ -33,6 +33,22 @@ static const double c3_wino_g_2_5[6 * 5] = {
     -128, 64, -32, 16, -8,
     0, 0, 0, 0, 24,
 };
+/* F(3, 2): F(2, 3)'s points; / 2 */
+static const double c3_wino_g_3_2[4 * 2] = {
+    2, 0,
+    1, 1,
+    1, -1,
+    0, 2,
+};
+/* F(5, 2): F(4, 3)'s points; / 12 */
+static const double c3_wino_g_5_2[6 * 2] = {
+    12, 0,
+    2, 2,
+    2, -2,
+    -16, -8,
+    -16, 8,
+    0, 3,
+};
 static const double c3_wino_g_1_1[1] = {1};
 
 /* The numerators of G for F(m, r), (m + r - 1) x r row-major, and their denominator
@@ -42,6 +58,8 @@ static inline const double *c3_wino_g(int m, int r, double *den) {
     if (m == 2 && r == 3) return *den = 2, c3_wino_g_2_3;
     if (m == 4 && r == 3) return *den = 24, c3_wino_g_4_3;
     if (m == 2 && r == 5) return *den = 96, c3_wino_g_2_5;
+    if (m == 3 && r == 2) return *den = 2, c3_wino_g_3_2;
+    if (m == 5 && r == 2) return *den = 12, c3_wino_g_5_2;
     return 0;
 }
 #endif

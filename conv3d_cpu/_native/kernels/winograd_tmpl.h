@@ -4,11 +4,12 @@
  * the memory layout.
  *
  * Per axis, F(m, 3) with A = m + 2 points (m = 2: F2, A = 4; m = 4: F4, A = 6) for a kernel
- * of 3 along it, F(2, 5) with A = 6 for a kernel of 5, or the identity (m = 1, A = 1) for a
- * kernel of 1: 3x3x3 kernels use F(m^3, 3^3), (1,3,3) kernels F(1 x m^2, 1 x 3^2), (3,1,1)
- * kernels F(m x 1^2, 3 x 1^2) and 5x5x5 kernels F(2^3, 5^3). The input transform B^T depends
- * only on the points, so F(2, 5) shares F(4, 3)'s; its A^T is F(4, 3)'s first row and a
- * second row ending in the point at infinity.
+ * of 3 along it, F(2, 5) with A = 6 for a kernel of 5, F(3, 2) (A = 4) or F(5, 2) (A = 6) for a
+ * kernel of 2, or the identity (m = 1, A = 1) for a kernel of 1: 3x3x3 kernels use F(m^3, 3^3),
+ * (1,3,3) kernels F(1 x m^2, 1 x 3^2), (3,1,1) kernels F(m x 1^2, 3 x 1^2), 5x5x5 kernels
+ * F(2^3, 5^3) and 2x2x2 kernels F(3^3, 2^3) or F(5^3, 2^3). The input transform B^T depends
+ * only on the points, so F(2, 5) and F(5, 2) share F(4, 3)'s and F(3, 2) F(2, 3)'s; A^T has a
+ * row p^i per output i (p the points, the last row ending in the point at infinity).
  *
  * Toom-Cook matrices, y = A^T [(G g) * (B^T d)] (G in winograd_g.h). F2 uses the points
  * 0, +-1, inf; F4 uses 0, +-1, +-1/2, inf, better conditioned than +-2. B^T rows are scaled
@@ -17,7 +18,10 @@
  *   F4: B^T = [1 0 -5 0 4 0; 0 -1 -1 4 4 0; 0 1 -1 -4 4 0; 0 -1 -2 1 2 0; 0 1 -2 -1 2 0;
  *              0 1 0 -5 0 4],
  *       A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 0; 0 1 1 1/4 1/4 0; 0 1 -1 1/8 -1/8 1]
- *   F(2, 5): the F4 B^T, A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 1] */
+ *   F(2, 5): the F4 B^T, A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 1]
+ *   F(3, 2): the F2 B^T, A^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1]
+ *   F(5, 2): the F4 B^T, A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -1/2 0; 0 1 1 1/4 1/4 0;
+ *              0 1 -1 1/8 -1/8 0; 0 1 1 1/16 1/16 1] */
 #include "winograd_g.h"
 #include "padding.h"
 
@@ -55,6 +59,20 @@ static inline __attribute__((always_inline)) void KN(at)(const int A, const int 
         VT m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s], m4 = m[4 * s], m5 = m[5 * s];
         y[0] = m0 + (m1 + m2) + (m3 + m4);
         y[so] = VFMA(BCAST((T)0.5), m3 - m4, m1 - m2) + m5;
+    } else if (A == 4 && M == 3) { /* F(3, 2) */
+        VT m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s];
+        VT s12 = m1 + m2;
+        y[0] = m0 + s12;
+        y[so] = m1 - m2;
+        y[2 * so] = s12 + m3;
+    } else if (A == 6 && M == 5) { /* F(5, 2) */
+        VT m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s], m4 = m[4 * s], m5 = m[5 * s];
+        VT s12 = m1 + m2, t12 = m1 - m2, s34 = m3 + m4, t34 = m3 - m4;
+        y[0] = m0 + s12 + s34;
+        y[so] = VFMA(BCAST((T)0.5), t34, t12);
+        y[2 * so] = VFMA(BCAST((T)0.25), s34, s12);
+        y[3 * so] = VFMA(BCAST((T)0.125), t34, t12);
+        y[4 * so] = VFMA(BCAST((T)0.0625), s34, s12) + m5;
     } else if (A == 4) {
         VT m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s];
         y[0] = m0 + m1 + m2;
@@ -265,6 +283,8 @@ static inline __attribute__((always_inline)) void KN(wino_pass_of)(
     if (A == 1 && r == 1) KN(wino_pass)(G, 1, 1, in, out, outer, inner);
     else if (A == 4 && r == 3) KN(wino_pass)(G, 4, 3, in, out, outer, inner);
     else if (A == 6 && r == 3) KN(wino_pass)(G, 6, 3, in, out, outer, inner);
+    else if (A == 4 && r == 2) KN(wino_pass)(G, 4, 2, in, out, outer, inner);
+    else if (A == 6 && r == 2) KN(wino_pass)(G, 6, 2, in, out, outer, inner);
     else KN(wino_pass)(G, A, r, in, out, outer, inner);
 }
 
