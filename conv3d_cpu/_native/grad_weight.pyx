@@ -29,6 +29,7 @@ and the partials are added in chunk order (``grad_weight``). Chunks are fixed by
 import numpy as np
 
 from cython cimport floating
+from libc.math cimport NAN
 from libc.string cimport memcpy, memset
 
 from conv3d_cpu._native.constants cimport C3_SUM_TERMS
@@ -307,7 +308,7 @@ cdef void _add_partials(const wgrad_plan* P, c3_idx item, const floating* part,
         s = part[e]
         for c in range(1, P.nchunk):
             s += part[c * size + e]
-        gw[e] = <floating>s
+        gw[e] = _quiet(<floating>s)
 
 
 cdef int _pack_rows(const wgrad_plan* P, const floating* gy, c3_idx grp, c3_idx ob0,
@@ -507,7 +508,7 @@ cdef int _chunk_sums(const wgrad_plan* P, c3_thread* thread, c3_idx item,
             for k in range(nvalid):
                 for j in range(nx):
                     for t in range(P.taps):
-                        dst[(k * g.cpg + j) * P.taps + t] = sums[t * tsize + j * ocb + k]
+                        dst[(k * g.cpg + j) * P.taps + t] = _quiet(sums[t * tsize + j * ocb + k])
     if bias_sums != NULL:
         _bias_store(P, bias_sums, grp, ob0, nob, chunk)
     return bad
@@ -630,10 +631,18 @@ cdef int _chunk_sums_kw(const wgrad_plan* P, c3_thread* thread, c3_idx item,
             for k in range(nvalid):
                 for t in range(P.taps):
                     part[((grp * g.opg + (ob0 + b) * ocb + k) * g.cpg + c) * P.taps + t] = \
-                        acc[((b * ncb + c - cb0) * P.taps + t) * ocb + k]
+                        _quiet(acc[((b * ncb + c - cb0) * P.taps + t) * ocb + k])
     if bias_sums != NULL:
         _bias_store(P, bias_sums, grp, ob0, nob, chunk)
     return bad
+
+
+cdef inline floating _quiet(floating v) noexcept nogil:
+    """v, a NaN as numpy's one quiet NaN (as the direct kernels store theirs: kernels.h,
+    quiet_nan): which tile-kernel variant sums an element follows the items' ranges, cut by
+    the thread count, and which of several NaN operands an instruction passes on differs
+    between variants."""
+    return v if v == v else <floating>NAN
 
 
 cdef inline c3_idx _floor_div(c3_idx a, c3_idx b) noexcept nogil:

@@ -160,7 +160,7 @@ static void KN(row)(const void *rows_, const c3_idx *r_off, c3_idx n_rows, const
 #undef C3_ROW_BODY
 
 /* out[k * plane + j] = tile[j * ocb + k] + bias[k] for j < nx, k < nvalid: a tile written by
- * the tile kernels, stored as output rows. V x V blocks are transposed in registers so each
+ * the tile kernels, stored as output rows (NaNs as one NaN: quiet_nan). V x V blocks are transposed in registers so each
  * channel's positions are one contiguous store: element stores scattered with a stride of
  * `plane` cost as much as the arithmetic on layers with few input channels. (Done on the
  * tile in L1 rather than in the tile kernels: there, it made GCC keep the accumulators in
@@ -178,7 +178,7 @@ static void KN(store_tile)(const void *tile_, int ocb, int nx, void *out_, c3_id
                 r[l] = l < cnt ? KN(loadu)(tile + (c3_idx)(j0 + l) * ocb + c0) : (VT){0};
             KN(transpose)(r);
             for (int k = 0; k < kmax; k++) {
-                VT y = r[k] + BCAST(bias[c0 + k]);
+                VT y = KN(quiet_nan)(r[k] + BCAST(bias[c0 + k]));
                 T *dst = out + (c3_idx)(c0 + k) * plane + j0;
                 if (cnt == V) {
                     KN(storeu)(dst, y);

@@ -1,6 +1,6 @@
 /* One dtype's micro-kernels (T, VT, IDX, V, KN, VFMA, SFMA and maybe VSTOREN defined by
  * isa_section.h): the vector helpers every template may use (BCAST, GATHER, C3_SHUF,
- * KN(loadu), KN(storeu), KN(load_even), KN(transpose), KN(gather)), then the templates; undefines the
+ * KN(loadu), KN(storeu), KN(quiet_nan), KN(load_even), KN(transpose), KN(gather)), then the templates; undefines the
  * macros after. */
 #if V == 16
 #define BCAST(s) ((VT){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s)})
@@ -30,6 +30,14 @@
  * every template below. */
 static inline VT KN(loadu)(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; }
 static inline void KN(storeu)(T *p, VT v) { memcpy(p, &v, sizeof v); }
+/* v with every NaN made numpy's one quiet NaN. Which of several NaN operands an instruction
+ * passes on (their signs differ) follows its operands' registers, which differ between the
+ * variants of a kernel; the variant that computes an output depends on how the work was cut,
+ * hence on the thread count: results leave through this, so their bits do not. */
+static inline VT KN(quiet_nan)(VT v) {
+    IDX nan = (IDX)(v != v);
+    return (VT)(((IDX)v & ~nan) | ((IDX)BCAST((T)__builtin_nan("")) & nan));
+}
 /* p[0], p[2], ..., p[2 V - 2]: the even elements of two consecutive vectors. */
 static inline VT KN(load_even)(const T *p) {
     VT lo = KN(loadu)(p), hi = KN(loadu)(p + V);

@@ -213,10 +213,11 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
         for (int y = 0; y < MY; y++)
             KN(at)(AX, MX, p + (z * AY + y) * AX, 1, q + (z * MY + y) * MX, 1);
     /* Bias added once; y - y is 0 for finite y and NaN otherwise (NaN != 0 holds): one
-     * check per vector. */
+     * check per vector. NaNs leave as one NaN (quiet_nan: the GEMM kernel that computes a
+     * tile depends on the blocks, cut by the thread count). */
     IDX bad = (IDX){0};
     for (int i = 0; i < MZ * MY * MX; i++) {
-        q[i] += b;
+        q[i] = KN(quiet_nan)(q[i] + b);
         bad |= (IDX)((q[i] - q[i]) != (VT){0});
     }
     int nonfinite = 0;
