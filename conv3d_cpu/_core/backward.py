@@ -30,7 +30,7 @@ from conv3d_cpu._core.forward import convolve
 from conv3d_cpu._core.padding import zero_pad
 from conv3d_cpu._core.weight_cache import UNCACHED
 from conv3d_cpu._native import grad_weight as _grad_weight
-from conv3d_cpu._native import layout
+from conv3d_cpu._native import layout, openmp
 
 # numpy.pad's names for PyTorch's padding modes.
 _NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -125,7 +125,9 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
         # for larger kernels, whose slabs would read overlapping rows of grad_output and
         # transform Winograd weights again, nor for several convolutions, whose calls' fixed
         # costs outweigh it.)
-        dz = max(1, _SLAB_BYTES_PER_THREAD * num_threads // (N * C * H * W * gy.itemsize * sd))
+        threads = num_threads or openmp.default_num_threads()
+        slab = min(_SLAB_BYTES_PER_THREAD * threads, _SLAB_MAX)
+        dz = max(1, slab // (N * C * H * W * gy.itemsize * sd))
         dz *= sd
     slabs = [(z0, min(D, z0 + dz)) for z0 in range(0, D, dz)]
     buffer = np.empty(max(sum(sub.slab_size(z0, z1, sd, N, C) for sub in subs)
@@ -162,9 +164,11 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
     return gx
 
 
-# Bytes of gx, per thread, whose phases one pass computes before interleaving them (see
-# grad_input: 2x2x2 stride 2 layers on a 2-core Xeon ran fastest at 4-8 MiB a pass).
-_SLAB_BYTES_PER_THREAD = 4 << 20
+# Bytes of gx, per thread and at most in all, whose phases one pass computes before
+# interleaving them (see grad_input: kernel 2 stride 2 layers on a 2-core Xeon ran fastest at
+# 4-8 MiB a thread).
+_SLAB_BYTES_PER_THREAD = 8 << 20
+_SLAB_MAX = 64 << 20
 # Phases share a convolution when their outputs, shifted into one, add at most this much.
 _MERGE_WASTE = 1.5
 
