@@ -1209,7 +1209,7 @@ def main(argv=None):
           if (n, threads[-1], "torch") in results]
     ct = [f"{n} {100 * s:.1f}%" for n, s in ct if s]
     if ct:
-        say(f"ConvTranspose3d (in torch in every mode) share of stock torch's forward at "
+        say(f"ConvTranspose3d share of stock torch's forward at "
             f"T={threads[-1]}: " + ", ".join(ct))
     lines = slow_layers(results, nets, threads[-1], modes)
     if lines:
