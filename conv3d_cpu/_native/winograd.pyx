@@ -1,10 +1,11 @@
 """Winograd convolution, the engine behind the 'winograd*' algorithms: the kernel shapes of
-constants.WINOGRAD_SHAPES (3x3x3, (1,3,3), (3,1,1), 5x5x5), stride 1, dilation 1.
+constants.WINOGRAD_SHAPES (3x3x3, (1,3,3), (3,1,1), 5x5x5, 2x2x2), stride 1, dilation 1.
 
 Per axis F(m, r) with alpha = m + r - 1 points for a kernel of r along it (r = 3: m = 2, F2,
-alpha 4, or m = 4, F4, alpha 6; r = 5: m = 2, alpha 6) and the identity where the kernel is 1
-(m = 1, alpha 1): F(m^3, 3^3) for 3x3x3 kernels, F(1 x m^2, 1 x 3^2) for (1,3,3) ones,
-F(m x 1^2, 3 x 1^2) for (3,1,1) ones, F(2^3, 5^3) for 5x5x5 ones. ``m`` is the per-axis tuple
+alpha 4, or m = 4, F4, alpha 6; r = 5: m = 2, alpha 6; r = 2: m = 3 or 5, alpha 4 or 6) and
+the identity where the kernel is 1 (m = 1, alpha 1): F(m^3, 3^3) for 3x3x3 kernels,
+F(1 x m^2, 1 x 3^2) for (1,3,3) ones, F(m x 1^2, 3 x 1^2) for (3,1,1) ones, F(2^3, 5^3) for
+5x5x5 ones, F(3^3, 2^3) or F(5^3, 2^3) for 2x2x2 ones. ``m`` is the per-axis tuple
 (mz, my, mx); A = az * ay * ax transformed positions per tile. Any groups and
 zero padding (implicit: tile reads outside the input are zero). Stages, per block of TB output
 tiles of one group:
