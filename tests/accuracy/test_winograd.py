@@ -96,6 +96,19 @@ def test_winograd_under_each_isa(algorithm, dtype, kernel, isa):
     check_winograd(y, x, w, b, (1, 0, 2), 1, algorithm)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tile, like", [((3, 3, 3), "winograd_f2"), ((5, 5, 5), "winograd_f4")])
+def test_winograd_2x2x2_under_each_isa(tile, like, dtype, isa, monkeypatch):
+    from conv3d_cpu._core import algorithms
+    monkeypatch.setattr(algorithms, "choose", lambda *args, **kwargs: tile)
+    rng = np.random.default_rng(6)
+    x, w, b = data(rng, (2, 5, 7, 9, 10), (17, 5, 2, 2, 2), dtype)
+    with isa_selected(isa):
+        y = conv3d(x, w, b, padding=(1, 0, 1), algorithm="winograd")
+    check_winograd(y, x, w, b, (1, 0, 1), 1, like)
+
+
 @pytest.mark.parametrize("algorithm", WINOGRAD)
 @pytest.mark.parametrize(
     "wshape, kwargs",
