@@ -1118,8 +1118,8 @@ def main(argv=None):
         + ("; OpenVINO: INFERENCE_NUM_THREADS = threads, f32, latency hint, 1 stream"
            if "openvino" in modes else ""))
     say(f"timing: {policy.describe()}")
-    say("our modes: nn.Conv3d layers only; ConvTranspose3d, norms, activations, pooling stay in "
-        "PyTorch (conv3d_cpu has no ConvTranspose3d yet)")
+    say("our modes: nn.Conv3d and nn.ConvTranspose3d layers; norms, activations, pooling stay "
+        "in PyTorch")
     for k, v in notes.items():
         say(f"note: {k} {v}")
 
