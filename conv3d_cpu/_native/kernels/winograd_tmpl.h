@@ -286,6 +286,7 @@ static inline __attribute__((always_inline)) void KN(wino_pass_of)(
     else if (A == 6 && r == 3) KN(wino_pass)(G, 6, 3, in, out, outer, inner);
     else if (A == 4 && r == 2) KN(wino_pass)(G, 4, 2, in, out, outer, inner);
     else if (A == 6 && r == 2) KN(wino_pass)(G, 6, 2, in, out, outer, inner);
+    else if (A == 6 && r == 5) KN(wino_pass)(G, 6, 5, in, out, outer, inner);
     else KN(wino_pass)(G, A, r, in, out, outer, inner);
 }
 
