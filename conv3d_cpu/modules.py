@@ -9,7 +9,7 @@ from conv3d_cpu._core import transposed
 from conv3d_cpu._core import validation as v
 from conv3d_cpu._core.backward import gradients
 from conv3d_cpu._core.forward import convolve, result_shape
-from conv3d_cpu._core.weight_cache import TransformCache
+from conv3d_cpu._core.weight_cache import PlanCache, TransformCache
 
 
 def _readonly(name, doc):
@@ -103,6 +103,7 @@ class _Layer:
         state = self.__dict__.copy()
         del state["_assigning"]
         state.pop("_transforms", None)
+        state.pop("_plans", None)
         return state
 
     def __setstate__(self, state):
@@ -380,8 +381,15 @@ class ConvTranspose3d(_Layer):
         v.algorithm_fits(self._algorithm, self._kernel_size, self._stride, self._dilation)
         v.device_arg(device)
         self._dtype = v.dtype_arg(dtype)
+        self._copied()
         self._init_parameters((self._in_channels, self._out_channels // self._groups)
                               + self._kernel_size, bias, rng)
+
+    def _copied(self):
+        # The phases' weights for the last input shape and the parameters' bytes, and their
+        # Winograd transforms (one per phase convolution at most).
+        self._plans = PlanCache()
+        self._transforms = TransformCache(max_entries=8)
 
     def _input(self, input):
         x = v.float_array("input", input)
@@ -415,7 +423,8 @@ class ConvTranspose3d(_Layer):
                                             self._padding, self._dilation, op)
         weight, bias = self._params
         y = transposed.forward(x, weight, bias, self._stride, self._padding, self._dilation,
-                               self._groups, spatial, self._algorithm, 0)
+                               self._groups, spatial, self._algorithm, 0, self._plans,
+                               self._transforms)
         return y[0] if unbatched else y
 
     __call__ = forward

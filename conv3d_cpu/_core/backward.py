@@ -91,11 +91,22 @@ def _phases(n, k, s, lo, d, gy_n):
     return phases
 
 
+def phase_plan(weight, x_shape, gy_shape, stride, pads, dilation, groups, bias=None):
+    """How grad_input computes: the phases along each axis and the convolutions computing
+    them, their weights derived from ``weight`` (and ``bias``). A caller may keep it for the
+    same weights, bias, shapes and geometry (a transposed convolution module's)."""
+    axes = [_phases(x_shape[2 + a], weight.shape[2 + a], stride[a], pads[a][0], dilation[a],
+                    gy_shape[2 + a]) for a in range(3)]
+    return axes, _sub_convolutions(weight, groups, axes, bias)
+
+
 def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, num_threads,
-               bias=None):
+               bias=None, plan=None, cache=UNCACHED):
     """The gradient with respect to an input of shape ``x_shape``, plus ``bias`` per channel
     when given (a transposed convolution's): stride-1 convolutions of ``gy`` computing its
-    phases, interleaved into place (module docstring)."""
+    phases, interleaved into place (module docstring). ``plan``: ``phase_plan``'s for these
+    arguments, kept by the caller; ``cache``: where the plan's convolutions find their
+    Winograd weights (weights kept with the plan: a cache that keeps them)."""
     gx = np.empty(x_shape, gy.dtype)
     fill = np.zeros(x_shape[1], gy.dtype) if bias is None else bias
     if gx.size == 0:
@@ -104,9 +115,8 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
         gx[...] = fill.reshape(-1, 1, 1, 1)
         return gx
     num_threads = _threads(num_threads, gy, weight.shape)
-    axes = [_phases(x_shape[2 + a], weight.shape[2 + a], stride[a], pads[a][0], dilation[a],
-                    gy.shape[2 + a]) for a in range(3)]
-    subs = _sub_convolutions(weight, groups, axes, bias)
+    axes, subs = plan or phase_plan(weight, x_shape, gy.shape, stride, pads, dilation, groups,
+                                    bias)
     ones = (1, 1, 1)
     N, C, D, H, W = x_shape
     if len(subs) == 1 and len(subs[0].phases) == 1 == len(axes[0]) * len(axes[1]) * len(axes[2]):
@@ -115,7 +125,7 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
         crop, sub_pads = _windows(sub, 0, D, gy.shape[2:])
         if crop is not None:
             return convolve(gy[crop], sub.weight, bias, ones, sub_pads, sub.dilation, groups,
-                            algorithm, num_threads, cache=UNCACHED, out=gx,
+                            algorithm, num_threads, cache=cache, out=gx,
                             pad_products=False)
     sd = len(axes[0])
     dz = D
@@ -149,7 +159,7 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
                 target.reshape((N, C, K, -1))[...] = fill.reshape(-1, 1, 1)
             else:
                 convolve(gy[crop], sub.weight, sub.bias, ones, sub_pads, sub.dilation, groups,
-                         algorithm, num_threads, cache=UNCACHED, out=target,
+                         algorithm, num_threads, cache=cache, out=target,
                          pad_products=False)
             plane = math.prod(shape[2:])
             cy, cx = shape[3:]

@@ -14,6 +14,7 @@ import numpy as np
 
 from conv3d_cpu._core import algorithms, backward
 from conv3d_cpu._core.forward import convolve
+from conv3d_cpu._core.weight_cache import UNCACHED
 from conv3d_cpu._native import layout
 
 
@@ -23,13 +24,18 @@ def output_shape(x, weight, groups, spatial, unbatched):
 
 
 def forward(x, weight, bias, stride, padding, dilation, groups, spatial, algorithm,
-            num_threads):
+            num_threads, plans=None, cache=UNCACHED):
     """The transposed convolution of the 5-D ``x`` to an output of ``spatial`` sizes (their
-    output_padding implied)."""
+    output_padding implied). ``plans`` (a module's weight_cache.PlanCache) and ``cache`` (its
+    TransformCache) keep the phases' weights and their Winograd transforms between calls."""
     shape = output_shape(x, weight, groups, spatial, False)
     pads = tuple((p, p) for p in padding)  # (grad_input reads the front padding only)
+    plan = None
+    if plans is not None:
+        plan = plans.get((x.shape, shape), (weight, bias), lambda w, b: backward.phase_plan(
+            w, shape, x.shape, stride, pads, dilation, groups, b), num_threads)
     return backward.grad_input(x, weight, shape, stride, pads, dilation, groups, algorithm,
-                               num_threads, bias=bias)
+                               num_threads, bias=bias, plan=plan, cache=cache)
 
 
 def gradients(gy, x, weight, stride, padding, dilation, groups, mask, algorithm,

@@ -1,4 +1,5 @@
-"""Transformed Winograd weights, kept between calls and recomputed when the weights change."""
+"""Transformed Winograd weights (and a transposed convolution's phase plan), kept between calls
+and recomputed when the weights change."""
 import collections
 import threading
 
@@ -74,6 +75,31 @@ class TransformCache:
                 or (self._max_bytes is not None and self._bytes > self._max_bytes)):
             snapshot, transformed = self._entries.popitem(last=False)[1]
             self._bytes -= snapshot.nbytes + transformed.nbytes
+
+
+class PlanCache:
+    """One value derived from arrays (a transposed convolution module's phase plan, derived
+    from its weight and bias) for one key (the shapes), served again only while the arrays
+    hold the bytes it was derived from (compared as TransformCache does). The value is derived
+    from copies, so a write to the arrays meanwhile can never be cached under the old bytes."""
+
+    def __init__(self):
+        self._entry = None  # (key, snapshots, value), replaced whole
+
+    def get(self, key, arrays, make, num_threads=0):
+        """``make(*copies of arrays)`` (None stays None), or the value kept for ``key`` and
+        arrays of the same bytes."""
+        entry = self._entry
+        if entry is not None and entry[0] == key and all(
+                (a is None) == (c is None) and (a is None or (
+                    a.shape == c.shape and a.dtype == c.dtype
+                    and winograd.same_bytes(c, a, num_threads)))
+                for a, c in zip(arrays, entry[1])):
+            return entry[2]
+        copies = tuple(None if a is None else a.copy() for a in arrays)
+        value = make(*copies)
+        self._entry = (key, copies, value)
+        return value
 
 
 class _Uncached:

@@ -1083,3 +1083,34 @@ def test_hypothesis_matches_torch_float64(case):
     theirs = torch_autograd(gy, x, w, geom)
     ours = conv_transpose3d_backward(gy, x, w, *geom, output_mask=case["mask"])
     check_grads(ours, gy, x, w, geom, mask=case["mask"], theirs=theirs, what="vs torch ")
+
+
+@pytest.mark.parametrize("args, kwargs, xshape", [
+    ((8, 6, 4), dict(stride=2, padding=1), (1, 8, 5, 6, 7)),     # 2x2x2 phases (Winograd)
+    ((8, 6, 3), dict(padding=1), (1, 8, 6, 6, 6)),               # stride 1
+    ((8, 6, 2), dict(stride=2), (2, 8, 4, 5, 3)),                # one 1x1x1 convolution
+    ((8, 6, 3), dict(stride=2, padding=1, output_padding=1), (1, 8, 4, 4, 5)),
+])
+def test_module_keeps_its_plan_only_for_the_same_parameters(args, kwargs, xshape):
+    # The module keeps the phases' weights (and their transforms) between calls: every change
+    # of the parameters -- in place, assigned, loaded -- and of the input shape is seen.
+    m = ConvTranspose3d(*args, **kwargs, rng=0)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(xshape).astype(np.float32)
+
+    def functional(x):
+        return conv_transpose3d(x, m.weight, m.bias, m.stride, m.padding, m.output_padding,
+                                m.groups, m.dilation)
+    assert bits(m(x)) == bits(functional(x))
+    assert bits(m(x)) == bits(functional(x))          # served from the kept plan
+    m.weight[0, 0, 0, 0, 0] += 1.0                    # in place
+    assert bits(m(x)) == bits(functional(x))
+    m.bias[1] -= 0.5
+    assert bits(m(x)) == bits(functional(x))
+    m.weight = m.weight * 2                           # assigned
+    assert bits(m(x)) == bits(functional(x))
+    m.load_state_dict({"weight": m.weight[::-1].copy(), "bias": m.bias})
+    assert bits(m(x)) == bits(functional(x))
+    x2 = rng.standard_normal(xshape[:2] + tuple(s + 1 for s in xshape[2:])).astype(np.float32)
+    assert bits(m(x2)) == bits(functional(x2))        # another input shape
+    assert bits(copy.deepcopy(m)(x)) == bits(m(x))
