@@ -32,7 +32,17 @@ Modes (``--modes``):
   weights once, at conversion.
 * ``openvino`` -- the stock network through ``openvino.convert_model`` and the CPU plugin
   (f32, INFERENCE_NUM_THREADS = T, latency hint, one stream); optional.
-* ``bridge`` -- reserved for the PyTorch bridge (not implemented yet).
+* ``bridge`` -- the stock network converted by the PyTorch bridge,
+  ``conv3d_cpu.torch.convert``: every nn.Conv3d / nn.ConvTranspose3d becomes a
+  ``conv3d_cpu.torch.Conv3d`` / ``ConvTranspose3d`` (a class swap: the same module objects and
+  parameters, forward through the custom ops ``torch.ops.conv3d_cpu.*``, threads
+  ``torch.get_num_threads()``), timed like ``torch``.
+* ``torch_train`` / ``bridge_train`` -- one training step instead of a forward: the network in
+  train mode (BatchNorm on batch statistics), every parameter requiring grad,
+  ``zero_grad`` + forward + ``y.float().pow(2).mean()`` + ``backward`` + a
+  ``torch.optim.SGD`` (lr 1e-3) step; stock layers, or converted by the bridge (its convolutions'
+  backward through ``conv3d_cpu``). ``torch_train`` is their reference (run whenever a training
+  mode is asked for); not in the default modes (a step costs ~3 forwards).
 
 In our modes every other layer (the normalizations, activations, pooling and concatenations)
 stays in PyTorch.
@@ -44,14 +54,22 @@ time is the first forward of a fresh process and no library's threads interfere 
 another's. Metrics per (network, mode, threads): cold ms (first forward after building or
 converting), warm ms (median of repeated forwards after one warm-up; adaptive, see ``--reps``),
 conv share (fraction of the warm forward spent in the Conv3d and ConvTranspose3d layers, timed with
-time.perf_counter in forward hooks or in our wrappers; n/a for OpenVINO), speedup (torch warm /
-mode warm) and max relative error (max|y - y_torch| / max|y_torch|).
+time.perf_counter in forward hooks or in our wrappers, and in the training modes also in their
+backward autograd nodes; n/a for OpenVINO), speedup (torch warm / mode warm) and max relative
+error (max|y - y_torch| / max|y_torch|). The training modes: the same with a step for a forward,
+against ``torch_train``, the error that of the first step's output, and also its loss's and
+its convolution weight gradients' (the worst layer's max|g - g_ref| / max|g_ref|, see
+``grad_error``; reported, not judged: in float32 these random networks amplify the forward's
+rounding into large gradient differences, so ``--smoke`` judges the gradients of a float64
+step). The torch-side modes copy the stock network outside inference mode, as a user's model
+is, and time it under ``torch.inference_mode()`` (training modes: with grad).
 
 Examples::
 
     python bench/networks.py                          # all networks, threads 1,2
     python bench/networks.py --quick                  # smaller inputs, fewer runs
     python bench/networks.py --only unet,r3d18 --threads 2 --modes torch,module
+    python bench/networks.py --quick --modes torch,bridge,torch_train,bridge_train
     python bench/networks.py --smoke                  # tiny inputs; exit 1 if an error > 1e-3
 """
 import argparse
@@ -427,11 +445,29 @@ NETWORKS = [
 NET_BY_NAME = {n.name: n for n in NETWORKS}
 REAL_NETWORKS = [n.name for n in NETWORKS if not n.smoke_only]
 
-MODES = ("torch", "functional", "module", "openvino", "bridge")
-DEFAULT_MODES = ("torch", "functional", "module", "openvino")
-# The PyTorch bridge (conv3d_cpu's Conv3d as a drop-in torch module) does not exist yet. When
-# it does, add its conversion in ``make_mode`` under "bridge" and drop it from UNAVAILABLE.
-UNAVAILABLE = {"bridge": "not implemented yet (conv3d_cpu has no PyTorch bridge so far)"}
+MODES = ("torch", "functional", "module", "openvino", "bridge", "torch_train", "bridge_train")
+DEFAULT_MODES = ("torch", "functional", "module", "openvino", "bridge")
+# Training steps (forward + loss + backward + SGD step) instead of forwards; torch_train is
+# their reference, as torch is the others'. Not in DEFAULT_MODES: they would more than double
+# a full run (a step costs ~3 forwards, two more modes), and the full inputs' activations for
+# backward take GBs (nnunet at 96^3).
+TRAIN_MODES = ("torch_train", "bridge_train")
+SMOKE_MODES = ("torch", "functional", "module", "bridge") + TRAIN_MODES
+TRAIN_LR = 1e-3
+TRAIN_ABOUT = ("train mode, every parameter requiring grad; zero_grad(set_to_none) + forward + "
+               f"y.float().pow(2).mean() + backward + torch.optim.SGD(lr={TRAIN_LR:g}) step")
+# Modes that cannot run in this version ({mode: why}); none at present.
+UNAVAILABLE = {}
+
+
+def reference_mode(mode):
+    """The mode ``mode``'s speedup and errors are measured against."""
+    return "torch_train" if mode in TRAIN_MODES else "torch"
+
+
+def train_loss(y):
+    """The training modes' loss: mean(y^2), in float32 at least (float64 kept)."""
+    return y.to(torch.promote_types(y.dtype, torch.float32)).pow(2).mean()
 
 
 def build_network(net, shape, seed):
@@ -502,7 +538,9 @@ class Geometry:
 
 class Clock:
     """Seconds spent in each convolution layer during the current forward (perf_counter in
-    forward hooks or in our wrappers), and each layer's geometry from its first call."""
+    forward hooks or in our wrappers; in a training step the forward and the backward, timed
+    by hooks on the layer output's autograd node), and each layer's geometry from its first
+    call."""
 
     def __init__(self):
         self.seconds, self.layers, self._t0 = {}, {}, {}
@@ -525,6 +563,16 @@ class Clock:
 
     def post_hook(self, name, geo, module, args, out):
         self.stop(name, geo, self._t0.pop(name), args[0], out)
+        node = out.grad_fn
+        if node is not None:  # (training modes) the layer's backward: its autograd node
+            node.register_prehook(functools.partial(self.backward_start, name))
+            node.register_hook(functools.partial(self.backward_stop, name))
+
+    def backward_start(self, name, grad_outputs):
+        self._t0[name, "backward"] = time.perf_counter()
+
+    def backward_stop(self, name, grad_inputs, grad_outputs):
+        self.seconds[name] += time.perf_counter() - self._t0.pop((name, "backward"))
 
     def hook(self, model, types):
         for name, m in model.named_modules():
@@ -628,20 +676,87 @@ class Unsupported(Exception):
     """The mode cannot run here (a note in the table)."""
 
 
+def stock_copy(stock):
+    """A deepcopy of ``stock`` made outside inference mode, whatever mode the caller is in:
+    parameters as a user's model has them (the worker builds the modes in inference mode, where
+    a copy's parameters would be inference tensors; the bridge reads its weights' version
+    counters, which inference tensors do not have)."""
+    with torch.inference_mode(False):
+        return copy.deepcopy(stock)
+
+
+def bridge_convert(model):
+    """``model`` converted in place by ``conv3d_cpu.torch.convert``, and how many layers it
+    converted."""
+    try:
+        import conv3d_cpu.torch as bridge
+    except ImportError as e:  # (torch < 2.4)
+        raise Unsupported(f"conv3d_cpu.torch unavailable: {e}") from None
+    bridge.convert(model)
+    return model, sum(isinstance(m, (bridge.Conv3d, bridge.ConvTranspose3d))
+                      for m in model.modules())
+
+
+def training_step(model, x):
+    """A no-argument callable running one training step of ``model`` (switched to train mode,
+    its parameters to requiring grad) on ``x``; returns the step's output, detached. Its
+    attribute ``first`` gets the first step's loss and convolution weight gradients ({layer
+    name: tensor}, kept tensors: ``zero_grad(set_to_none=True)`` gives the next step new
+    ones)."""
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    convs = [(name, m.weight) for name, m in model.named_modules()
+             if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))]
+    opt = torch.optim.SGD(model.parameters(), lr=TRAIN_LR)
+    first = {}
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        y = model(x)
+        loss = train_loss(y)
+        loss.backward()
+        opt.step()
+        if not first:
+            first.update(loss=loss.item(), grads={name: w.grad for name, w in convs
+                                                  if w.grad is not None})
+        return y.detach()
+    step.first = first
+    return step
+
+
+def float64_gradients(mode, stock, x):
+    """A training mode's first-step convolution weight gradients in float64 (--smoke: float64
+    leaves the backward's accuracy alone to judge; in float32 these networks turn the
+    convolutions' rounding into large gradient differences, see the README)."""
+    model = stock_copy(stock).double()
+    if mode == "bridge_train":
+        bridge_convert(model)
+    step = training_step(model, x.double())
+    step()
+    return {n: g.numpy() for n, g in step.first["grads"].items()}
+
+
 def make_mode(mode, stock, x, threads, clock):
-    """A no-argument callable running one forward of ``stock`` in ``mode`` (output: a tensor
-    or an array) and a dict of details. Everything done here counts as setup."""
+    """A no-argument callable running one forward of ``stock`` in ``mode`` (a training step in
+    the training modes; output: a tensor or an array) and a dict of details. Everything done
+    here counts as setup."""
     info = {}
-    if mode in ("torch", "functional", "module"):
-        model = copy.deepcopy(stock)
+    if mode in ("torch", "functional", "module", "bridge") + TRAIN_MODES:
+        model = stock_copy(stock)
         if mode == "functional":
             replace_convs(model, lambda name, c: (
                 FunctionalConvTranspose3d if isinstance(c, nn.ConvTranspose3d)
                 else FunctionalConv3d)(c, name, clock, threads))
         elif mode == "module":
             replace_convs(model, lambda name, c: ModuleConv3d(c, name, clock))
-        # (layers left are stock ones: torch mode)
+        elif mode in ("bridge", "bridge_train"):
+            model, info["bridge_layers"] = bridge_convert(model)
+        # (layers left are stock ones, or the bridge's subclasses of them)
         clock.hook(model, (nn.Conv3d, nn.ConvTranspose3d))
+        if mode in TRAIN_MODES:
+            info["train"] = TRAIN_ABOUT
+            return training_step(model, x), info
         return (lambda: model(x)), info
     if mode == "openvino":
         try:
@@ -667,11 +782,6 @@ def make_mode(mode, stock, x, threads, clock):
             request.infer([xn], share_inputs=True, share_outputs=True)
             return request.get_output_tensor(0).data
         return forward, info
-    if mode == "bridge":
-        # --- future: the PyTorch bridge -------------------------------------------------------
-        # Convert ``stock`` with the bridge (every nn.Conv3d a torch module backed by conv3d_cpu,
-        # no numpy round trip) and hook it like the other torch-side modes.
-        raise Unsupported(UNAVAILABLE["bridge"])
     raise Unsupported(f"unknown mode {mode!r}")
 
 
@@ -750,6 +860,63 @@ def time_forward(forward, clock, policy):
     return y, rec
 
 
+GRAD_FLOOR = 1e-6  # a layer's gradient error: relative to max(its max|g_ref|, this x the largest)
+
+
+def grad_error(grads, ref):
+    """(worst error, layer): over the convolution layers, max|g - g_ref| / max(max|g_ref|,
+    GRAD_FLOOR x the largest max|g_ref| of the network). (The floor: a layer whose gradient
+    is zero but for rounding, as X3D's squeeze-excitation fc1 after a train-mode BatchNorm at
+    batch 1, whose pooled input is the norm's shift, is not divided by its noise.)"""
+    scale = {n: float(np.max(np.abs(g))) for n, g in ref.items()}
+    floor = GRAD_FLOOR * max(scale.values(), default=0.0)
+    return max(((float(np.max(np.abs(grads[n].astype(np.float64) - g))) / (max(scale[n], floor)
+                                                                          or 1.0), n)
+                for n, g in ref.items() if n in grads), default=(None, None))
+
+
+class Refs:
+    """The reference modes' results (torch's output; torch_train's first step: output, loss,
+    convolution weight gradients, and in --smoke those of a float64 first step) of one network
+    at one thread count, kept in memory and in files at ``prefix`` for the later processes."""
+
+    def __init__(self, prefix):
+        self.prefix, self.loaded = prefix, {}
+
+    def save(self, mode, y, first):
+        ref = dict(y=y)
+        if first:
+            ref["loss"] = np.float64(first["loss"])
+            for key in ("grads", "grads64"):
+                ref.update({f"{key}:{n}": g for n, g in first.get(key, {}).items()})
+        self.loaded[mode] = ref
+        np.savez(f"{self.prefix}-{mode}.npz", **ref)
+
+    def get(self, mode):
+        if mode not in self.loaded and os.path.exists(f"{self.prefix}-{mode}.npz"):
+            with np.load(f"{self.prefix}-{mode}.npz") as f:
+                self.loaded[mode] = dict(f)
+        return self.loaded.get(mode)
+
+    def errors(self, mode, y, first):
+        """The errors against ``mode``'s results (ValueError: output shapes differ); {} when
+        it has none."""
+        ref = self.get(mode)
+        if ref is None:
+            return {}
+        err = dict(zip(("max_abs_err", "max_rel_err"), rel_err(y, ref["y"])))
+        if first and "loss" in ref:
+            err["loss_rel_err"] = abs(first["loss"] - float(ref["loss"])) / (
+                abs(float(ref["loss"])) or 1.0)
+            for key, name in (("grads", "grad"), ("grads64", "grad64")):
+                g_ref = {k.partition(":")[2]: v for k, v in ref.items()
+                         if k.startswith(key + ":")}
+                if g_ref and first.get(key):
+                    err[f"{name}_rel_err"], err[f"{name}_worst_layer"] = grad_error(
+                        first[key], g_ref)
+        return err
+
+
 def worker(spec):
     """Run ``spec`` (a dict: networks, modes, threads, preset, seed, cache, policy); returns
     the list of records."""
@@ -781,23 +948,25 @@ def worker(spec):
             if spec.get("save_state"):
                 torch.save({"state": stock.state_dict(), "x": x}, state_path)
         build_s = time.perf_counter() - t0
-        ref_path = os.path.join(cache, f"ref-{name}-T{threads}.npy")
-        ref = None
+        refs = Refs(os.path.join(cache, f"ref-{name}-T{threads}"))
         for mode in spec["modes"]:
             rec = dict(network=name, mode=mode, threads=threads, input=list(shape),
                        params=sum(p.numel() for p in stock.parameters()), build_s=build_s)
             records.append(rec)
-            if ref is None and mode != "torch" and os.path.exists(ref_path):
-                ref = np.load(ref_path)
             clock = Clock()
             try:
-                with torch.inference_mode():
+                with torch.enable_grad() if mode in TRAIN_MODES else torch.inference_mode():
                     t0 = time.perf_counter()
                     forward, info = make_mode(mode, stock, x, threads, clock)
                     rec["setup_s"] = time.perf_counter() - t0
                     rec.update(info)
                     y, timing = time_forward(forward, clock, policy)
-                rec.update(timing)
+                    rec.update(timing)
+                    first = getattr(forward, "first", None)
+                    if first:
+                        first["grads"] = {n: g.numpy() for n, g in first["grads"].items()}
+                        if spec["preset"] == "smoke":
+                            first["grads64"] = float64_gradients(mode, stock, x)
             except Unsupported as e:
                 rec["note"] = str(e)
                 continue
@@ -806,15 +975,14 @@ def worker(spec):
                 rec["note"] = f"failed: {type(e).__name__}: {msg[0] if msg else ''}"[:300]
                 rec["failed"] = True
                 continue
-            if mode == "torch":
-                ref = y
-                np.save(ref_path, y)
-            elif ref is not None:
+            if mode == reference_mode(mode):
+                refs.save(mode, y, first)
+            else:
                 try:
-                    rec["max_abs_err"], rec["max_rel_err"] = rel_err(y, ref)
+                    rec.update(refs.errors(reference_mode(mode), y, first))
                 except ValueError as e:
                     rec["note"], rec["failed"] = str(e), True
-            del y
+            del y, forward, first
             gc.collect()
         del stock, x
         gc.collect()
@@ -913,7 +1081,8 @@ def main_table(results, nets, thread_counts, modes):
                     rec["runs"], suite_run.fmt_ms(rec["cold_s"]),
                     f"{rec['cold_s'] / rec['warm_s']:.2f}", fmt_share(rec.get("conv_share")),
                     suite_run.fmt_ratio(rec.get("speedup")),
-                    "ref" if mode == "torch" else suite_run.fmt_err(rec.get("max_rel_err")),
+                    "ref" if mode == reference_mode(mode)
+                    else suite_run.fmt_err(rec.get("max_rel_err")),
                     f"{rec['setup_s']:.2f}"]
                 rows.append(row)
     align = ["<", ">", "<"] + [">"] * (len(header) - 3)
@@ -926,11 +1095,11 @@ def slow_layers(results, nets, t, modes, top=3):
     against stock PyTorch's same layer (warm medians)."""
     lines = []
     for name in nets:
-        base = results.get((name, t, "torch"), {})
-        tl = {lay["name"]: lay for lay in base.get("layers", []) if lay["kind"] == "conv"}
         for mode in modes:
             rec = results.get((name, t, mode), {})
-            if mode in ("torch", "openvino") or "layers" not in rec or not tl:
+            base = results.get((name, t, reference_mode(mode)), {})
+            tl = {lay["name"]: lay for lay in base.get("layers", []) if lay["kind"] == "conv"}
+            if mode in ("openvino", reference_mode(mode)) or "layers" not in rec or not tl:
                 continue
             diffs = []
             for lay in rec["layers"]:
@@ -941,8 +1110,32 @@ def slow_layers(results, nets, t, modes, top=3):
             parts = [f"{lay['layer']} {1e3 * lay['median_s']:.1f} vs "
                      f"{1e3 * ref['median_s']:.1f} ms" for d, lay, ref in diffs[:top] if d > 0]
             total = sum(d for d, _, _ in diffs)
-            lines.append(f"  {name} {mode} T={t}: convs {total * 1e3:+.0f} ms vs torch"
+            lines.append(f"  {name} {mode} T={t}: convs {total * 1e3:+.0f} ms vs "
+                         f"{reference_mode(mode)}"
                          + (("; most lost: " + "; ".join(parts)) if parts else ""))
+    return lines
+
+
+def training_lines(results, nets, thread_counts):
+    """Per network, thread count and training mode (not the reference): the step's speedup
+    and the first step's errors against torch_train."""
+    lines = []
+    for name in nets:
+        for t in thread_counts:
+            for mode in TRAIN_MODES:
+                rec = results.get((name, t, mode), {})
+                if mode == reference_mode(mode) or "warm_s" not in rec:
+                    continue
+                def err(key):
+                    return suite_run.fmt_err(rec.get(key)) or "n/a"
+                line = (f"  {name} T={t} {mode}: step speedup "
+                        f"{suite_run.fmt_ratio(rec.get('speedup')) or 'n/a'}; output "
+                        f"{err('max_rel_err')}, loss {err('loss_rel_err')}, weight grads "
+                        f"{err('grad_rel_err')} (worst: {rec.get('grad_worst_layer')})")
+                if "grad64_rel_err" in rec:
+                    line += (f"; float64 step's weight grads {err('grad64_rel_err')} (worst: "
+                             f"{rec.get('grad64_worst_layer')})")
+                lines.append(line)
     return lines
 
 
@@ -968,7 +1161,7 @@ def plot(path, results, nets, thread_counts, modes, title):
             if cold:
                 ax.plot(*zip(*cold), "v", color="k", ms=4,
                         label="cold (first forward)" if i == 0 else None)
-            if mode != "torch":
+            if mode != reference_mode(mode):
                 sp = [r.get("speedup") for r in recs]
                 ax2.bar(xs, [v or 0.0 for v in sp], width, color=cmap(i), label=mode)
                 for x, v in zip(xs, sp):
@@ -979,12 +1172,13 @@ def plot(path, results, nets, thread_counts, modes, title):
             a.set_xticklabels(nets, rotation=20, ha="right")
             a.grid(axis="y", which="both", alpha=0.3)
         ax.set_yscale("log")
-        ax.set_ylabel("ms per forward (log)")
+        ax.set_ylabel("ms per forward or training step (log)"
+                      if any(m in TRAIN_MODES for m in modes) else "ms per forward (log)")
         ax.set_title(f"{title}: warm median and cold, {t} thread(s)")
         ax.legend(fontsize=7, ncol=2)
         ax2.axhline(1.0, color="k", ls="--", lw=1)
         ax2.set_yscale("log")
-        ax2.set_ylabel("speedup over stock PyTorch (warm)")
+        ax2.set_ylabel("speedup over torch (*_train: torch_train), warm")
         ax2.set_title(f"speedup over torch, {t} thread(s)")
         ax2.legend(fontsize=7)
     fig.tight_layout()
@@ -1000,23 +1194,26 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="bench/networks.py",
         description="Whole 3D CNNs: stock PyTorch, their Conv3d layers through conv3d_cpu "
-                    "(functional API, Conv3d modules) and OpenVINO.",
+                    "(functional API, Conv3d modules, the PyTorch bridge) and OpenVINO; "
+                    "training steps of stock PyTorch and of the bridge.",
         epilog="networks: " + ", ".join(REAL_NETWORKS) + "; modes: " + ", ".join(MODES),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", type=name_list, metavar="NET[,NET]", help="networks to run")
     p.add_argument("--threads", type=int_list, default=[1, 2], metavar="T[,T]",
                    help="thread counts, each in fresh processes (default 1,2)")
-    p.add_argument("--modes", type=name_list, default=list(DEFAULT_MODES), metavar="M[,M]",
-                   help=f"modes (default {','.join(DEFAULT_MODES)}; torch is always run, as "
-                   "the reference)")
+    p.add_argument("--modes", type=name_list, metavar="M[,M]",
+                   help=f"modes (default {','.join(DEFAULT_MODES)}; --smoke: "
+                   f"{','.join(SMOKE_MODES)}; torch is always run, as the reference, and "
+                   "torch_train with any training mode, theirs)")
     p.add_argument("--reps", type=int, help="fixed number of timed forwards (default: "
                    "adaptive, >= 3 forwards and >= 3 s, at most 30; quick >= 0.3 s, at most 5)")
     p.add_argument("--quick", action="store_true", help="smaller inputs, fewer forwards, "
                    "one process per (network, threads)")
     p.add_argument("--smoke", action="store_true",
-                   help=f"tiny inputs, 1 thread, torch/functional/module, one process; exit 1 "
-                   f"unless every max relative error is <= {SMOKE_TOL:g} (no files written "
-                   f"unless --json)")
+                   help=f"tiny inputs, 1 thread, modes {'/'.join(SMOKE_MODES)}, one process; "
+                   f"exit 1 unless every max relative error (training: of the output, the "
+                   f"loss and a float64 step's weight gradients) is <= {SMOKE_TOL:g} (no files "
+                   f"written unless --json)")
     p.add_argument("--fresh", choices=("mode", "network"), help="a fresh process per "
                    "(network, mode, threads) ('mode', the default) or per (network, threads) "
                    "('network', the --quick default)")
@@ -1037,6 +1234,8 @@ def parse_args(argv=None):
         bad = [n for n in args.only if n not in NET_BY_NAME or NET_BY_NAME[n].smoke_only]
         if bad:
             p.error(f"unknown network(s) {bad}: choose from {', '.join(REAL_NETWORKS)}")
+    if args.modes is None:
+        args.modes = list(SMOKE_MODES if args.smoke else DEFAULT_MODES)
     bad = [m for m in args.modes if m not in MODES]
     if bad:
         p.error(f"unknown mode(s) {bad}: choose from {', '.join(MODES)}")
@@ -1064,7 +1263,7 @@ def main(argv=None):
     if args.smoke:
         nets = (args.only or REAL_NETWORKS) + ["padding_modes"]
         threads, fresh = [1], "all"
-        modes = [m for m in args.modes if m in ("torch", "functional", "module")]
+        modes = [m for m in args.modes if m in SMOKE_MODES]
         policy = Policy(reps=1, warmup=0)
     else:
         threads = list(dict.fromkeys(args.threads))
@@ -1074,6 +1273,9 @@ def main(argv=None):
         if args.quick:
             policy.target, policy.max_reps = 0.3, 5
     modes = ["torch"] + [m for m in dict.fromkeys(modes) if m != "torch"]
+    if any(m in TRAIN_MODES for m in modes):  # (their reference first)
+        modes = ([m for m in modes if m not in TRAIN_MODES]
+                 + [m for m in TRAIN_MODES if m in modes or m == "torch_train"])
     notes = {}
     if "openvino" in modes and importlib.util.find_spec("openvino") is None:
         notes["openvino"] = "skipped: openvino not installed (pip install openvino)"
@@ -1102,7 +1304,10 @@ def main(argv=None):
                            OMP_NUM_THREADS="= threads"),
                 openvino=dict(INFERENCE_NUM_THREADS="= threads", INFERENCE_PRECISION_HINT="f32",
                               PERFORMANCE_HINT="LATENCY", NUM_STREAMS=1)
-                if "openvino" in modes else None)
+                if "openvino" in modes else None,
+                train=dict(step=TRAIN_ABOUT, loss="y.float().pow(2).mean()", optimizer="SGD",
+                           lr=TRAIN_LR, reference="torch_train")
+                if any(m in TRAIN_MODES for m in modes) else None)
     say(f"conv3d_cpu network benchmark  {meta['timestamp']}  {model}, {ncores} cores"
         f"{f' @ {mhz:.0f} MHz' if mhz else ''}")
     say(f"versions: conv3d_cpu {versions['conv3d_cpu']}, torch {versions['torch']}, "
@@ -1120,6 +1325,9 @@ def main(argv=None):
     say(f"timing: {policy.describe()}")
     say("our modes: nn.Conv3d and nn.ConvTranspose3d layers; norms, activations, pooling stay "
         "in PyTorch")
+    if any(m in TRAIN_MODES for m in modes):
+        say(f"training modes: one step per run ({TRAIN_ABOUT}); cold = first step, warm = median "
+            "step; against torch_train")
     for k, v in notes.items():
         say(f"note: {k} {v}")
 
@@ -1178,6 +1386,8 @@ def main(argv=None):
                            f"{suite_run.fmt_ms(rec['cold_s'])} ms, conv "
                            f"{fmt_share(rec.get('conv_share'))}"
                            + (f", err {rec['max_rel_err']:.1e}" if "max_rel_err" in rec else "")
+                           + (f", loss err {rec['loss_rel_err']:.1e}, grad err "
+                              f"{rec['grad_rel_err']:.1e}" if "grad_rel_err" in rec else "")
                            + (f" [other processes used {busy:.1f} cores]"
                               if busy is not None and busy > suite_run.BUSY_WARN else ""))
                 else:
@@ -1190,7 +1400,7 @@ def main(argv=None):
     elapsed = time.perf_counter() - t_start
 
     for (name, t, mode), rec in results.items():
-        base = results.get((name, t, "torch"), {})
+        base = results.get((name, t, reference_mode(mode)), {})
         if "warm_s" in rec and "warm_s" in base:
             rec["speedup"] = base["warm_s"] / rec["warm_s"]
         if rec.get("failed"):
@@ -1200,11 +1410,23 @@ def main(argv=None):
     say(network_table(nets, info, preset))
     say(f"\nResults ({elapsed:.0f} s). warm ms = median forward; cold ms = first forward after "
         "building/converting (setup s = building the mode from the stock network: copy + "
-        "layer replacement, or OpenVINO convert + compile); conv share = time in the Conv3d "
-        "layers / forward time; speedup = torch warm / mode warm; max rel err = "
-        "max|y - y_torch| / max|y_torch|; * = other processes used > "
-        f"{suite_run.BUSY_WARN} cores while timing")
+        "layer replacement or bridge conversion, or OpenVINO convert + compile); conv share = "
+        "time in the Conv3d layers / forward time; speedup = torch warm / mode warm; max rel "
+        "err = max|y - y_torch| / max|y_torch|; * = other processes used > "
+        f"{suite_run.BUSY_WARN} cores while timing"
+        + ("; *_train rows: the same for a training step (conv share: forward + backward), "
+           "against torch_train, err of the first step's output" if any(
+               m in TRAIN_MODES for m in modes) else ""))
     say(main_table(results, nets, threads, modes))
+    lines = training_lines(results, nets, threads)
+    if lines:
+        say("\nTraining steps, first step against torch_train's (max rel err of the output, "
+            "the loss, and the worst Conv3d/ConvTranspose3d weight gradient, max|g - g_ref| / "
+            f"max(max|g_ref|, {GRAD_FLOOR:g} x the network's largest); float32 weight "
+            "gradients of these random networks move by far more than the forward's rounding, "
+            "see bench/README.md):")
+        for line in lines:
+            say(line)
     ct = [(n, results[(n, threads[-1], "torch")].get("convT_share")) for n in nets
           if (n, threads[-1], "torch") in results]
     ct = [f"{n} {100 * s:.1f}%" for n, s in ct if s]
@@ -1213,22 +1435,29 @@ def main(argv=None):
             f"T={threads[-1]}: " + ", ".join(ct))
     lines = slow_layers(results, nets, threads[-1], modes)
     if lines:
-        say(f"\nConv3d layers against stock torch's, warm medians at T={threads[-1]}:")
+        say(f"\nConv3d layers against stock torch's, warm medians at T={threads[-1]} (training "
+            "modes: forward + backward, against torch_train's):" if any(
+                m in TRAIN_MODES for m in modes) else
+            f"\nConv3d layers against stock torch's, warm medians at T={threads[-1]}:")
         for line in lines:
             say(line)
 
     status = 0
     if args.smoke:
         bad = failures + [
-            f"{n} T={t} {m}: max rel err {r['max_rel_err']:.2e} > {SMOKE_TOL:g}"
-            if r.get("max_rel_err") is not None else f"{n} T={t} {m}: no error measured"
-            for (n, t, m), r in results.items() if m != "torch" and not r.get("failed")
-            and not (r.get("max_rel_err") is not None and r["max_rel_err"] <= SMOKE_TOL)]
+            f"{n} T={t} {m}: {key} {r[key]:.2e} > {SMOKE_TOL:g}" if r.get(key) is not None
+            else f"{n} T={t} {m}: no {key} measured"
+            for (n, t, m), r in results.items() if m != reference_mode(m) and not r.get("failed")
+            for key in (("max_rel_err", "loss_rel_err", "grad64_rel_err") if m in TRAIN_MODES
+                        else ("max_rel_err",))
+            if not (r.get(key) is not None and r[key] <= SMOKE_TOL)]
         if bad:
             say("\nSMOKE FAILED:\n  " + "\n  ".join(bad))
             status = 1
         else:
-            say(f"\nsmoke: OK, every max relative error <= {SMOKE_TOL:g}")
+            say(f"\nsmoke: OK, every max relative error <= {SMOKE_TOL:g}"
+                + (" (training: output, loss and a float64 step's weight gradients)"
+                   if any(m in TRAIN_MODES for m in modes) else ""))
     elif failures:
         say("\nfailed: " + "; ".join(failures))
 

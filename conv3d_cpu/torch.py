@@ -18,15 +18,19 @@ Rules:
   dtype. Anything else (another device, bfloat16, float16, mixed dtypes) goes to torch's own
   ``F.conv3d`` / ``F.conv_transpose3d``, unchanged.
 - **Threads**: ``torch.get_num_threads()``, read per call: ``torch.set_num_threads`` governs
-  both libraries.
+  both libraries (one thread for calls too small to share, as ``conv3d``'s default does).
+- **Autocast**: the operators compute in their inputs' dtype (under ``torch.autocast`` a
+  float32 model's convolutions stay float32).
 - **No copies**: tensors pass as numpy views (any strides: the kernels copy other layouts on
   all threads); outputs are allocated by torch and written in place.
-- **Winograd weights**: the transform of a weight is kept between calls for the weight's
-  storage, shape and version counter (an optimizer step or any in-place write bumps it), never
-  compared by value.
+- **Winograd weights**: the transform of a float32 weight is kept between calls for the
+  weight's storage, shape and version counter (an optimizer step or any in-place write bumps
+  it), never compared by value. A write through ``.data`` does not bump the version: call
+  ``clear_cache()`` after one.
 - **Double backward**: not supported; asking for it raises a RuntimeError that says so.
 """
 import collections
+import math
 import threading
 import weakref
 
@@ -43,6 +47,7 @@ if tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < (2, 4
 import numpy as np  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from conv3d_cpu._core import algorithms as _algorithms  # noqa: E402
 from conv3d_cpu._core import backward as _backward  # noqa: E402
 from conv3d_cpu._core import transposed as _transposed  # noqa: E402
 from conv3d_cpu._core import validation as v  # noqa: E402
@@ -52,7 +57,7 @@ from conv3d_cpu.functional import input_arg as _input_arg  # noqa: E402
 from conv3d_cpu.functional import layer_args as _layer_args  # noqa: E402
 from conv3d_cpu.functional import transposed_args as _transposed_args  # noqa: E402
 
-__all__ = ["conv3d", "conv_transpose3d", "Conv3d", "ConvTranspose3d", "convert"]
+__all__ = ["conv3d", "conv_transpose3d", "Conv3d", "ConvTranspose3d", "convert", "clear_cache"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -64,7 +69,8 @@ class _VersionedTransforms:
     (a weak reference) at the same version (any write in place, an optimizer step included,
     bumps it) and storage, least recently used first out beyond ``max_bytes``. (A write
     through ``.data`` does not bump the version: it is not seen, as autograd does not see
-    it either.)"""
+    it either: ``clear_cache()`` then. Inference tensors, which have no version counter, and
+    float64 weights, which gradcheck perturbs through ``.data``, are never kept.)"""
 
     def __init__(self, max_bytes=1 << 30):
         self._entries = collections.OrderedDict()
@@ -74,7 +80,16 @@ class _VersionedTransforms:
     def for_tensor(self, t):
         return _TensorCache(self, t)
 
+    def clear(self):
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
     def _get(self, t, weight, groups, m, num_threads):
+        # Never kept: inference tensors (no version counter) and float64 weights (what
+        # torch.autograd.gradcheck perturbs, through .data).
+        if t.is_inference() or t.dtype == torch.float64:
+            return _winograd.transform_weights(weight, groups, m, num_threads)
         block = _winograd.channel_block(weight.dtype, weight.shape[1], weight.shape[0] // groups)
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape),
                tuple(t.stride()), t.dtype, groups, m, block)
@@ -108,9 +123,24 @@ class _TensorCache:
 _transforms = _VersionedTransforms()
 
 
+def clear_cache():
+    """Drop the Winograd weight transforms kept between calls. Needed only after writing a
+    float32 weight through ``.data`` (``w.data.mul_(2)``, an old-style EMA update), which does
+    not bump the tensor's version counter, the only thing the cache watches."""
+    _transforms.clear()
+
+
 def _np(t):
     """A CPU tensor as a numpy view (no copy; any strides)."""
     return None if t is None else t.detach().numpy()
+
+
+def _threads(input, weight):
+    """torch.get_num_threads(), or 1 for a call of fewer multiply-adds than it takes to wake
+    a team (algorithms.TINY_MACS, the rule of conv3d's default thread count), estimated as
+    the input's elements times the weight's per output channel."""
+    macs = input.numel() * math.prod(weight.shape[1:])
+    return 1 if macs < _algorithms.TINY_MACS else torch.get_num_threads()
 
 
 def _pads(padding):
@@ -130,7 +160,7 @@ def _conv3d_op(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
                groups: int) -> torch.Tensor:
     pads = _pads(padding)
     w, groups, stride, _, dilation, threads = _layer_args(
-        _np(weight), groups, stride, 0, dilation, "auto", torch.get_num_threads())
+        _np(weight), groups, stride, 0, dilation, "auto", _threads(input, weight))
     b = v.bias_arg(_np(bias), w)
     x, unbatched = _input_arg(_np(input), w, groups)
     shape = _result_shape(x, w, stride, pads, dilation, groups, unbatched)
@@ -155,7 +185,7 @@ def _conv3d_backward_op(grad_output: torch.Tensor, input: torch.Tensor, weight: 
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     pads = _pads(padding)
     w, groups, stride, _, dilation, threads = _layer_args(
-        _np(weight), groups, stride, 0, dilation, "auto", torch.get_num_threads())
+        _np(weight), groups, stride, 0, dilation, "auto", _threads(input, weight))
     x, unbatched = _input_arg(_np(input), w, groups)
     gy = v.float_array("grad_output", _np(grad_output))
     v.grad_output_arg(gy, _result_shape(x, w, stride, pads, dilation, groups, unbatched))
@@ -209,7 +239,7 @@ def _conv_transpose3d_op(input: torch.Tensor, weight: torch.Tensor, bias: torch.
                          groups: int, dilation: list[int]) -> torch.Tensor:
     w, groups, stride, padding, output_padding, dilation, threads = _transposed_args(
         _np(weight), groups, stride, padding, output_padding, dilation, "auto",
-        torch.get_num_threads())
+        _threads(input, weight))
     b = v.bias_arg(_np(bias), w, w.shape[1] * groups)
     x, unbatched = _transposed_input(input, w)
     spatial = v.transposed_output_shape(x.shape[2:], w.shape[2:], stride, padding, dilation,
@@ -242,7 +272,7 @@ def _conv_transpose3d_backward_op(grad_output: torch.Tensor, input: torch.Tensor
                                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     w, groups, stride, padding, output_padding, dilation, threads = _transposed_args(
         _np(weight), groups, stride, padding, output_padding, dilation, "auto",
-        torch.get_num_threads())
+        _threads(input, weight))
     x, unbatched = _transposed_input(input, w)
     gy = v.float_array("grad_output", _np(grad_output))
     v.same_dtype("grad_output", gy, w.dtype)
@@ -316,15 +346,17 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if not _ours(input, weight, bias):
         return F.conv3d(input, weight, bias, stride, padding, dilation, groups)
     dilation3 = _triple("dilation", dilation)
+    stride3 = _triple("stride", stride)
     if isinstance(padding, str):
         spec = v.padding_arg(padding)
+        v.check_same_stride(spec, tuple(stride3))
         if weight.dim() != 5:
             raise ValueError(f"weight must be a 5-D tensor, got shape {tuple(weight.shape)}")
         pairs = v.padding_pairs(spec, tuple(weight.shape[2:]), dilation3)
     else:
         pairs = tuple((p, p) for p in _triple("padding", padding))
-    return _conv3d_op(input, weight, bias, _triple("stride", stride),
-                      [p for pair in pairs for p in pair], dilation3, groups)
+    return _conv3d_op(input, weight, bias, stride3, [p for pair in pairs for p in pair],
+                      dilation3, groups)
 
 
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
