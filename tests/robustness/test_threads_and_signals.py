@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -81,10 +82,13 @@ def test_calls_survive_threads_that_cannot_start(headroom_mib):
 # ---------------------------------------------------------------------------- Ctrl-C
 
 SIGNAL_SCRIPT = """
-import json, sys, time
+import json, signal, sys, time
 import numpy as np
 from conv3d_cpu import conv3d
 
+# Python's own SIGINT handler, whatever we inherited: a non-interactive shell starts a
+# background job with SIGINT ignored, and Python then leaves it ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 x_shape, w_shape, kw, dtype, repeats, fresh = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 w = rng.standard_normal(w_shape).astype(dtype)
@@ -142,6 +146,10 @@ def test_ctrl_c_stops_a_long_call(case):
         [sys.executable, "-c", SIGNAL_SCRIPT,
          json.dumps([x_shape, w_shape, kw, dtype, repeats, case in FRESH])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # A signal that never arrives fails the test (the reads below see EOF) instead of hanging
+    # it.
+    watchdog = threading.Timer(240, proc.kill)
+    watchdog.start()
     try:
         call_s = json.loads(proc.stdout.readline())["call_s"]
         latencies = []
@@ -156,6 +164,7 @@ def test_ctrl_c_stops_a_long_call(case):
         after = json.loads(proc.stdout.readline())["after"]
         assert proc.wait(timeout=60) == 0, proc.stderr.read()[-3000:]
     finally:
+        watchdog.cancel()
         proc.kill()
     assert after
     # Within 100 ms of the signal (the poll is every INTERRUPT_POLL_MS), on calls that take
