@@ -212,23 +212,27 @@ def _fake_grads(input, weight, channels, mask):
                  zip((input, weight, weight.new_empty(channels)), mask))
 
 
-def _conv3d_setup(ctx, inputs, output):
-    input, weight, bias, stride, padding, dilation, groups = inputs
-    ctx.save_for_backward(input, weight)
-    ctx.args = (list(stride), list(padding), list(dilation), groups)
-    ctx.has_bias = bias is not None
+def _register_gradient(op, backward_op):
+    """``op``'s autograd: ``backward_op(grad, input, weight, *op's other arguments, mask)``,
+    the mask asking for what autograd needs (grad_bias only with a bias)."""
+    def setup(ctx, inputs, output):
+        input, weight, bias = inputs[:3]
+        ctx.save_for_backward(input, weight)
+        ctx.args = [list(a) if isinstance(a, (list, tuple)) else a for a in inputs[3:]]
+        ctx.has_bias = bias is not None
+
+    def gradient(ctx, grad):
+        input, weight = ctx.saved_tensors
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1],
+                ctx.has_bias and ctx.needs_input_grad[2]]
+        gi, gw, gb = backward_op(grad, input, weight, *ctx.args, mask)
+        return (gi if mask[0] else None, gw if mask[1] else None,
+                gb if mask[2] else None) + (None,) * len(ctx.args)
+
+    op.register_autograd(gradient, setup_context=setup)
 
 
-def _conv3d_grad(ctx, grad):
-    input, weight = ctx.saved_tensors
-    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1],
-            ctx.has_bias and ctx.needs_input_grad[2]]
-    gi, gw, gb = _conv3d_backward_op(grad, input, weight, *ctx.args, mask)
-    return (gi if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None,
-            None, None, None, None)
-
-
-_conv3d_op.register_autograd(_conv3d_grad, setup_context=_conv3d_setup)
+_register_gradient(_conv3d_op, _conv3d_backward_op)
 
 
 # -- conv_transpose3d ------------------------------------------------------------------------
@@ -291,23 +295,7 @@ def _(grad_output, input, weight, stride, padding, output_padding, groups, dilat
     return _fake_grads(input, weight, weight.shape[1] * groups, output_mask)
 
 
-def _transpose_setup(ctx, inputs, output):
-    input, weight, bias, stride, padding, output_padding, groups, dilation = inputs
-    ctx.save_for_backward(input, weight)
-    ctx.args = (list(stride), list(padding), list(output_padding), groups, list(dilation))
-    ctx.has_bias = bias is not None
-
-
-def _transpose_grad(ctx, grad):
-    input, weight = ctx.saved_tensors
-    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1],
-            ctx.has_bias and ctx.needs_input_grad[2]]
-    gi, gw, gb = _conv_transpose3d_backward_op(grad, input, weight, *ctx.args, mask)
-    return (gi if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None,
-            None, None, None, None, None)
-
-
-_conv_transpose3d_op.register_autograd(_transpose_grad, setup_context=_transpose_setup)
+_register_gradient(_conv_transpose3d_op, _conv_transpose3d_backward_op)
 
 
 def _no_double_backward(ctx, *grads):
