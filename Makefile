@@ -88,15 +88,17 @@ endef
 
 # `make test-noopenmp`: a second build with CONV3D_CPU_OPENMP=0 (serial kernels), in place in
 # a copy of the tree (files git tracks or would track) under $(NOOMP_DIR), tested with the
-# suite from that copy using $(VENV)'s interpreter and packages.
+# suite from that copy using $(VENV)'s interpreter and packages. The whole-network bench smoke
+# (pure Python driving the same kernels, ~80 s) runs once, in `make test`: CI's time limit.
 NOOMP_DIR ?= build/noopenmp
+NOOMP_DESELECT := --deselect tests/install/test_bench_networks.py::test_networks_smoke
 test-noopenmp: install $(VENV)/.torch
 	$(call copy_tree,$(NOOMP_DIR))
 	cd $(NOOMP_DIR) && env -u CONV3D_CPU_NATIVE CONV3D_CPU_OPENMP=0 "$(abspath $(PY))" setup.py -q build_ext --inplace
 	cd $(NOOMP_DIR) && "$(abspath $(PY))" -c "import conv3d_cpu, conv3d_cpu._native.openmp as h; \
 	  assert conv3d_cpu.__file__.startswith('$(abspath $(NOOMP_DIR))'), conv3d_cpu.__file__; \
 	  assert not h.openmp_enabled(), 'built with OpenMP'; conv3d_cpu.show_config()"
-	cd $(NOOMP_DIR) && "$(abspath $(PY))" -m pytest tests -q -p no:cacheprovider
+	cd $(NOOMP_DIR) && "$(abspath $(PY))" -m pytest tests -q -p no:cacheprovider $(NOOMP_DESELECT)
 
 # `make constants`: rewrite conv3d_cpu/_native/constants.h from constants.py (commit both).
 constants:
