@@ -32,7 +32,14 @@ $(VENV)/.torch: $(VENV)/.created
 	$(PIP) install "$(TORCH_SPEC)" || echo "WARNING: $(TORCH_SPEC) not installable here; PyTorch parity tests will be skipped"
 	touch $@
 
-test: install $(VENV)/.torch
+# conv3d_cpu.dask's tests (tests/dask): dask[array], dask.distributed and zarr v3 from PyPI;
+# where they are not installable those tests are skipped.
+DASK_SPEC ?= "dask[array]>=2025.1" "distributed>=2025.1" "zarr>=3"
+$(VENV)/.dask: $(VENV)/.created
+	$(PIP) install $(DASK_SPEC) || echo "WARNING: dask[array], distributed or zarr not installable here; the conv3d_cpu.dask tests will be skipped"
+	touch $@
+
+test: install $(VENV)/.torch $(VENV)/.dask
 	$(PY) -m pytest tests -q
 
 # Benchmark peers and chart (each optional: the benchmark skips what is missing).
