@@ -161,12 +161,20 @@ def _check_chunks(x5):
 
 def plan(x, weight, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
          algorithm="auto"):
-    """How :func:`conv3d` blocks this layer: a dict of the algorithm every block runs and the
-    chunks (of the input after rechunking, and of the output) per axis.
+    """How :func:`conv3d` blocks this layer, without building its graph.
 
-    Parameters are those of :func:`conv3d`. Returns a dict with ``'tile'`` (the per-axis
-    Winograd tile, or None for direct), ``'input_chunks'`` and ``'output_chunks'`` (5-D
-    chunk tuples, batch axis included), ``'halo'`` ((before, after) per spatial axis).
+    Parameters
+    ----------
+    x, weight, stride, padding, dilation, groups, padding_mode, algorithm : as in conv3d
+        Checked as :func:`conv3d` checks them.
+
+    Returns
+    -------
+    dict
+        ``'tile'``: the per-axis Winograd tile every block runs, or None for direct;
+        ``'input_chunks'`` and ``'output_chunks'``: 5-D chunk tuples (batch axis first) of
+        the input after rechunking to the blocks' cores and of the output;
+        ``'halo'``: (before, after) elements dask adds to each core per spatial axis.
     """
     p = _prepare(x, weight, None, stride, padding, dilation, groups, padding_mode, algorithm,
                  None)
@@ -261,7 +269,7 @@ def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         In memory, of ``x``'s dtype; enters the graph once (a ``dask.delayed`` key that
         every block reads), as does ``bias``.
     bias : array_like, shape (O,), optional
-    stride, padding, dilation, groups
+    stride, padding, dilation, groups : int, tuple of 3 ints, or str (padding)
         As in ``conv3d_cpu.conv3d`` ('same' and 'valid' included).
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, keyword-only
         As in ``conv3d_cpu.Conv3d`` (PyTorch's semantics: reflect does not repeat the edge
@@ -343,7 +351,8 @@ def _block(xb, weight, bias, *, pads, lengths, stride, dilation, groups, tile, t
         return _convolve(xb, weight, bias, *args, "direct", num_threads, padding_mode=mode)
     if tile_name is not None:
         out = _convolve(xb, weight, bias, *args, tile_name, num_threads, padding_mode=mode)
-        finite = not auto or bool(np.isfinite(out).all())
+        # (min and max propagate NaN, and see an infinity: no temporary of the block's size)
+        finite = not auto or bool(np.isfinite(out.min()) and np.isfinite(out.max()))
     else:
         out, finite = _winograd(xb, weight, bias, *args, tile, num_threads, mode)
     if auto and not finite:  # forward.convolve's fallback for 'auto'
