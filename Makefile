@@ -95,10 +95,12 @@ endef
 
 # `make test-noopenmp`: a second build with CONV3D_CPU_OPENMP=0 (serial kernels), in place in
 # a copy of the tree (files git tracks or would track) under $(NOOMP_DIR), tested with the
-# suite from that copy using $(VENV)'s interpreter and packages. The whole-network bench smoke
-# (pure Python driving the same kernels, ~80 s) runs once, in `make test`: CI's time limit.
+# suite from that copy using $(VENV)'s interpreter and packages. Two slow tests run once, in
+# `make test` (CI's time limit): the whole-network bench smoke (pure Python driving the same
+# kernels, ~80 s) and the 3 GiB Dask cluster test (its tasks run one thread either way, ~65 s).
 NOOMP_DIR ?= build/noopenmp
-NOOMP_DESELECT := --deselect tests/install/test_bench_networks.py::test_networks_smoke
+NOOMP_DESELECT := --deselect tests/install/test_bench_networks.py::test_networks_smoke \
+	--deselect tests/dask/test_dask_cluster.py::test_volume_larger_than_cluster_memory
 test-noopenmp: install $(VENV)/.torch
 	$(call copy_tree,$(NOOMP_DIR))
 	cd $(NOOMP_DIR) && env -u CONV3D_CPU_NATIVE CONV3D_CPU_OPENMP=0 "$(abspath $(PY))" setup.py -q build_ext --inplace

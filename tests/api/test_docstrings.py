@@ -27,3 +27,12 @@ def test_every_parameter_is_documented(obj):
     params = [p for p in inspect.signature(obj).parameters if p != "self"]
     missing = [p for p in params if p not in documented(obj)]
     assert not missing, f"{obj.__qualname__}: not in its docstring: {missing}"
+
+
+@pytest.mark.parametrize("name", ["conv3d", "plan"])
+def test_dask_api_parameters_are_documented(name):
+    # (conv3d_cpu.dask raises ImportError, naming the extra, where dask is missing)
+    obj = getattr(pytest.importorskip("conv3d_cpu.dask", exc_type=ImportError,
+                                      reason="conv3d_cpu[dask] (dask[array]) not installed"), name)
+    missing = [p for p in inspect.signature(obj).parameters if p not in documented(obj)]
+    assert not missing, f"conv3d_cpu.dask.{name}: not in its docstring: {missing}"

@@ -23,7 +23,6 @@ if int(zarr.__version__.split(".")[0]) < 3:
                 allow_module_level=True)
 
 import conv3d_cpu  # noqa: E402
-from conv3d_cpu._native import openmp as _openmp  # noqa: E402
 from conv3d_cpu.dask import __main__ as cli  # noqa: E402
 
 
@@ -71,9 +70,6 @@ def _asan():
 
 @pytest.mark.skipif(_asan(), reason="make sanitize: 3 GiB through worker processes under a "
                                     "preloaded libasan is too slow and ASan caps allocations")
-@pytest.mark.skipif(not _openmp.openmp_enabled(),
-                    reason="make test-noopenmp: the cluster test runs once, in make test "
-                           "(every task runs one thread either way; the small cases run here)")
 def test_volume_larger_than_cluster_memory(tmp_path):
     from distributed import Client, LocalCluster
     from distributed.diagnostics.plugin import SchedulerPlugin

@@ -89,17 +89,3 @@ def test_unknown_chunk_sizes():
     x = x[x[:, 0, 0, 0, 0] == 0]   # boolean indexing: chunk sizes along N unknown
     with pytest.raises(ValueError, match=r"unknown chunk sizes .*compute_chunk_sizes"):
         cd.conv3d(x, W)
-
-
-
-@pytest.mark.parametrize("obj", [cd.conv3d, cd.plan], ids=lambda o: o.__name__)
-def test_every_parameter_is_documented(obj):
-    import inspect
-    import re
-    names = set()
-    for line in (inspect.getdoc(obj) or "").splitlines():
-        m = re.match(r"^(\w+(?:, \w+)*) :", line)
-        if m:
-            names.update(m.group(1).split(", "))
-    missing = [p for p in inspect.signature(obj).parameters if p not in names]
-    assert not missing, missing
