@@ -4,6 +4,9 @@ Environment switches
 --------------------
 CONV3D_CPU_OPENMP=0   build without OpenMP (serial kernels).
 CONV3D_CPU_NATIVE=1   add -march=native (local developer builds only; never for wheels).
+CONV3D_CPU_OPTIMIZE=-O1  the optimization flag instead of -O3 (-O0..-O3, -Os, -Og): `make
+                      sanitize` builds at -O1, the level AddressSanitizer is documented for,
+                      because its instrumentation of the ISA kernels at -O3 takes minutes.
 
 The compiler and flags used are written to conv3d_cpu/_native/build_info.py (generated,
 git-ignored) for conv3d_cpu.show_config().
@@ -13,6 +16,7 @@ import glob
 import os
 import platform
 import pprint
+import re
 import subprocess
 import sys
 import tempfile
@@ -56,6 +60,13 @@ def _openmp_flags(compiler_type):
     return ["-fopenmp"], ["-fopenmp"]
 
 
+def _optimize_flag():
+    flag = os.environ.get("CONV3D_CPU_OPTIMIZE", "").strip() or "-O3"
+    if not re.fullmatch(r"-O[0-3sg]", flag):
+        raise SystemExit(f"CONV3D_CPU_OPTIMIZE must be one of -O0..-O3, -Os, -Og; got {flag!r}")
+    return flag
+
+
 class BuildExtOpenMP(build_ext):
     """build_ext that adds -O3 and OpenMP flags when the compiler supports them."""
 
@@ -95,7 +106,7 @@ class BuildExtOpenMP(build_ext):
         # -ffp-contract=off: the kernels fuse multiply-adds explicitly (_native/kernels/kernels.c); left to
         # the compiler, fusing differed between unrolled copies of one loop (GCC 13) and
         # results between thread counts.
-        base = ["/O2"] if ctype == "msvc" else ["-O3", "-fno-math-errno", "-ffp-contract=off"]
+        base = ["/O2"] if ctype == "msvc" else [_optimize_flag(), "-fno-math-errno", "-ffp-contract=off"]
         if _env_on("CONV3D_CPU_NATIVE") and ctype != "msvc":
             base.append("-march=native")
         for ext in self.extensions:

@@ -323,13 +323,20 @@ def _not_masked(name, value):
         )
 
 
+def aligned(arr):
+    """``arr``, or a copy of it when its data is not aligned to its itemsize: the kernels read
+    elements through typed pointers, which C requires to be aligned (a misaligned one is
+    undefined behaviour: UBSan reports it). Arrays that arrive past validation need it too,
+    e.g. a Dask task's operands, deserialized from a network frame at any byte offset."""
+    return arr if arr.flags.aligned else arr.copy()
+
+
 def float_array(name, value):
     """``value`` as an ndarray of float32 or float64, without any cast.
 
     A view whose data is not aligned to its itemsize (e.g. from ``np.frombuffer`` at an odd
-    offset) is copied: the kernels read elements through typed pointers, which C requires to
-    be aligned (a misaligned one is undefined behaviour: UBSan reports it). Data in the other
-    byte order is copied into the native one (the same values); a masked array is a TypeError.
+    offset) is copied (:func:`aligned`). Data in the other byte order is copied into the
+    native one (the same values); a masked array is a TypeError.
     """
     _not_masked(name, value)
     arr = np.asarray(value)
@@ -339,7 +346,7 @@ def float_array(name, value):
         raise TypeError(
             f"{name} must have dtype float32 or float64, got {arr.dtype}{_dtype_hint(arr.dtype)}"
         )
-    return arr if arr.flags.aligned else arr.copy()
+    return aligned(arr)
 
 
 def parameter_arg(name, value, dtype, shape, cast):

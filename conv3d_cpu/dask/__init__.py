@@ -345,7 +345,9 @@ def _block(xb, weight, bias, *, pads, lengths, stride, dilation, groups, tile, t
     idx = block_id[2:]
     block_pads = tuple(pads[i][j] for i, j in enumerate(idx))
     crop = tuple(slice(None, lengths[i][j]) for i, j in enumerate(idx))
-    xb = xb[(slice(None), slice(None)) + crop]
+    # (a worker may hold the block and the weights in a frame at any byte offset)
+    xb, weight = _v.aligned(xb[(slice(None), slice(None)) + crop]), _v.aligned(weight)
+    bias = None if bias is None else _v.aligned(bias)
     args = (stride, block_pads, dilation, groups)
     if tile is None:
         return _convolve(xb, weight, bias, *args, "direct", num_threads, padding_mode=mode)
