@@ -323,7 +323,7 @@ def closing_notes(results, other):
         top = max(over, key=lambda r: r["frac_peak"])
         say(f"  NOTE: the peak assumption looks low: {top['system']} reached "
             f"{100 * top['frac_peak']:.0f}% on {top['layer']} at {top['threads']} thread(s); "
-            f"pass --peak-gflops-per-core (see bench/run.py --help)")
+            f"see --peak-gflops-per-core in bench/run.py --help")
     if other is not None:
         say(f"  other processes used {other:.2f} cores on average while timing"
             + (" -- the machine was not idle, timings (multi-threaded above all) are "

@@ -56,7 +56,6 @@ import peers as systems  # noqa: E402
 # new algorithms become columns by adding them here or passing --algorithms.
 DEFAULT_ALGORITHMS = ("auto", "direct", "winograd_f2", "winograd_f4")
 BUSY_WARN = 0.15   # cores used by other processes above which timings are flagged
-DEFAULT_PEAK_PER_CORE = 89.0  # fp32 GFLOP/s per core: 32 FLOP/cycle (AVX2+FMA) x ~2.8 GHz
 
 
 def say(*args, **kwargs):
@@ -635,15 +634,25 @@ def timing_policy(args, parser, quick=False):
 
 def add_peak_option(group):
     """``--peak-gflops-per-core`` (read back by :func:`resolve_peak`)."""
-    group.add_argument("--peak-gflops-per-core", default=str(DEFAULT_PEAK_PER_CORE),
-                       metavar="X|auto|measure", help="fp32 peak GFLOP/s per core for "
-                       "%%peak (fp64 is half); 'auto' = 32 FLOP/cycle x /proc/cpuinfo MHz, "
+    group.add_argument("--peak-gflops-per-core", default="probe",
+                       metavar="X|probe|auto|measure", help="fp32 peak GFLOP/s per core for "
+                       "%%peak (fp64 is half); 'probe' = independent FMA chains on one core "
+                       "under the ISA our kernels use (conv3d_cpu._native.isa."
+                       "fma_peak_gflops), 'auto' = 32 FLOP/cycle x /proc/cpuinfo MHz, "
                        "'measure' = a 1-thread numpy float32 matmul (default %(default)s)")
 
 
 def resolve_peak(args, parser):
     """``(fp32 GFLOP/s per core, where the figure comes from)`` for
     ``--peak-gflops-per-core``."""
+    if args.peak_gflops_per_core == "probe":
+        from conv3d_cpu._native import isa
+        from conv3d_cpu._native.constants import FMA_CHAINS
+
+        say("measuring the per-core peak (FMA chains, 1 thread) ...")
+        per_core = isa.fma_peak_gflops(False, seconds=0.1)
+        return per_core, (f"{FMA_CHAINS} independent FMA chains on 1 core, "
+                          f"ISA {isa.current_isa()}, measured now")
     if args.peak_gflops_per_core == "auto":
         mhz = cpu_info()[1]
         if not mhz:
@@ -658,10 +667,8 @@ def resolve_peak(args, parser):
     try:
         per_core = float(args.peak_gflops_per_core)
     except ValueError:
-        parser.error("--peak-gflops-per-core takes a number, 'auto' or 'measure'")
-    return per_core, ("default: 32 FLOP/cycle/core (AVX2+FMA: 2 x 8-wide FMA) x ~2.8 GHz, "
-                      "measured on the development machine"
-                      if per_core == DEFAULT_PEAK_PER_CORE else "--peak-gflops-per-core")
+        parser.error("--peak-gflops-per-core takes a number, 'probe', 'auto' or 'measure'")
+    return per_core, "--peak-gflops-per-core"
 
 
 def save_results(doc, json_arg, stem, started, draw=None):
@@ -907,9 +914,11 @@ def main(argv=None):
         top = max(over, key=lambda r: r["frac_peak"])
         say(f"NOTE: the peak assumption looks low: {top['system']} reached "
             f"{100 * top['frac_peak']:.0f}% on {top['layer']} at {top['threads']} thread(s) "
-            f"({top['gflops'] / top['threads']:.0f} GFLOP/s per thread); pass "
-            f"--peak-gflops-per-core with 32 FLOP/cycle x the boost clock"
-            + ("" if args.peak_gflops_per_core == "measure" else ", or 'measure'") + ".")
+            f"({top['gflops'] / top['threads']:.0f} GFLOP/s per thread)"
+            + (": the peer runs wider vectors than our ISA, or not direct convolution "
+               "(CONV3D_CPU_ISA selects ours; conv3d_cpu.show_config() lists them)"
+               if args.peak_gflops_per_core == "probe" else
+               "; pass --peak-gflops-per-core probe") + ".")
     if len(counts) > 1:
         say(f"\nThread sweep: median time (parallel efficiency vs T={counts[0]}: "
             f"t({counts[0]}) * {counts[0]} / (t(T) * T))")

@@ -60,6 +60,10 @@ MAX_RANGES = 64
 # While a call computes, its calling thread looks for a pending signal (Ctrl-C) this often
 # (interrupt.h): the call then stops within about this time plus one work step.
 INTERRUPT_POLL_MS = 20
+# Independent vector FMA chains of the peak probe (fma_tmpl.h): at least latency x FMA units
+# (4 x 2 on Zen 4 and on Intel cores with two 512-bit units), and with its two operands within
+# the 16 vector registers of SSE2 and AVX2.
+FMA_CHAINS = 12
 
 
 def winograd_tile(m, kernel):
@@ -83,7 +87,7 @@ WINOGRAD_MAX_ALPHA = max(max(a) for a in WINOGRAD_INPUT_TILES)
 _INTS = ("ROW_UNROLL", "MAX_FLOAT_LANES", "ROW_OVERREAD", "ITEMS_PER_THREAD", "SLAB_BYTES",
          "POINTWISE_TILES", "MIN_TILE_BLOCK", "WORKSPACE_SLACK", "WINOGRAD_WEIGHT_CHANNELS",
          "MAX_RANGES", "WINOGRAD_MAX_ALPHA", "INTERRUPT_POLL_MS",
-         "SUM_TERMS")
+         "SUM_TERMS", "FMA_CHAINS")
 # A checksum of every value above (zlib: a stale build is to be caught, not an adversary, and
 # hashlib's import would cost the package's import more than all the rest of this module).
 _VALUES = repr([(name, globals()[name]) for name in _INTS]

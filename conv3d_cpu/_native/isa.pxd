@@ -32,6 +32,7 @@ cdef extern from "kernels/kernels.h" nogil:
     ctypedef int (*c3_wino_weights_fn)(const c3_wino_tile* tile, const void* w, c3_idx wstride,
                                        int nvalid, c3_idx cpg, void* u, c3_idx u_stride, int ocb,
                                        void* scratch) noexcept nogil
+    ctypedef void (*c3_fma_chains_fn)(c3_idx iters, const void* ab, void* acc) noexcept nogil
     ctypedef struct c3_kernels:
         int isa
         int ocb_wide[2]
@@ -45,6 +46,7 @@ cdef extern from "kernels/kernels.h" nogil:
         c3_wino_in_fn wino_input[2]
         c3_wino_out_fn wino_output[2]
         c3_wino_weights_fn wino_weights[2]
+        c3_fma_chains_fn fma_chains[2]
         const c3_kernels* narrow
     const char* c3_isa_name(int isa)
     const c3_kernels* c3_kernels_for(int isa)

@@ -79,4 +79,41 @@ def current_isa():
     return ISA_NAMES[_K.isa]
 
 
+def fma_peak_gflops(bint f64=False, double seconds=0.05):
+    """GFLOP/s of one core's vector multiply-adds under the selected ISA, for float32 (f64
+    False) or float64: its fma_chains kernel (kernels/fma_tmpl.h) on the calling thread, the
+    best of 3 runs of about ``seconds`` each. What no convolution kernel can beat on this
+    ISA: the benchmarks' %peak."""
+    import time
+
+    import numpy as np
+
+    from conv3d_cpu._native.constants import FMA_CHAINS
+
+    cdef const c3_kernels* K = _K
+    cdef int lanes = K.ocb_narrow[f64]
+    dtype = np.float64 if f64 else np.float32
+    # a = 1, b = 0: the values stay put (no overflow, no subnormals, whatever the count)
+    ab, acc = np.array([1, 0], dtype), np.ones(FMA_CHAINS * lanes, dtype)
+    cdef const void* abp = <const void*><size_t>ab.__array_interface__["data"][0]
+    cdef void* accp = <void*><size_t>acc.__array_interface__["data"][0]
+    cdef c3_idx iters = 1024
+    while True:  # a count that takes about `seconds`
+        t0 = time.perf_counter()
+        with nogil:
+            K.fma_chains[f64](iters, abp, accp)
+        took = time.perf_counter() - t0
+        if took >= seconds / 4 or iters >= (1 << 40):
+            break
+        iters *= 2
+    iters = max(1, int(iters * seconds / max(took, 1e-9)))
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        with nogil:
+            K.fma_chains[f64](iters, abp, accp)
+        best = max(best, 2.0 * lanes * FMA_CHAINS * iters / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
 use_isa(os.environ.get("CONV3D_CPU_ISA") or None)

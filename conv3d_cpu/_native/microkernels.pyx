@@ -179,3 +179,18 @@ def transpose_block(src, c3_idx src_stride, c3_idx dst_stride, c3_idx n_i, c3_id
     dst = np.zeros(n_j * dst_stride, src.dtype)
     K.transpose_block[f64](_data(src), src_stride, _data(dst), dst_stride, n_i, n_j)
     return dst
+
+
+def fma_chains(acc, ab, c3_idx iters):
+    """fma_chains (kernels.h: c3_fma_chains_fn) on a copy of ``acc`` (FMA_CHAINS vectors of
+    the narrow block's lanes) with ``ab`` = (a, b): the copy after ``iters`` rounds."""
+    from conv3d_cpu._native.constants import FMA_CHAINS
+
+    cdef const c3_kernels* K = current_kernels()
+    cdef bint f64 = _typed(acc.dtype, acc, ab)
+    if ab.size != 2 or acc.size != FMA_CHAINS * K.ocb_narrow[f64] or iters < 0:
+        raise ValueError("ab: 2 elements; acc: FMA_CHAINS vectors of the narrow block; "
+                         "iters >= 0")
+    out = acc.copy()
+    K.fma_chains[f64](iters, _data(ab), _data(out))
+    return out

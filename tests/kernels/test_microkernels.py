@@ -370,3 +370,31 @@ def test_wino_transforms_refuse_tiles_not_compiled(dtype):
     assert not out.any()
     u, rc = mk.wino_weights((3, 3, 3), (7, 7, 7), np.ones(125, dtype), 125, 1, 1, 16, 16)
     assert rc == -1 and not u.any()  # F(3, 5) has no G
+
+
+# ---- fma_chains (the peak probe) ---------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("isa", ISAS)
+def test_fma_chains_contract(dtype, isa):
+    # acc * a + b, iters times, on every lane of every chain; a = 1 and b = 1/4 keep the
+    # values exact, a = 1/2 and b = 1 converge to 2 from any start
+    rng = np.random.default_rng(0)
+    with isa_selected(isa):
+        lanes = mk.table()["ocb_narrow"][F64[dtype]]
+        acc = rng.integers(-50, 50, constants.FMA_CHAINS * lanes).astype(dtype)
+        for iters in (0, 1, 7, 1000):
+            got = mk.fma_chains(acc, np.array([1, 0.25], dtype), iters)
+            assert np.array_equal(got, acc + np.asarray(0.25 * iters, dtype)), (iters, got)
+        got = mk.fma_chains(acc, np.array([0.5, 1], dtype), 200)
+        assert np.array_equal(got, np.full_like(acc, 2)), got
+        with pytest.raises(ValueError):
+            mk.fma_chains(acc[:-1], np.array([1, 0], dtype), 1)
+
+
+def test_fma_peak_gflops_is_a_rate():
+    from conv3d_cpu._native import isa as _isa
+
+    for f64 in (False, True):
+        rate = _isa.fma_peak_gflops(f64, seconds=0.005)
+        assert np.isfinite(rate) and rate > 0.1, rate

@@ -111,6 +111,7 @@ static inline VT KN(gather)(const T *p, c3_idx st) { return GATHER(p, st); }
 
 #include "direct_tmpl.h"
 #include "winograd_tmpl.h"
+#include "fma_tmpl.h"
 #undef BCAST
 #undef GATHER
 #undef C3_SHUF

@@ -69,8 +69,13 @@ typedef int (*c3_wino_weights_fn)(const c3_wino_tile *tile, const void *w, c3_id
                                   int nvalid, c3_idx cpg, void *u, c3_idx u_stride, int ocb,
                                   void *scratch);
 
+/* The peak probe: acc[c * V + l] = acc[c * V + l] * ab[0] + ab[1], iters times over
+ * C3_FMA_CHAINS independent chains of one vector each (2 V C3_FMA_CHAINS iters FLOPs), with
+ * the ISA's fused multiply-add: what one core's vector FMA units sustain, for %peak. */
+typedef void (*c3_fma_chains_fn)(c3_idx iters, const void *ab, void *acc);
+
 /* Every micro-kernel, X(name, signature). Adding one: an entry here, its template KN(name)
- * (direct_tmpl.h or winograd_tmpl.h), its declaration in isa.pxd, a contract test. */
+ * (direct_tmpl.h, winograd_tmpl.h or fma_tmpl.h), its declaration in isa.pxd, a contract test. */
 #define C3_MICROKERNELS(X)                                                                    \
     X(tile_wide, c3_tile_fn)                                                                  \
     X(tile_narrow, c3_tile_fn)                                                                \
@@ -79,7 +84,8 @@ typedef int (*c3_wino_weights_fn)(const c3_wino_tile *tile, const void *w, c3_id
     X(transpose_block, c3_transpose_fn)                                                       \
     X(wino_input, c3_wino_in_fn)                                                              \
     X(wino_output, c3_wino_out_fn)                                                            \
-    X(wino_weights, c3_wino_weights_fn)
+    X(wino_weights, c3_wino_weights_fn)                                                       \
+    X(fma_chains, c3_fma_chains_fn)
 
 typedef struct c3_kernels_s {
     int isa; /* its index in C3_ISAS */
