@@ -68,7 +68,8 @@ def _optimize_flag():
 
 
 class BuildExtOpenMP(build_ext):
-    """build_ext that adds -O3 and OpenMP flags when the compiler supports them."""
+    """build_ext that adds the optimization flag (-O3 unless CONV3D_CPU_OPTIMIZE says
+    otherwise) and OpenMP flags when the compiler supports them."""
 
     def finalize_options(self):
         super().finalize_options()
@@ -106,7 +107,8 @@ class BuildExtOpenMP(build_ext):
         # -ffp-contract=off: the kernels fuse multiply-adds explicitly (_native/kernels/kernels.c); left to
         # the compiler, fusing differed between unrolled copies of one loop (GCC 13) and
         # results between thread counts.
-        base = ["/O2"] if ctype == "msvc" else [_optimize_flag(), "-fno-math-errno", "-ffp-contract=off"]
+        base = (["/O2"] if ctype == "msvc"
+                else [_optimize_flag(), "-fno-math-errno", "-ffp-contract=off"])
         if _env_on("CONV3D_CPU_NATIVE") and ctype != "msvc":
             base.append("-march=native")
         for ext in self.extensions:

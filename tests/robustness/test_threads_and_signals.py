@@ -274,13 +274,12 @@ threading.Thread(target=work).start()
 signal_in(0.05)
 try:
     done.wait(timeout=120)
-    out["other thread"] = "not interrupted"
+    interrupted = False
 except KeyboardInterrupt:
-    out["other thread"] = True
+    interrupted = True
 stop_work.set()
 done.wait()
-if out["other thread"] is True:
-    out["other thread"] = res["exact"] and res["calls"] >= 1
+out["other thread"] = res["exact"] and res["calls"] >= 1 if interrupted else "not interrupted"
 print(json.dumps(out))
 """
 
