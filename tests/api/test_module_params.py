@@ -4,6 +4,7 @@ survives copy.deepcopy and pickle with its parameters, seed state and results.""
 import copy
 import pickle
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -11,31 +12,35 @@ import pytest
 from conv3d_cpu import Conv3d
 
 
-def _sees_mixed_parameters(update, calls=3000):
-    """Call forward ``calls`` times on one thread while another runs ``update(m, g)`` for
-    g = 1, 2, ..., each setting weight = g everywhere and bias = -g; return (forwards that saw
-    one generation's weight with another's bias, generations). The input is one 1 at the
-    centre of a 3^3 volume: the corner output's window (padding 1) holds it once, so a
-    consistent pair gives g - g = 0 there, a mixed one a nonzero value."""
+def _sees_mixed_parameters(update, calls=3000, generations=200):
+    """Call forward on one thread while another runs ``update(m, g)`` for g = 1, 2, ...,
+    each setting weight = g everywhere and bias = -g, until both ``calls`` forwards and
+    ``generations`` updates have run (a tiny forward can finish thousands of calls inside
+    one GIL switch interval, so a fixed call count alone may overlap no update); return
+    (forwards that saw one generation's weight with another's bias, generations). The
+    input is one 1 at the centre of a 3^3 volume: the corner output's window (padding 1)
+    holds it once, so a consistent pair gives g - g = 0 there, a mixed one a nonzero
+    value."""
     m = Conv3d(1, 1, 3, padding=1, rng=0)
     update(m, 0)
     x = np.zeros((1, 1, 3, 3, 3), np.float32)
     x[0, 0, 1, 1, 1] = 1.0
-    stop, corners = threading.Event(), []
+    stop, corners, done = threading.Event(), [], [0]
+    deadline = time.monotonic() + 60.0
 
     def read():
-        for _ in range(calls):
+        while ((len(corners) < calls or done[0] < generations)
+               and time.monotonic() < deadline):
             corners.append(float(m(x)[0, 0, 0, 0, 0]))
         stop.set()
 
     t = threading.Thread(target=read)
     t.start()
-    g = 0
     while not stop.is_set():
-        g += 1
-        update(m, g)
+        update(m, done[0] + 1)
+        done[0] += 1
     t.join()
-    return sum(c != 0.0 for c in corners), g
+    return sum(c != 0.0 for c in corners), done[0]
 
 
 def _load(m, g):
@@ -45,7 +50,7 @@ def _load(m, g):
 
 def test_load_state_dict_is_atomic_for_concurrent_forwards():
     mixed, generations = _sees_mixed_parameters(_load)
-    assert generations > 10
+    assert generations >= 200
     assert mixed == 0
 
 
@@ -67,7 +72,7 @@ def test_reset_parameters_is_atomic_for_concurrent_forwards():
         m.reset_parameters()
 
     mixed, generations = _sees_mixed_parameters(update)
-    assert generations > 10
+    assert generations >= 200
     assert mixed == 0
 
 
