@@ -43,7 +43,7 @@ def available_isas():
 
 def default_isa():
     """The ISA chosen without CONV3D_CPU_ISA: the best this CPU supports, except that 512-bit
-    vectors are chosen only where they pay (c3_cpu_prefers: Intel cores)."""
+    vectors are chosen only where they pay (c3_cpu_prefers: Intel cores, AMD from Zen 5)."""
     preferred = [name for i, name in enumerate(ISA_NAMES)
                  if c3_kernels_for(i) != NULL and c3_cpu_prefers(i)]
     return preferred[len(preferred) - 1]  # (wraparound is off: no negative indices)

@@ -123,13 +123,17 @@ def test_openmp_runtime_is_found():
 needs_isa_switch = pytest.mark.skipif(not HAS_ISA_SWITCH, reason="no per-ISA dispatch")
 
 
-def _cpu_vendor():
+def _cpu_vendor_family():
+    """(vendor_id, cpu family) from /proc/cpuinfo, or None."""
     try:
         with open("/proc/cpuinfo") as f:
-            return next((line.split(":")[1].strip() for line in f
-                         if line.startswith("vendor_id")), None)
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
     except OSError:
         return None
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    if "vendor_id" not in fields or "cpu family" not in fields:
+        return None
+    return fields["vendor_id"], int(fields["cpu family"])
 
 
 @needs_isa_switch
@@ -138,11 +142,13 @@ def test_default_isa_is_the_best_for_this_cpu():
                                "print(_isa.current_isa())"))
     expected = ISAS[-1]
     if expected == "avx512_zmm":
-        # 512-bit vectors by default on Intel only (two 512-bit FMA units; AMD splits them)
-        vendor = _cpu_vendor()
-        if vendor is None:
+        # 512-bit vectors by default where the FMA units are 512 bits wide: Intel, and AMD
+        # from Zen 5 (family 26); Zen 4 (family 25) splits them in two
+        cpu = _cpu_vendor_family()
+        if cpu is None:
             pytest.skip("CPU vendor unknown (no /proc/cpuinfo)")
-        if vendor != "GenuineIntel":
+        vendor, family = cpu
+        if not (vendor == "GenuineIntel" or (vendor == "AuthenticAMD" and family >= 26)):
             expected = "avx512"
     assert out == expected
 

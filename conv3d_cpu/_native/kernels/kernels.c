@@ -8,6 +8,7 @@
 #endif
 #include "kernels.h"
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -166,14 +167,26 @@ int c3_cpu_supports(int isa) {
     }
 }
 
+#ifdef C3_X86
+/* The x86 family number (CPUID leaf 1, with the extended family of families 0xF). */
+static unsigned c3_cpu_family(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    unsigned family = (a >> 8) & 0xf;
+    return family == 0xf ? family + ((a >> 20) & 0xff) : family;
+}
+#endif
+
 int c3_cpu_prefers(int isa) {
 #ifdef C3_X86
-    /* Intel's server cores run 512-bit FMAs on two units (twice the 256-bit rate); AMD's Zen 4
-     * splits them in two, and measured 512-bit kernels no faster there, slower on small
-     * channel blocks. */
+    /* 512-bit vectors where the cores have full-width 512-bit FMA units: Intel's server
+     * cores, and AMD's from Zen 5 (family 0x1A). Zen 4 (family 0x19) splits a 512-bit FMA in
+     * two halves: measured no faster there, and slower on small channel blocks
+     * (docs/performance.md). */
     if (isa == C3_ISA_avx512_zmm) {
         __builtin_cpu_init();
-        return c3_cpu_supports(isa) && __builtin_cpu_is("intel");
+        return c3_cpu_supports(isa) &&
+               (__builtin_cpu_is("intel") || (__builtin_cpu_is("amd") && c3_cpu_family() >= 0x1a));
     }
 #endif
     return c3_cpu_supports(isa);
