@@ -10,34 +10,31 @@ float32 precision 'high' (the default), among direct and ``ACCURATE_TILES`` (F(2
 'highest' (precision.py); forward.py makes sure that it never lets Winograd change where
 NaN/Inf appear.
 
-Cost model (``estimate_seconds``): time = FLOPs / sustained rate per stage, with rates measured
-by the benchmark suite (bench/calibrate.py) on an AVX-512 machine, one thread. Direct:
-2 N O P (C/g) kD kH kW FLOPs. Winograd: the element-wise GEMM does 2 N T A (C/g) (O/g) g FLOPs
-for T tiles of A transformed positions (A = (m+2)^3 for 3x3x3 kernels, (m+2)^2 for (1,3,3),
-m+2 for (3,1,1), 6^3 for 5x5x5); the transforms cost per tile and channel, in proportion to A;
-the transformed weights (A (C/g) (O/g) g values) are read from memory once per call.
-Ratios, not absolute rates, decide, so the choice holds on other machines as long as the stages
-scale alike.
+Cost model (``estimate_seconds``): time = FLOPs / sustained rate per stage, with rates
+measured per kernel table (ISA) and dtype by bench/calibrate.py on one thread and stored in
+cost_rates.py with the CPU they came from. Direct: 2 N O P (C/g) kD kH kW FLOPs. Winograd: the
+element-wise GEMM does 2 N T A (C/g) (O/g) g FLOPs for T tiles of A transformed positions (A =
+(m+2)^3 for 3x3x3 kernels, (m+2)^2 for (1,3,3), m+2 for (3,1,1), 6^3 for 5x5x5); the
+transforms cost per tile and channel, in proportion to A; the transformed weights (A (C/g)
+(O/g) g values) are read from memory once per call. A layer is priced with the rates of the
+tables that would run it (kernels.h: a 512-bit table hands groups narrower than its vector to
+the 256-bit one, at about half the rate), so a grouped layer is not priced as a dense one.
+Ratios, not absolute rates, decide.
 
 Pure Python: nothing here needs the compiled extension.
 """
 import functools
 import math
 
+from conv3d_cpu._core import cost_rates
 from conv3d_cpu._native.constants import WINOGRAD_SHAPES, winograd_points, winograd_tile
 
 ALGORITHMS = ("auto", "direct", "winograd", "winograd_f2", "winograd_f4")
 # The tile size an explicit Winograd algorithm asks for.
 FORCED_TILE = {"winograd_f2": 2, "winograd_f4": 4}
 
-# Sustained rates (FLOP/s or transforms/s), one AVX-512 thread, float32; see module docstring.
-_DIRECT_FLOPS = 95e9
-_GEMM_FLOPS = 90e9
-# Seconds per (tile, channel) for the input and per (tile, output channel) for the output
-# transform, measured for F(2, 3) and F(4, 3) tiles; F(3, 2) and F(5, 2) transform as many
-# points (4 and 6 per axis) with the same B^T and an A^T of one more row.
-_TRANSFORM_IN = {2: 32e-9, 4: 150e-9}
-_TRANSFORM_OUT = {2: 24e-9, 4: 90e-9}
+# F(3, 2) and F(5, 2) transform as many points (4 and 6 per axis) as F(2, 3) and F(4, 3), with
+# the same B^T and an A^T of one more row: they are priced as those.
 _SAME_POINTS = {3: 2, 5: 4}
 # The transformed weights U (A x C/g x O/g x g elements) are read from memory once per call at
 # least: on few tiles with many channels (a network's bottleneck) that read, not the GEMM,
@@ -89,31 +86,38 @@ def winograd_ineligible(kernel_size, stride, dilation):
     return ", ".join(reasons) or None
 
 
+# The table and dtype the cost model prices when a caller names none.
+DEFAULT_RATES = ("avx512", "float32")
+
+
 def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial, kernel_size,
-                     transform=False):
-    """Cost-model time of one float32 call: direct when m is None, else Winograd F(m, r) along
-    the kernel's axes of size r > 1, with the weights' transform when ``transform``."""
+                     transform=False, rates=DEFAULT_RATES):
+    """Cost-model time of one call: direct when m is None, else Winograd F(m, r) along the
+    kernel's axes of size r > 1, with the weights' transform when ``transform``; priced with
+    ``cost_rates.RATES[rates]`` ((kernel table, dtype name))."""
+    r = cost_rates.RATES[rates]
     cpg, opg = in_channels // groups, out_channels // groups
+    itemsize = 8.0 if rates[1] == "float64" else 4.0
     if m is None:
         points = n * math.prod(out_spatial)
-        return 2.0 * points * out_channels * cpg * math.prod(kernel_size) / _DIRECT_FLOPS
+        return 2.0 * points * out_channels * cpg * math.prod(kernel_size) / r["direct"]
     ms = winograd_tile(m, kernel_size)
     tiles = n * math.prod(-(-s // md) for s, md in zip(out_spatial, ms))
     positions = math.prod(winograd_points(ms, kernel_size))
-    gemm = 2.0 * tiles * positions * cpg * opg * groups / _GEMM_FLOPS
+    gemm = 2.0 * tiles * positions * cpg * opg * groups / r["gemm"]
     # The transform rates were measured on 3-D tiles; scaled by their share of the positions.
     m = _SAME_POINTS.get(m, m)
     share = positions / (m + 2) ** 3
-    u_read = 4.0 * positions * cpg * opg * groups / _U_BANDWIDTH
+    u_read = itemsize * positions * cpg * opg * groups / _U_BANDWIDTH
     if transform:
-        u_read += 4.0 * positions * cpg * opg * groups / _U_WRITE
-    return gemm + u_read + share * tiles * (in_channels * _TRANSFORM_IN[m]
-                                            + out_channels * _TRANSFORM_OUT[m])
+        u_read += itemsize * positions * cpg * opg * groups / _U_WRITE
+    return gemm + u_read + share * tiles * (in_channels * r["transform_in"][m]
+                                            + out_channels * r["transform_out"][m])
 
 
 @functools.lru_cache(maxsize=256)
 def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spatial,
-           precision="high", transform=False):
+           precision="high", transform=False, kernels=("avx512", "avx512"), dtype="float32"):
     """The per-axis Winograd tile (mz, my, mx) to run with, or None for direct.
 
     ``algorithm`` is one the layer can use (validation.algorithm_fits). ``precision``
@@ -122,7 +126,8 @@ def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spati
     ``ACCURATE_TILES`` only; explicit algorithms are taken as asked. Cached (the precision is
     part of the key): a network calls each layer with the same shapes. ``transform``: the
     weights are new to this call (an input gradient's), so Winograd's cost includes
-    transforming them."""
+    transforming them. ``kernels``: the kernel tables (ISA names) that would run the direct
+    and the Winograd engine (isa.layer_isa), whose rates ``dtype`` prices them with."""
     if algorithm == "direct":
         return None
     kernel = tuple(weight_shape[2:])
@@ -140,7 +145,8 @@ def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spati
     elif algorithm == "auto":
         fan_in = x_shape[1] // groups * math.prod(kernel)
         tiles = tuple(m for m in tiles if fan_in <= MAX_FAN_IN.get(m, fan_in))
-    costs = {m: estimate_seconds(m, 1, cin, cout, groups, out_spatial, kernel, transform)
+    costs = {m: estimate_seconds(m, 1, cin, cout, groups, out_spatial, kernel, transform,
+                                 (kernels[m is not None], dtype))
              for m in (None,) + tiles}
     if algorithm == "winograd":
         costs.pop(None)

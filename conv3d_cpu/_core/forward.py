@@ -8,7 +8,7 @@ from conv3d_cpu._core.padding import zero_pad
 from conv3d_cpu._core.precision import get_float32_precision
 from conv3d_cpu._core.validation import check_workspace, output_shape
 from conv3d_cpu._core.weight_cache import UNCACHED, functional_cache
-from conv3d_cpu._native import direct, layout, winograd
+from conv3d_cpu._native import direct, isa, layout, winograd
 from conv3d_cpu._native.constants import PADDING_MODES
 
 
@@ -19,6 +19,21 @@ def result_shape(x, weight, stride, pads, dilation, groups, unbatched):
     check_workspace(x.shape, weight.shape, pads, groups)
     spatial = output_shape(x.shape[2:], weight.shape[2:], stride, pads, dilation)
     return (() if unbatched else (x.shape[0],)) + (weight.shape[0],) + spatial
+
+
+def choose_tile(algorithm, x_shape, weight_shape, stride, dilation, groups, spatial, dtype,
+                transform=False):
+    """algorithms.choose for a call with these shapes and ``dtype``: under the float32
+    precision in effect (float64 is not affected), priced with the rates of the kernel tables
+    that would run it (direct: by output channels per group; Winograd: by the fewer of input
+    and output channels per group)."""
+    f64 = np.dtype(dtype) == np.float64
+    precision = "high" if f64 else get_float32_precision()
+    cpg, opg = weight_shape[1], weight_shape[0] // groups
+    kernels = (isa.layer_isa(opg, f64), isa.layer_isa(min(cpg, opg), f64))
+    return algorithms.choose(algorithm, tuple(x_shape), tuple(weight_shape), stride, dilation,
+                             groups, spatial, precision, transform, kernels=kernels,
+                             dtype="float64" if f64 else "float32")
 
 
 def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_threads,
@@ -37,11 +52,9 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
     C-contiguous (N, O, oD, oH, oW) array, and returns it.
     """
     spatial = result_shape(x, weight, stride, pads, dilation, groups, False)[2:]
-    # The float32 precision in effect for this caller, read once (float64 is not affected).
-    precision = get_float32_precision() if x.dtype == np.float32 else "high"
     cache = cache or functional_cache
-    m = algorithms.choose(algorithm, x.shape, weight.shape, stride, dilation, groups, spatial,
-                          precision, transform=cache is UNCACHED)
+    m = choose_tile(algorithm, x.shape, weight.shape, stride, dilation, groups, spatial,
+                    x.dtype, transform=cache is UNCACHED)
     if out is None:
         out = np.empty((x.shape[0], weight.shape[0]) + spatial, dtype=x.dtype)
     if out.size == 0:

@@ -35,6 +35,12 @@ cdef const c3_kernels* current_kernels() noexcept nogil:
     return _K
 
 
+def layer_isa(c3_idx channels, bint f64):
+    """The name of the ISA whose kernels compute a layer with ``channels`` per group in a
+    vector's lanes (layer_kernels): the selected one, or its narrow table's."""
+    return ISA_NAMES[layer_kernels(channels, f64).isa]
+
+
 def available_isas():
     """Instruction sets compiled in and supported by this CPU, worst first."""
     return tuple(name for i, name in enumerate(ISA_NAMES)

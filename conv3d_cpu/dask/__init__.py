@@ -40,9 +40,9 @@ import numpy as np
 
 from conv3d_cpu._core import algorithms as _algorithms
 from conv3d_cpu._core import validation as _v
+from conv3d_cpu._core.forward import choose_tile as _choose_tile
 from conv3d_cpu._core.forward import convolve as _convolve
 from conv3d_cpu._core.forward import result_shape as _result_shape
-from conv3d_cpu._core.precision import get_float32_precision as _get_float32_precision
 from conv3d_cpu._native.constants import MAX_FLOAT_LANES, PADDING_MODES, ROW_UNROLL
 from conv3d_cpu.functional import layer_args as _layer_args
 
@@ -217,9 +217,8 @@ def _prepare(x, weight, bias, stride, padding, dilation, groups, padding_mode, a
         _v.padding_mode_fits(mode, x5.shape[2:], pads)
     shape = _result_shape(x5, weight, stride, pads, dilation, groups, False)
     # The algorithm of the whole array's call (forward.convolve), chosen once.
-    precision = _get_float32_precision() if x5.dtype == np.float32 else "high"
-    tile = _algorithms.choose(algorithm, tuple(x5.shape), weight.shape, stride, dilation,
-                              groups, shape[2:], precision)
+    tile = _choose_tile(algorithm, x5.shape, weight.shape, stride, dilation, groups, shape[2:],
+                        x5.dtype)
     kernel = weight.shape[2:]
     units = list(tile or (1, 1, 1))
     # A block may run the direct engine: always for tile None, on non-finite results of

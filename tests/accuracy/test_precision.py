@@ -19,7 +19,7 @@ import pytest
 import conv3d_cpu
 from conv3d_cpu import Conv3d, conv3d, float32_precision, get_float32_precision
 from conv3d_cpu import set_float32_precision
-from conv3d_cpu._core import algorithms, precision
+from conv3d_cpu._core import algorithms, cost_rates, precision
 from conv3d_cpu._native.constants import winograd_tile
 
 RTOL, ATOL = 1.3e-6, 1e-5  # torch.testing.assert_close's float32 defaults
@@ -177,6 +177,24 @@ def test_invalid_values_raise_naming_the_argument(value):
 # ---------------------------------------------------------------------------------------------
 
 KERNELS = [(3, 3, 3), (1, 3, 3), (3, 1, 1), (5, 5, 5)]
+
+# The choices below are those of these rates (the 2026-11 constants) for every kernel table:
+# what 'high' and 'highest' pick on a layer must not move with a recalibration of the cost
+# model for the machine running the tests (bench/calibrate.py).
+# float64 at half float32's rates.
+PINNED_RATES = {"float32": dict(direct=95e9, gemm=90e9, transform_in={2: 32e-9, 4: 150e-9},
+                                transform_out={2: 24e-9, 4: 90e-9}),
+                "float64": dict(direct=47e9, gemm=45e9, transform_in={2: 64e-9, 4: 300e-9},
+                                transform_out={2: 48e-9, 4: 180e-9})}
+
+
+@pytest.fixture(autouse=True)
+def pinned_rates(monkeypatch):
+    monkeypatch.setattr(cost_rates, "RATES", {key: PINNED_RATES[key[1]]
+                                              for key in cost_rates.RATES})
+    algorithms.choose.cache_clear()
+    yield
+    algorithms.choose.cache_clear()
 
 
 def choose(algorithm, c, o, kernel, size, precision_, n=1):

@@ -1,9 +1,16 @@
 """The cost model behind 'auto' (conv3d_cpu/_core/algorithms.py)."""
 import itertools
 
+import numpy as np
 import pytest
 
-from conv3d_cpu._core import algorithms
+from conv3d_cpu._core import algorithms, cost_rates
+from conv3d_cpu._core.forward import choose_tile
+from conv3d_cpu._native import isa
+
+# Every kernel table and dtype the stored calibration prices: its rates must give these
+# choices too.
+RATES = sorted(cost_rates.RATES)
 
 LAYERS = [  # (C, O, spatial)
     (512, 512, (2, 7, 7)), (320, 320, (3, 3, 3)), (256, 256, (6, 6, 6)), (128, 128, (8, 28, 28)),
@@ -11,25 +18,50 @@ LAYERS = [  # (C, O, spatial)
 ]
 
 
+def choose(rates, c, o, sp, n=1):
+    isa, dtype = rates
+    return algorithms.choose("auto", (n, c) + sp, (o, c, 3, 3, 3), (1, 1, 1), (1, 1, 1), 1, sp,
+                             kernels=(isa, isa), dtype=dtype)
+
+
+@pytest.mark.parametrize("rates", RATES)
 @pytest.mark.parametrize("layer", LAYERS)
-def test_choice_does_not_depend_on_the_batch(layer):
+def test_choice_does_not_depend_on_the_batch(layer, rates):
     # so that m(x)[1:] == m(x[1:]) bitwise, as in PyTorch
     c, o, sp = layer
-    choices = {algorithms.choose("auto", (n, c) + sp, (o, c, 3, 3, 3), (1, 1, 1), (1, 1, 1), 1,
-                                 sp) for n in (1, 2, 3, 8, 64)}
+    choices = {choose(rates, c, o, sp, n) for n in (1, 2, 3, 8, 64)}
     assert len(choices) == 1, choices
 
 
-def test_few_tiles_with_many_channels_avoid_the_largest_transform():
+@pytest.mark.parametrize("rates", RATES)
+def test_few_tiles_with_many_channels_avoid_the_largest_transform(rates):
     # U of F(4^3) for 512 -> 512 is 216 MiB, read on every call for 4 tiles: F(2^3) or direct.
-    m = algorithms.choose("auto", (1, 512, 2, 7, 7), (512, 512, 3, 3, 3), (1, 1, 1), (1, 1, 1),
-                          1, (2, 7, 7))
-    assert m != (4, 4, 4)
-    assert algorithms.choose("auto", (1, 320, 3, 3, 3), (320, 320, 3, 3, 3), (1, 1, 1),
-                             (1, 1, 1), 1, (3, 3, 3)) is None
+    assert choose(rates, 512, 512, (2, 7, 7)) != (4, 4, 4)
+    assert choose(rates, 320, 320, (3, 3, 3)) is None
     # while large volumes keep F(4^3)
-    assert algorithms.choose("auto", (1, 32, 96, 96, 96), (32, 32, 3, 3, 3), (1, 1, 1),
-                             (1, 1, 1), 1, (96, 96, 96)) == (4, 4, 4)
+    assert choose(rates, 32, 32, (96, 96, 96)) == (4, 4, 4)
+
+
+@pytest.mark.skipif("avx512_zmm" not in isa.available_isas(), reason="no AVX-512 here")
+def test_a_layer_is_priced_by_the_tables_that_run_it(monkeypatch):
+    # Under avx512_zmm, groups narrower than its vector (16 float, 8 double lanes) run
+    # avx512's kernels; the direct engine by output channels per group, Winograd by the
+    # fewer of input and output channels.
+    seen = []
+    monkeypatch.setattr(algorithms, "choose", lambda *a, **k: seen.append(k["kernels"]))
+    before = isa.current_isa()
+    isa.use_isa("avx512_zmm")
+    try:
+        for shape in [(32, 32), (64, 8), (16, 4), (8, 16)]:
+            choose_tile("auto", (1, shape[1]) + (8,) * 3, shape + (3, 3, 3), (1, 1, 1),
+                        (1, 1, 1), 1, (8, 8, 8), np.float32)
+        choose_tile("auto", (1, 8, 8, 8, 8), (8, 8, 3, 3, 3), (1, 1, 1), (1, 1, 1), 1,
+                    (8, 8, 8), np.float64)
+    finally:
+        isa.use_isa(before)
+    zmm, ymm = "avx512_zmm", "avx512"
+    assert seen == [(zmm, zmm), (zmm, ymm), (zmm, ymm), (ymm, ymm), (zmm, zmm)]
+
 
 
 def test_costs_grow_with_the_work():
