@@ -215,6 +215,7 @@ setup(
             _extension("microkernels"),
             _extension("layout"),
             _extension("grad_weight"),
+            _extension("buffers"),
         ],
         compiler_directives=CYTHON_DIRECTIVES,
     ),

@@ -30,7 +30,7 @@ from conv3d_cpu._core.forward import convolve
 from conv3d_cpu._core.padding import zero_pad
 from conv3d_cpu._core.weight_cache import UNCACHED
 from conv3d_cpu._native import grad_weight as _grad_weight
-from conv3d_cpu._native import layout, openmp
+from conv3d_cpu._native import buffers, layout, openmp
 
 # numpy.pad's names for PyTorch's padding modes.
 _NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -107,7 +107,7 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
     phases, interleaved into place (module docstring). ``plan``: ``phase_plan``'s for these
     arguments, kept by the caller; ``cache``: where the plan's convolutions find their
     Winograd weights (weights kept with the plan: a cache that keeps them)."""
-    gx = np.empty(x_shape, gy.dtype)
+    gx = buffers.empty(x_shape, gy.dtype)
     fill = np.zeros(x_shape[1], gy.dtype) if bias is None else bias
     if gx.size == 0:
         return gx
@@ -140,8 +140,8 @@ def grad_input(gy, weight, x_shape, stride, pads, dilation, groups, algorithm, n
         dz = max(1, slab // (N * C * H * W * gy.itemsize * sd))
         dz *= sd
     slabs = [(z0, min(D, z0 + dz)) for z0 in range(0, D, dz)]
-    buffer = np.empty(max(sum(sub.slab_size(z0, z1, sd, N, C) for sub in subs)
-                          for z0, z1 in slabs), gy.dtype)
+    buffer = buffers.empty(max(sum(sub.slab_size(z0, z1, sd, N, C) for sub in subs)
+                              for z0, z1 in slabs), gy.dtype)
     n_phases = math.prod(len(a) for a in axes)
     for z0, z1 in slabs:
         at = [(-1, 0, 0, 0, 0)] * n_phases  # no tap reaches the phases left so

@@ -8,7 +8,7 @@ from conv3d_cpu._core.padding import zero_pad
 from conv3d_cpu._core.precision import get_float32_precision
 from conv3d_cpu._core.validation import check_workspace, output_shape
 from conv3d_cpu._core.weight_cache import UNCACHED, functional_cache
-from conv3d_cpu._native import direct, isa, layout, winograd
+from conv3d_cpu._native import buffers, direct, isa, layout, winograd
 from conv3d_cpu._native.constants import PADDING_MODES
 
 
@@ -56,7 +56,7 @@ def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_thr
     m = choose_tile(algorithm, x.shape, weight.shape, stride, dilation, groups, spatial,
                     x.dtype, transform=cache is UNCACHED)
     if out is None:
-        out = np.empty((x.shape[0], weight.shape[0]) + spatial, dtype=x.dtype)
+        out = buffers.empty((x.shape[0], weight.shape[0]) + spatial, x.dtype)
     if out.size == 0:
         return out
     x = layout.contiguous(x, num_threads)

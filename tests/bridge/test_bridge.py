@@ -184,7 +184,7 @@ def test_gradcheck_winograd_layer(monkeypatch, one_thread):
     gradcheck perturbs its inputs through ``.data``, which bumps no version counter: float64
     weights' transforms are never kept, so it sees every perturbation."""
     spy = Spy(monkeypatch, ct._winograd, "transform_weights")
-    x, w, b = make_conv((1, 16, 8, 8, 8), (16, 16, 3, 3, 3), True, requires_grad=True)
+    x, w, b = make_conv((1, 16, 12, 12, 12), (16, 16, 3, 3, 3), True, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, w, b: ct.conv3d(x, w, b, padding=1),
                                     (x, w, b), fast_mode=True)
     assert spy.calls, "the layer did not run Winograd: pick a larger one"
@@ -192,9 +192,9 @@ def test_gradcheck_winograd_layer(monkeypatch, one_thread):
 
 def test_gradcheck_winograd_weight_perturbed_through_data(monkeypatch, one_thread):
     spy = Spy(monkeypatch, ct._winograd, "transform_weights")
-    x, w, _ = make_conv((1, 16, 8, 8, 8), (16, 16, 3, 3, 3), False, requires_grad=True)
+    x, w, _ = make_conv((1, 16, 12, 12, 12), (16, 16, 3, 3, 3), False, requires_grad=True)
     u = rand(w.shape, seed=3)
-    g = rand((1, 16, 8, 8, 8), seed=4)
+    g = rand((1, 16, 12, 12, 12), seed=4)
     analytical = (torch.autograd.grad(ct.conv3d(x, w, padding=1), w, g)[0] * u).sum()
     assert spy.calls, "the layer did not run Winograd: pick a larger one"
     eps = 1e-6
@@ -932,7 +932,7 @@ def _winograd_module(dtype, monkeypatch):
 def test_float64_transforms_are_never_kept(monkeypatch):
     # (gradcheck perturbs float64 inputs through .data, which bumps no version counter)
     ref, m, spy = _winograd_module(torch.float64, monkeypatch)
-    x = rand((1, 16, 8, 8, 8), torch.float64)
+    x = rand((1, 16, 12, 12, 12), torch.float64)
     with torch.no_grad():
         y0 = m(x)
         assert len(spy.calls) == 1, "the layer did not run Winograd: pick a larger one"
@@ -946,7 +946,7 @@ def test_float64_transforms_are_never_kept(monkeypatch):
 def test_winograd_cache_sees_in_place_writes(monkeypatch):
     dtype = torch.float32
     ref, m, spy = _winograd_module(dtype, monkeypatch)
-    x = rand((1, 16, 8, 8, 8), dtype)
+    x = rand((1, 16, 12, 12, 12), dtype)
     with torch.no_grad():
         y0 = m(x)
         assert len(spy.calls) == 1, "the layer did not run Winograd: pick a larger one"
@@ -980,7 +980,7 @@ def test_winograd_cache_sees_in_place_writes(monkeypatch):
 def test_winograd_cache_after_optimizer_steps(monkeypatch):
     ref, m, spy = _winograd_module(torch.float64, monkeypatch)
     opts = [torch.optim.SGD(mod.parameters(), lr=0.5) for mod in (ref, m)]
-    x = rand((1, 16, 8, 8, 8))
+    x = rand((1, 16, 12, 12, 12))
     outs = []
     for _ in range(3):
         ys = []
@@ -1003,7 +1003,7 @@ def test_inference_mode_created_weights():
         torch.manual_seed(0)
         ref = nn.Conv3d(16, 16, 3, padding=1)
         m = ct.convert(copy.deepcopy(ref))
-        x = torch.randn(1, 16, 8, 8, 8)
+        x = torch.randn(1, 16, 12, 12, 12)
         assert_close(m(x), ref(x), wide=True)
 
 
@@ -1011,7 +1011,7 @@ def test_inference_mode_call():
     torch.manual_seed(0)
     ref = nn.Conv3d(16, 16, 3, padding=1)
     m = ct.convert(copy.deepcopy(ref))
-    x = torch.randn(1, 16, 8, 8, 8)
+    x = torch.randn(1, 16, 12, 12, 12)
     with torch.inference_mode():
         y = m(x)
         assert_close(y, ref(x), wide=True)
@@ -1024,7 +1024,7 @@ def test_writes_through_data_need_clear_cache(monkeypatch):
     # The documented rule: a write through .data bumps no version counter, so a float32
     # weight's kept transform is served until clear_cache().
     ref, m, spy = _winograd_module(torch.float32, monkeypatch)
-    x = rand((1, 16, 8, 8, 8), torch.float32)
+    x = rand((1, 16, 12, 12, 12), torch.float32)
     with torch.no_grad():
         before = m(x)
         assert spy.calls

@@ -216,7 +216,7 @@ def test_memory_error_when_output_or_workspace_cannot_be_allocated():
     assert raised == expected, results
     # and each from the allocation it was meant to exercise
     where = {name: r[1] for name, r in results.items() if not isinstance(r, str)}
-    assert where["output"].endswith("forward.py:convolve"), where
+    assert where["output"].endswith("forward.py:convolve > buffers.pyx:empty"), where
     scratch = "launch.pyx:launch > openmp.pyx:thread_buffers"  # per-thread workspace
     assert where["direct workspace (planes)"].endswith("direct.pyx:_run > " + scratch), where
     assert where["direct workspace (rows)"].endswith("direct.pyx:_run > " + scratch), where
