@@ -15,13 +15,19 @@ numpy array. ``prepare`` raises :class:`Unsupported` when the system cannot run 
   cores that steals their CPU time. ``spin`` picks: ``"stop"`` (default) spins during a run
   but stops when it returns (``session.force_spinning_stop``), ``"on"`` is ORT's default,
   ``"off"`` never spins (``session.intra_op.allow_spinning = 0``).
+* ``openvino`` -- OpenVINO's CPU plugin: a model of one ``Convolution`` (``GroupConvolution``
+  when groups > 1) node and a bias ``Add``, built with ``openvino.opset15`` and compiled per
+  layer and thread count with ``INFERENCE_NUM_THREADS = threads``, f32 inference precision,
+  the latency hint and one stream. Float64 layers are n/a: the CPU plugin computes an f64
+  model in f32.
 
 Peers are optional: :func:`available_peers` returns those that import, plus a note for each
 that does not.
 """
 import numpy as np
 
-__all__ = ["Unsupported", "Ours", "TorchPeer", "OrtPeer", "available_peers", "openmp_runtimes"]
+__all__ = ["Unsupported", "Ours", "TorchPeer", "OrtPeer", "OpenVinoPeer", "PEERS",
+           "available_peers", "openmp_runtimes"]
 
 
 class Unsupported(Exception):
@@ -154,13 +160,69 @@ class OrtPeer:
         return run
 
 
-def available_peers(names=("torch", "ort"), ort_spin="stop"):
+class OpenVinoPeer:
+    """OpenVINO's CPU plugin running a one-convolution model."""
+
+    key = "openvino"
+    is_peer = True
+
+    def __init__(self):
+        import openvino
+        import openvino.opset15 as ops
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+        self.ov, self.ops, self.props, self.hints = openvino, ops, props, hints
+        self.version = openvino.get_version()
+        self.core = openvino.Core()
+
+    def model(self, layer, w, b):
+        ops = self.ops
+        if layer.dtype != "float32":
+            raise Unsupported(f"OpenVINO's CPU plugin computes {layer.dtype} in float32")
+        x = ops.parameter(list(layer.input_shape), np.float32, name="x")
+        pads = list(layer.padding)
+        geometry = dict(strides=list(layer.stride), pads_begin=pads, pads_end=pads,
+                        dilations=list(layer.dilation))
+        if layer.groups == 1:
+            y = ops.convolution(x, ops.constant(w), **geometry)
+        else:   # filters (G, Cout/G, Cin/G, kD, kH, kW)
+            g = layer.groups
+            wg = w.reshape((g, w.shape[0] // g) + w.shape[1:])
+            y = ops.group_convolution(x, ops.constant(wg), **geometry)
+        if b is not None:
+            y = ops.add(y, ops.constant(b.reshape(1, -1, 1, 1, 1)))
+        return self.ov.Model([y], [x], f"conv3d_{layer.name}")
+
+    def prepare(self, layer, x, w, b, threads):
+        props, hints = self.props, self.hints
+        compiled = self.core.compile_model(self.model(layer, w, b), "CPU", {
+            props.inference_num_threads: threads,
+            hints.inference_precision: self.ov.Type.f32,
+            hints.performance_mode: hints.PerformanceMode.LATENCY,
+            props.num_streams: 1})
+        got = int(compiled.get_property(props.inference_num_threads))
+        if got != threads:
+            raise Unsupported(f"OpenVINO runs {got} threads, asked for {threads}")
+        request = compiled.create_infer_request()
+
+        def run():
+            request.infer([x], share_inputs=True)
+            return request.get_output_tensor(0).data
+        return run
+
+
+PEERS = ("torch", "ort", "openvino")
+
+
+def available_peers(names=PEERS, ort_spin="stop"):
     """``(peers, notes)``: instances of the requested peers that import, and a
     ``{name: reason}`` dict for those that do not."""
     peers, notes = [], {}
+    make = {"torch": TorchPeer, "ort": lambda: OrtPeer(spin=ort_spin),
+            "openvino": OpenVinoPeer}
     for name in names:
         try:
-            peers.append(TorchPeer() if name == "torch" else OrtPeer(spin=ort_spin))
+            peers.append(make[name]())
         except ImportError as e:
             notes[name] = f"not installed ({e.name or e})"
     return peers, notes

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Benchmark conv3d_cpu against PyTorch and ONNX Runtime on real 3D-CNN layers.
+"""Benchmark conv3d_cpu against PyTorch, ONNX Runtime and OpenVINO on real 3D-CNN layers.
 
 Runs the suite in ``bench/layers.py`` (or layers given with ``--layer``) and, per layer and
 thread count, times ``conv3d_cpu.conv3d`` for each requested algorithm and every installed
-peer (``torch.nn.functional.conv3d``, ONNX Runtime ``Conv``) in the same process, with the
+peer (``torch.nn.functional.conv3d``, ONNX Runtime ``Conv``, OpenVINO) in the same process, with the
 same thread count. Every (system, thread count) pair of a layer is timed in bursts that are
 interleaved in a fresh random order each round, so that drift of the machine hits every
 system and thread count alike, and each burst starts with an untimed settle run so that no
@@ -709,7 +709,7 @@ def save_results(doc, json_arg, stem, started, draw=None):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="bench/run.py",
-        description="Benchmark conv3d_cpu.conv3d against PyTorch and ONNX Runtime on real "
+        description="Benchmark conv3d_cpu.conv3d against PyTorch, ONNX Runtime and OpenVINO on real "
                     "3D-CNN layers (or your own, with --layer).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="layers in the suite: " + ", ".join(lay.name for lay in suite.SUITE) +
@@ -724,9 +724,10 @@ def parse_args(argv=None):
     g.add_argument("--algorithms", type=name_list, default=",".join(DEFAULT_ALGORITHMS),
                    metavar="A[,A]", help="our algorithms, one column each; names this build "
                    "rejects are skipped with a note (default: %(default)s)")
-    g.add_argument("--peers", type=name_list, default="torch,ort", metavar="P[,P]",
-                   help="peers to compare with, from torch, ort ('none' for none; default: "
-                   "%(default)s)")
+    g.add_argument("--peers", type=name_list, default=",".join(systems.PEERS),
+                   metavar="P[,P]", help="peers to compare with, from "
+                   f"{', '.join(systems.PEERS)} ('none' for none; those not installed are "
+                   "skipped with a note; default: %(default)s)")
     g = p.add_argument_group("threads")
     g.add_argument("--threads", type=int_list, metavar="T[,T]",
                    help="thread counts of the main table (default: conv3d_cpu's default, "
@@ -756,9 +757,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.peers == ["none"]:
         args.peers = []
-    bad = [x for x in args.peers if x not in ("torch", "ort")]
+    bad = [x for x in args.peers if x not in systems.PEERS]
     if bad:
-        p.error(f"unknown peer(s) {bad}: choose from torch, ort, none")
+        p.error(f"unknown peer(s) {bad}: choose from {', '.join(systems.PEERS)}, none")
     if args.layer and args.only:
         p.error("--layer and --only exclude each other")
     return args, p
