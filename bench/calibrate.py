@@ -6,7 +6,7 @@ F(4^3, 3^3) on a spread of 3x3x3 layers with one thread (the thread's CPU time, 
 other processes), and fits per kernel table and dtype, by least squares on relative errors
 with non-negative terms,
 
-    direct:   t = 2 N O P (C/g) 27 / direct
+    direct:   t - weights' repacking = 2 N O P (C/g) 27 / direct   (P: positions computed)
     Winograd: t - U read = gemm_flops / gemm + tiles (C transform_in[m] + O transform_out[m])
 
 A measurement counts for the table that ran it: under avx512_zmm, layers with fewer channels
@@ -52,6 +52,14 @@ LAYERS = [
     (1, 256, 256, 1, (6, 6, 6)), (1, 128, 64, 16, (12, 16, 16)), (1, 16, 64, 1, (16, 24, 24)),
     (1, 64, 16, 1, (16, 24, 24)), (1, 32, 32, 2, (24, 24, 24)),
 ]
+# (3, 1, 1) layers (the temporal half of R(2+1)D), padding (1, 0, 0): their 1-D transforms get
+# rates of their own (3-D rates scaled by the points mispriced them by 2-3x).
+LAYERS_1D = [
+    (1, 144, 64, 1, (8, 28, 28)), (1, 64, 144, 1, (16, 28, 28)), (1, 32, 32, 1, (16, 32, 32)),
+    (1, 128, 128, 1, (8, 14, 14)), (1, 256, 256, 1, (4, 7, 7)), (1, 16, 64, 1, (16, 24, 24)),
+    (1, 64, 16, 1, (16, 24, 24)), (1, 460, 256, 1, (4, 14, 14)),
+]
+KERNEL_3D, KERNEL_1D = (3, 3, 3), (3, 1, 1)
 
 
 def cpu_name():
@@ -110,19 +118,26 @@ def measure(reps):
         for name, dtype in itertools.product(isa.available_isas(), DTYPES):
             isa.use_isa(name)
             f64 = dtype == "float64"
-            for n, c, o, g, sp in LAYERS:
+            for kernel, (n, c, o, g, sp) in itertools.chain(
+                    ((KERNEL_3D, layer) for layer in LAYERS),
+                    ((KERNEL_1D, layer) for layer in LAYERS_1D)):
+                padding = tuple(k // 2 for k in kernel)
                 x = rng.standard_normal((n, c) + sp).astype(dtype)
-                w = rng.standard_normal((o, c // g, 3, 3, 3)).astype(dtype)
+                w = rng.standard_normal((o, c // g) + kernel).astype(dtype)
                 line = []
                 for alg in ("direct",) + tuple(f"winograd_f{m}" for m in TILES):
                     table = isa.layer_isa(o // g if alg == "direct" else min(c // g, o // g), f64)
                     if (table, dtype) in samples and table != name:
                         continue  # (measured under that ISA itself)
-                    t = cpu_time(lambda: conv3d(x, w, padding=1, groups=g, algorithm=alg,
-                                                num_threads=1), reps)
-                    samples.setdefault((table, dtype), []).append(((n, c, o, g, sp), alg, t))
+                    t = cpu_time(lambda: conv3d(x, w, padding=padding, groups=g,
+                                                algorithm=alg, num_threads=1), reps)
+                    row = algorithms.flat_row_width(sp, kernel, (1, 1, 1), (1, 1, 1),
+                                                    isa.direct_tile_positions(o // g, f64))
+                    samples.setdefault((table, dtype), []).append(
+                        ((n, c, o, g, sp), alg, t, row, kernel))
                     line.append(f"{alg} {t * 1e3:.2f} ms ({table})")
-                print(f"  {name} {dtype} {(n, c, o, g, sp)}: " + "  ".join(line), flush=True)
+                print(f"  {name} {dtype} {kernel} {(n, c, o, g, sp)}: " + "  ".join(line),
+                      flush=True)
     finally:
         isa.use_isa(default)
     return samples
@@ -145,16 +160,21 @@ def _nnls(a, b):
 
 
 def fit(rows, dtype):
-    """The rates of one table and dtype from its [(layer, algorithm, seconds)]."""
-    direct = [2.0 * n * o * math.prod(sp) * (c // g) * 27 / t
-              for (n, c, o, g, sp), alg, t in rows if alg == "direct"]
-    rates = dict(direct=float(np.median(direct)), gemm=None, transform_in={}, transform_out={})
+    """The rates of one table and dtype from its [(layer, algorithm, seconds, direct's row
+    width, kernel)]."""
     itemsize = 8 if dtype == "float64" else 4
+    direct = [algorithms.direct_flops(n, c, o, g, sp, KERNEL_3D, row)
+              / max(t - algorithms.direct_weight_seconds(c, o, g, KERNEL_3D, itemsize), t / 10)
+              for (n, c, o, g, sp), alg, t, row, kernel in rows
+              if alg == "direct" and kernel == KERNEL_3D]
+    rates = dict(direct=float(np.median(direct)), gemm=None, transform_in={}, transform_out={},
+                 transform_in_1d={}, transform_out_1d={})
     gemm_rates = []
     for m in TILES:
         a, b = [], []
-        for (n, c, o, g, sp), alg, t in rows:
-            if alg != f"winograd_f{m}" or c // g < 8 or o // g < 8:
+        for (n, c, o, g, sp), alg, t, _, kernel in rows:
+            if (alg != f"winograd_f{m}" or kernel != KERNEL_3D or c // g < 8
+                    or o // g < 8):
                 continue  # fit where Winograd is a candidate; per-call overheads rule elsewhere
             ms = winograd_tile(m, (3, 3, 3))
             tiles = n * math.prod(-(-s // md) for s, md in zip(sp, ms))
@@ -172,6 +192,24 @@ def fit(rows, dtype):
     # One GEMM rate for both tiles (the same micro-kernel): the slower fit, so that no tile
     # is favoured by a fit that put its transforms' time into the GEMM.
     rates["gemm"] = float(min(gemm_rates)) if gemm_rates else rates["direct"]
+    # 1-D tiles: t - GEMM - U read = tiles (C transform_in_1d[m] + O transform_out_1d[m]),
+    # with the GEMM priced at the rate just fitted.
+    for m in TILES:
+        ms = winograd_tile(m, KERNEL_1D)
+        positions = math.prod(winograd_points(ms, KERNEL_1D))
+        a, b = [], []
+        for (n, c, o, g, sp), alg, t, _, kernel in rows:
+            if alg != f"winograd_f{m}" or kernel != KERNEL_1D:
+                continue
+            tiles = n * math.prod(-(-s // md) for s, md in zip(sp, ms))
+            rest = (t - 2.0 * tiles * positions * (c // g) * o / rates["gemm"]
+                    - itemsize * positions * (c // g) * o / algorithms._U_BANDWIDTH)
+            a.append(np.array([tiles * c, tiles * o]) / t)
+            b.append(rest / t)
+        if len(a) < 2:
+            raise SystemExit(f"too few (3, 1, 1) layers to fit F({m}) for {dtype}: {len(a)}")
+        t_in, t_out = _nnls(np.array(a), np.array(b))
+        rates["transform_in_1d"][m], rates["transform_out_1d"][m] = float(t_in), float(t_out)
     return rates
 
 
@@ -189,7 +227,8 @@ CALIBRATED_ON = "{where}"
 
 # (kernel table, dtype) -> direct FLOP/s, the Winograd GEMM's FLOP/s, and seconds per (tile,
 # input channel) of the input transform and per (tile, output channel) of the output transform
-# for the F(2, 3) and F(4, 3) tile shapes (keys 2 and 4).
+# for the F(2, 3) and F(4, 3) tile shapes (keys 2 and 4): of 3-D tiles (scaled by the points
+# for 2-D ones) and, ``_1d``, of the (3, 1, 1) kernels' 1-D tiles.
 RATES = {{
 {entries}}}
 '''
@@ -203,11 +242,14 @@ def write(rates, where):
     """cost_rates.py with ``rates`` measured on ``where``."""
     entries = []
     for (table, dtype), r in sorted(rates.items()):
-        tin = ", ".join(f"{m}: {_g(v)}" for m, v in sorted(r["transform_in"].items()))
-        tout = ", ".join(f"{m}: {_g(v)}" for m, v in sorted(r["transform_out"].items()))
+        def terms(key):
+            return ", ".join(f"{m}: {_g(v)}" for m, v in sorted(r[key].items()))
         entries.append(f'    ("{table}", "{dtype}"): dict(\n'
                        f"        direct={_g(r['direct'])}, gemm={_g(r['gemm'])},\n"
-                       f"        transform_in={{{tin}}}, transform_out={{{tout}}}),\n")
+                       f"        transform_in={{{terms('transform_in')}}}, "
+                       f"transform_out={{{terms('transform_out')}}},\n"
+                       f"        transform_in_1d={{{terms('transform_in_1d')}}}, "
+                       f"transform_out_1d={{{terms('transform_out_1d')}}}),\n")
     with open(RATES_FILE, "w") as f:
         f.write(RATES_TEMPLATE.format(where=where, entries="".join(entries)))
 

@@ -12,10 +12,15 @@ NaN/Inf appear.
 
 Cost model (``estimate_seconds``): time = FLOPs / sustained rate per stage, with rates
 measured per kernel table (ISA) and dtype by bench/calibrate.py on one thread and stored in
-cost_rates.py with the CPU they came from. Direct: 2 N O P (C/g) kD kH kW FLOPs. Winograd: the
+cost_rates.py with the CPU they came from. Direct: 2 N O P (C/g) kD kH kW FLOPs, P counting
+the positions its kernel computes (rows shorter than two tiles are computed at the padded
+width: a 256 -> 256 5x5x5 layer at 4^3 computes 8 positions per row of 4), plus reading and
+repacking the weights on every call (the deep layers of a network, few positions and many
+channels, spend a third of their time there). Winograd: the
 element-wise GEMM does 2 N T A (C/g) (O/g) g FLOPs for T tiles of A transformed positions (A =
 (m+2)^3 for 3x3x3 kernels, (m+2)^2 for (1,3,3), m+2 for (3,1,1), 6^3 for 5x5x5); the
-transforms cost per tile and channel, in proportion to A; the transformed weights (A (C/g)
+transforms cost per tile and channel, in proportion to A (1-D tiles, (3,1,1), have rates of
+their own: scaled from 3-D ones they were priced at a third of their cost); the transformed weights (A (C/g)
 (O/g) g values) are read from memory once per call. A layer is priced with the rates of the
 tables that would run it (kernels.h: a 512-bit table hands groups narrower than its vector to
 the 256-bit one, at about half the rate), so a grouped layer is not priced as a dense one.
@@ -90,34 +95,67 @@ def winograd_ineligible(kernel_size, stride, dilation):
 DEFAULT_RATES = ("avx512", "float32")
 
 
+def direct_flops(n, in_channels, out_channels, groups, out_spatial, kernel_size,
+                 row_width=None):
+    """The FLOPs the direct kernel does: 2 per multiply-add of every position it computes,
+    ``row_width`` of them per output row where its tiles run across padded rows (None: the
+    output row's own width)."""
+    rows = n * math.prod(out_spatial[:2])
+    width = out_spatial[2] if row_width is None else row_width
+    return (2.0 * rows * width * out_channels * (in_channels // groups)
+            * math.prod(kernel_size))
+
+
+def direct_weight_seconds(in_channels, out_channels, groups, kernel_size, itemsize):
+    """The direct engine's per-call weight repacking: the weights read and their packed copy
+    written, at _U_BANDWIDTH."""
+    return (2.0 * itemsize * out_channels * (in_channels // groups) * math.prod(kernel_size)
+            / _U_BANDWIDTH)
+
+
+def flat_row_width(out_spatial, kernel_size, stride, dilation, tile_positions):
+    """The positions per output row the direct kernel computes, when its tiles run across
+    an item's rows (direct.pyx: stride 1 along H and W and rows shorter than two tiles of
+    ``tile_positions``: each row is computed at the padded input's width); else None."""
+    if stride[1] != 1 or stride[2] != 1 or out_spatial[2] >= 2 * tile_positions:
+        return None
+    return out_spatial[2] + (kernel_size[2] - 1) * dilation[2]
+
+
 def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial, kernel_size,
-                     transform=False, rates=DEFAULT_RATES):
+                     transform=False, rates=DEFAULT_RATES, row_width=None):
     """Cost-model time of one call: direct when m is None, else Winograd F(m, r) along the
     kernel's axes of size r > 1, with the weights' transform when ``transform``; priced with
-    ``cost_rates.RATES[rates]`` ((kernel table, dtype name))."""
+    ``cost_rates.RATES[rates]`` ((kernel table, dtype name)). ``row_width``: direct's
+    positions per output row (flat_row_width)."""
     r = cost_rates.RATES[rates]
     cpg, opg = in_channels // groups, out_channels // groups
     itemsize = 8.0 if rates[1] == "float64" else 4.0
     if m is None:
-        points = n * math.prod(out_spatial)
-        return 2.0 * points * out_channels * cpg * math.prod(kernel_size) / r["direct"]
+        return (direct_flops(n, in_channels, out_channels, groups, out_spatial, kernel_size,
+                             row_width) / r["direct"]
+                + direct_weight_seconds(in_channels, out_channels, groups, kernel_size,
+                                        itemsize))
     ms = winograd_tile(m, kernel_size)
     tiles = n * math.prod(-(-s // md) for s, md in zip(out_spatial, ms))
     positions = math.prod(winograd_points(ms, kernel_size))
     gemm = 2.0 * tiles * positions * cpg * opg * groups / r["gemm"]
-    # The transform rates were measured on 3-D tiles; scaled by their share of the positions.
     m = _SAME_POINTS.get(m, m)
-    share = positions / (m + 2) ** 3
     u_read = itemsize * positions * cpg * opg * groups / _U_BANDWIDTH
     if transform:
         u_read += itemsize * positions * cpg * opg * groups / _U_WRITE
-    return gemm + u_read + share * tiles * (in_channels * r["transform_in"][m]
-                                            + out_channels * r["transform_out"][m])
+    if sum(k > 1 for k in kernel_size) == 1:  # (3, 1, 1): 1-D tiles, their own rates
+        t_in, t_out = r["transform_in_1d"][m], r["transform_out_1d"][m]
+    else:  # 3-D tiles' rates, scaled for 2-D tiles by their share of the positions
+        share = positions / (m + 2) ** 3
+        t_in, t_out = share * r["transform_in"][m], share * r["transform_out"][m]
+    return gemm + u_read + tiles * (in_channels * t_in + out_channels * t_out)
 
 
 @functools.lru_cache(maxsize=256)
 def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spatial,
-           precision="high", transform=False, kernels=("avx512", "avx512"), dtype="float32"):
+           precision="high", transform=False, kernels=("avx512", "avx512"), dtype="float32",
+           tile_positions=12):
     """The per-axis Winograd tile (mz, my, mx) to run with, or None for direct.
 
     ``algorithm`` is one the layer can use (validation.algorithm_fits). ``precision``
@@ -127,7 +165,9 @@ def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spati
     part of the key): a network calls each layer with the same shapes. ``transform``: the
     weights are new to this call (an input gradient's), so Winograd's cost includes
     transforming them. ``kernels``: the kernel tables (ISA names) that would run the direct
-    and the Winograd engine (isa.layer_isa), whose rates ``dtype`` prices them with."""
+    and the Winograd engine (isa.layer_isa), whose rates ``dtype`` prices them with;
+    ``tile_positions``: the most positions of the direct engine's tile kernel
+    (isa.direct_tile_positions)."""
     if algorithm == "direct":
         return None
     kernel = tuple(weight_shape[2:])
@@ -145,8 +185,9 @@ def choose(algorithm, x_shape, weight_shape, stride, dilation, groups, out_spati
     elif algorithm == "auto":
         fan_in = x_shape[1] // groups * math.prod(kernel)
         tiles = tuple(m for m in tiles if fan_in <= MAX_FAN_IN.get(m, fan_in))
+    row_width = flat_row_width(out_spatial, kernel, stride, dilation, tile_positions)
     costs = {m: estimate_seconds(m, 1, cin, cout, groups, out_spatial, kernel, transform,
-                                 (kernels[m is not None], dtype))
+                                 (kernels[m is not None], dtype), row_width)
              for m in (None,) + tiles}
     if algorithm == "winograd":
         costs.pop(None)

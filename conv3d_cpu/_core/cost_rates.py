@@ -4,34 +4,43 @@ Written by ``python bench/calibrate.py --write`` from one-thread timings of 3x3x
 rerun it to calibrate for another CPU (docs/performance.md, "the cost model").
 """
 # The machine the rates below were measured on.
-CALIBRATED_ON = "AMD EPYC (family 26 model 2), 2026-12-02"
+CALIBRATED_ON = "AMD EPYC (family 26 model 2), 2026-12-03"
 
 # (kernel table, dtype) -> direct FLOP/s, the Winograd GEMM's FLOP/s, and seconds per (tile,
 # input channel) of the input transform and per (tile, output channel) of the output transform
-# for the F(2, 3) and F(4, 3) tile shapes (keys 2 and 4).
+# for the F(2, 3) and F(4, 3) tile shapes (keys 2 and 4): of 3-D tiles (scaled by the points
+# for 2-D ones) and, ``_1d``, of the (3, 1, 1) kernels' 1-D tiles.
 RATES = {
     ("avx2", "float32"): dict(
-        direct=6.77e+10, gemm=6.41e+10,
-        transform_in={2: 3.48e-08, 4: 1.21e-07}, transform_out={2: 1.61e-08, 4: 7.14e-08}),
+        direct=6.75e+10, gemm=5.26e+10,
+        transform_in={2: 4.2e-08, 4: 1.3e-07}, transform_out={2: 4.5e-09, 4: 7.94e-08},
+        transform_in_1d={2: 6.88e-09, 4: 9.69e-09}, transform_out_1d={2: 5.33e-09, 4: 8.7e-09}),
     ("avx2", "float64"): dict(
-        direct=3.79e+10, gemm=2.79e+10,
-        transform_in={2: 3.91e-08, 4: 1.73e-07}, transform_out={2: 2.45e-08, 4: 1.39e-07}),
+        direct=3.88e+10, gemm=2.35e+10,
+        transform_in={2: 2.24e-08, 4: 1.37e-07}, transform_out={2: 1.68e-08, 4: 1.39e-07},
+        transform_in_1d={2: 2.96e-09, 4: 2.62e-09}, transform_out_1d={2: 3.16e-09, 4: 3.47e-09}),
     ("avx512", "float32"): dict(
-        direct=7.73e+10, gemm=7.83e+10,
-        transform_in={2: 2.9e-08, 4: 1.39e-07}, transform_out={2: 1.13e-08, 4: 4.71e-08}),
+        direct=9.64e+10, gemm=1.09e+11,
+        transform_in={2: 3.4e-08, 4: 1.21e-07}, transform_out={2: 1.06e-08, 4: 7.18e-08},
+        transform_in_1d={2: 5.54e-09, 4: 8.18e-09}, transform_out_1d={2: 7.33e-09, 4: 1.04e-08}),
     ("avx512", "float64"): dict(
-        direct=4.67e+10, gemm=3.75e+10,
-        transform_in={2: 4.1e-08, 4: 1.81e-07}, transform_out={2: 1.81e-08, 4: 7.91e-08}),
+        direct=4.61e+10, gemm=3.18e+10,
+        transform_in={2: 5.12e-08, 4: 1.55e-07}, transform_out={2: 8.05e-09, 4: 1.62e-07},
+        transform_in_1d={2: 8.74e-09, 4: 1.07e-08}, transform_out_1d={2: 4.4e-09, 4: 6.12e-09}),
     ("avx512_zmm", "float32"): dict(
-        direct=1.43e+11, gemm=1.81e+11,
-        transform_in={2: 3.94e-08, 4: 1.52e-07}, transform_out={2: 1.18e-08, 4: 7.04e-08}),
+        direct=1.38e+11, gemm=1.41e+11,
+        transform_in={2: 4.9e-08, 4: 1.65e-07}, transform_out={2: 1.54e-08, 4: 9.4e-08},
+        transform_in_1d={2: 4.21e-09, 4: 5.61e-09}, transform_out_1d={2: 2.71e-09, 4: 4.64e-09}),
     ("avx512_zmm", "float64"): dict(
-        direct=9.21e+10, gemm=8.22e+10,
-        transform_in={2: 4.71e-08, 4: 1.22e-07}, transform_out={2: 1.08e-08, 4: 4.33e-08}),
+        direct=9.09e+10, gemm=5.46e+10,
+        transform_in={2: 4.27e-08, 4: 8.66e-08}, transform_out={2: 1.17e-08, 4: 7.32e-08},
+        transform_in_1d={2: 4.07e-09, 4: 6.22e-09}, transform_out_1d={2: 2.41e-09, 4: 4.58e-09}),
     ("baseline", "float32"): dict(
-        direct=3.56e+10, gemm=2.75e+10,
-        transform_in={2: 3.95e-08, 4: 1.19e-07}, transform_out={2: 2.37e-08, 4: 1.51e-07}),
+        direct=2.92e+10, gemm=2.57e+10,
+        transform_in={2: 4.74e-08, 4: 3.87e-07}, transform_out={2: 4.28e-08, 4: 1.13e-07},
+        transform_in_1d={2: 1.22e-08, 4: 1.74e-08}, transform_out_1d={2: 1.13e-08, 4: 1.39e-08}),
     ("baseline", "float64"): dict(
-        direct=1.66e+10, gemm=1.28e+10,
-        transform_in={2: 1.03e-07, 4: 2.74e-07}, transform_out={2: 0, 4: 2.72e-07}),
+        direct=1.41e+10, gemm=1.22e+10,
+        transform_in={2: 8.09e-08, 4: 3.45e-07}, transform_out={2: 5.14e-08, 4: 3.02e-07},
+        transform_in_1d={2: 1.96e-08, 4: 2.32e-08}, transform_out_1d={2: 1.02e-08, 4: 1.8e-08}),
 }

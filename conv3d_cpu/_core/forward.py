@@ -33,7 +33,8 @@ def choose_tile(algorithm, x_shape, weight_shape, stride, dilation, groups, spat
     kernels = (isa.layer_isa(opg, f64), isa.layer_isa(min(cpg, opg), f64))
     return algorithms.choose(algorithm, tuple(x_shape), tuple(weight_shape), stride, dilation,
                              groups, spatial, precision, transform, kernels=kernels,
-                             dtype="float64" if f64 else "float32")
+                             dtype="float64" if f64 else "float32",
+                             tile_positions=isa.direct_tile_positions(opg, f64))
 
 
 def convolve(x, weight, bias, stride, pads, dilation, groups, algorithm, num_threads,

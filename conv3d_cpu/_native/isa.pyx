@@ -41,6 +41,12 @@ def layer_isa(c3_idx channels, bint f64):
     return ISA_NAMES[layer_kernels(channels, f64).isa]
 
 
+def direct_tile_positions(c3_idx channels, bint f64):
+    """The most output positions one direct tile-kernel call covers for a layer with
+    ``channels`` output channels per group (its tiling: tiling_of)."""
+    return tiling_of(layer_kernels(channels, f64), f64, channels).nxmax
+
+
 def available_isas():
     """Instruction sets compiled in and supported by this CPU, worst first."""
     return tuple(name for i, name in enumerate(ISA_NAMES)

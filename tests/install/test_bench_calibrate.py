@@ -28,7 +28,8 @@ def calibrate():
 
 
 TRUE = dict(direct=120e9, gemm=200e9, transform_in={2: 40e-9, 4: 150e-9},
-            transform_out={2: 12e-9, 4: 70e-9})
+            transform_out={2: 12e-9, 4: 70e-9}, transform_in_1d={2: 6e-9, 4: 9e-9},
+            transform_out_1d={2: 4e-9, 4: 7e-9})
 
 
 def synthetic_rows(calibrate, dtype):
@@ -36,16 +37,25 @@ def synthetic_rows(calibrate, dtype):
     itemsize = 8 if dtype == "float64" else 4
     rows = []
     for n, c, o, g, sp in calibrate.LAYERS:
-        flops = 2.0 * n * o * math.prod(sp) * (c // g) * 27
-        rows.append(((n, c, o, g, sp), "direct", flops / TRUE["direct"]))
-        for m in calibrate.TILES:
-            ms = winograd_tile(m, (3, 3, 3))
-            tiles = n * math.prod(-(-s // md) for s, md in zip(sp, ms))
-            a = math.prod(winograd_points(ms, (3, 3, 3)))
-            t = (2.0 * tiles * a * (c // g) * o / TRUE["gemm"]
-                 + itemsize * a * (c // g) * o / algorithms._U_BANDWIDTH
-                 + tiles * (c * TRUE["transform_in"][m] + o * TRUE["transform_out"][m]))
-            rows.append(((n, c, o, g, sp), f"winograd_f{m}", t))
+        # rows shorter than two tiles of 12 are computed at the padded width (+2)
+        row = sp[2] + 2 if sp[2] < 24 else None
+        width = sp[2] + 2 if row else sp[2]
+        flops = 2.0 * n * o * sp[0] * sp[1] * width * (c // g) * 27
+        repack = 2.0 * itemsize * o * (c // g) * 27 / algorithms._U_BANDWIDTH
+        rows.append(((n, c, o, g, sp), "direct", flops / TRUE["direct"] + repack, row,
+                     (3, 3, 3)))
+    for kernel, layers, suffix in [((3, 3, 3), calibrate.LAYERS, ""),
+                                   ((3, 1, 1), calibrate.LAYERS_1D, "_1d")]:
+        for n, c, o, g, sp in layers:
+            for m in calibrate.TILES:
+                ms = winograd_tile(m, kernel)
+                tiles = n * math.prod(-(-s // md) for s, md in zip(sp, ms))
+                a = math.prod(winograd_points(ms, kernel))
+                t = (2.0 * tiles * a * (c // g) * o / TRUE["gemm"]
+                     + itemsize * a * (c // g) * o / algorithms._U_BANDWIDTH
+                     + tiles * (c * TRUE["transform_in" + suffix][m]
+                                + o * TRUE["transform_out" + suffix][m]))
+                rows.append(((n, c, o, g, sp), f"winograd_f{m}", t, None, kernel))
     return rows
 
 
@@ -54,7 +64,7 @@ def test_fit_recovers_the_rates_that_made_the_times(calibrate, dtype):
     got = calibrate.fit(synthetic_rows(calibrate, dtype), dtype)
     assert got["direct"] == pytest.approx(TRUE["direct"], rel=1e-9)
     assert got["gemm"] == pytest.approx(TRUE["gemm"], rel=1e-6)
-    for key in ("transform_in", "transform_out"):
+    for key in ("transform_in", "transform_out", "transform_in_1d", "transform_out_1d"):
         for m in calibrate.TILES:
             assert got[key][m] == pytest.approx(TRUE[key][m], rel=1e-6), (key, m)
 
@@ -62,9 +72,11 @@ def test_fit_recovers_the_rates_that_made_the_times(calibrate, dtype):
 def test_fit_keeps_every_term_non_negative(calibrate):
     rows = synthetic_rows(calibrate, "float32")
     # an output transform that costs nothing, measured with noise below it
-    rows = [(layer, alg, t * (0.97 if i % 2 else 1.0)) for i, (layer, alg, t) in enumerate(rows)]
+    rows = [(layer, alg, t * (0.97 if i % 2 else 1.0), row, kernel)
+            for i, (layer, alg, t, row, kernel) in enumerate(rows)]
     got = calibrate.fit(rows, "float32")
-    assert all(v >= 0 for key in ("transform_in", "transform_out")
+    assert all(v >= 0 for key in ("transform_in", "transform_out", "transform_in_1d",
+                                  "transform_out_1d")
                for v in got[key].values())
     assert got["gemm"] > 0
 
@@ -88,3 +100,4 @@ def test_the_package_prices_every_table_and_dtype():
     for rates in cost_rates.RATES.values():
         assert rates["direct"] > 0 and rates["gemm"] > 0
         assert set(rates["transform_in"]) == set(rates["transform_out"]) == {2, 4}
+        assert set(rates["transform_in_1d"]) == set(rates["transform_out_1d"]) == {2, 4}
