@@ -124,6 +124,8 @@ def measure(reps):
                 padding = tuple(k // 2 for k in kernel)
                 x = rng.standard_normal((n, c) + sp).astype(dtype)
                 w = rng.standard_normal((o, c // g) + kernel).astype(dtype)
+                row = algorithms.flat_row_width(sp, kernel, (1, 1, 1), (1, 1, 1),
+                                                isa.direct_tile_positions(o // g, f64))
                 line = []
                 for alg in ("direct",) + tuple(f"winograd_f{m}" for m in TILES):
                     table = isa.layer_isa(o // g if alg == "direct" else min(c // g, o // g), f64)
@@ -131,8 +133,6 @@ def measure(reps):
                         continue  # (measured under that ISA itself)
                     t = cpu_time(lambda: conv3d(x, w, padding=padding, groups=g,
                                                 algorithm=alg, num_threads=1), reps)
-                    row = algorithms.flat_row_width(sp, kernel, (1, 1, 1), (1, 1, 1),
-                                                    isa.direct_tile_positions(o // g, f64))
                     samples.setdefault((table, dtype), []).append(
                         ((n, c, o, g, sp), alg, t, row, kernel))
                     line.append(f"{alg} {t * 1e3:.2f} ms ({table})")
@@ -159,6 +159,16 @@ def _nnls(a, b):
     return best_x
 
 
+def _winograd_terms(layer, m, kernel, itemsize):
+    """(tiles, the GEMM's FLOPs, seconds reading U) of F(m) on ``layer`` with ``kernel``."""
+    n, c, o, g, sp = layer
+    ms = winograd_tile(m, kernel)
+    tiles = n * math.prod(-(-s // md) for s, md in zip(sp, ms))
+    positions = math.prod(winograd_points(ms, kernel))
+    return (tiles, 2.0 * tiles * positions * (c // g) * o,
+            itemsize * positions * (c // g) * o / algorithms._U_BANDWIDTH)
+
+
 def fit(rows, dtype):
     """The rates of one table and dtype from its [(layer, algorithm, seconds, direct's row
     width, kernel)]."""
@@ -172,16 +182,14 @@ def fit(rows, dtype):
     gemm_rates = []
     for m in TILES:
         a, b = [], []
-        for (n, c, o, g, sp), alg, t, _, kernel in rows:
+        for layer, alg, t, _, kernel in rows:
+            n, c, o, g, sp = layer
             if (alg != f"winograd_f{m}" or kernel != KERNEL_3D or c // g < 8
                     or o // g < 8):
                 continue  # fit where Winograd is a candidate; per-call overheads rule elsewhere
-            ms = winograd_tile(m, (3, 3, 3))
-            tiles = n * math.prod(-(-s // md) for s, md in zip(sp, ms))
-            positions = math.prod(winograd_points(ms, (3, 3, 3)))
-            u_read = itemsize * positions * (c // g) * o / algorithms._U_BANDWIDTH
+            tiles, gemm_flops, u_read = _winograd_terms(layer, m, kernel, itemsize)
             # relative errors: each row divided by its time
-            a.append(np.array([2.0 * tiles * positions * (c // g) * o, tiles * c, tiles * o]) / t)
+            a.append(np.array([gemm_flops, tiles * c, tiles * o]) / t)
             b.append((t - u_read) / t)
         if len(a) < 3:
             raise SystemExit(f"too few layers to fit F({m}) for {dtype}: {len(a)}")
@@ -195,16 +203,13 @@ def fit(rows, dtype):
     # 1-D tiles: t - GEMM - U read = tiles (C transform_in_1d[m] + O transform_out_1d[m]),
     # with the GEMM priced at the rate just fitted.
     for m in TILES:
-        ms = winograd_tile(m, KERNEL_1D)
-        positions = math.prod(winograd_points(ms, KERNEL_1D))
         a, b = [], []
-        for (n, c, o, g, sp), alg, t, _, kernel in rows:
+        for layer, alg, t, _, kernel in rows:
             if alg != f"winograd_f{m}" or kernel != KERNEL_1D:
                 continue
-            tiles = n * math.prod(-(-s // md) for s, md in zip(sp, ms))
-            rest = (t - 2.0 * tiles * positions * (c // g) * o / rates["gemm"]
-                    - itemsize * positions * (c // g) * o / algorithms._U_BANDWIDTH)
-            a.append(np.array([tiles * c, tiles * o]) / t)
+            tiles, gemm_flops, u_read = _winograd_terms(layer, m, kernel, itemsize)
+            rest = t - gemm_flops / rates["gemm"] - u_read
+            a.append(np.array([tiles * layer[1], tiles * layer[2]]) / t)
             b.append(rest / t)
         if len(a) < 2:
             raise SystemExit(f"too few (3, 1, 1) layers to fit F({m}) for {dtype}: {len(a)}")

@@ -21,7 +21,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from layers import Layer  # noqa: E402
-from peers import Ours, OrtPeer, TorchPeer, Unsupported  # noqa: E402
+from peers import Ours, Unsupported, make_peer  # noqa: E402
 
 
 def _status_kib(field):
@@ -44,7 +44,7 @@ def _reset_peak():
 def _system(key):
     if key.startswith("ours:"):
         return Ours(key.split(":", 1)[1])
-    return TorchPeer() if key == "torch" else OrtPeer()
+    return make_peer(key)
 
 
 def main():

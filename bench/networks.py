@@ -760,18 +760,11 @@ def make_mode(mode, stock, x, threads, clock):
         return (lambda: model(x)), info
     if mode == "openvino":
         try:
-            import openvino as ov
-            import openvino.properties as props
-            import openvino.properties.hint as hints
+            peer = suite_run.systems.OpenVinoPeer()
         except ImportError as e:
             raise Unsupported(f"openvino not installed ({e.name or e})") from None
-        ov_model = ov.convert_model(stock, example_input=x)
-        core = ov.Core()
-        compiled = core.compile_model(ov_model, "CPU", {
-            props.inference_num_threads: threads,
-            hints.inference_precision: ov.Type.f32,
-            hints.performance_mode: hints.PerformanceMode.LATENCY,
-            props.num_streams: 1})
+        ov, props, hints = peer.ov, peer.props, peer.hints
+        compiled = peer.compile(ov.convert_model(stock, example_input=x), threads)
         request = compiled.create_infer_request()
         info.update(openvino=ov.get_version(),
                     inference_num_threads=int(compiled.get_property(props.inference_num_threads)),

@@ -26,7 +26,7 @@ that does not.
 """
 import numpy as np
 
-__all__ = ["Unsupported", "Ours", "TorchPeer", "OrtPeer", "OpenVinoPeer", "PEERS",
+__all__ = ["Unsupported", "Ours", "TorchPeer", "OrtPeer", "OpenVinoPeer", "PEERS", "make_peer",
            "available_peers", "openmp_runtimes"]
 
 
@@ -193,13 +193,19 @@ class OpenVinoPeer:
             y = ops.add(y, ops.constant(b.reshape(1, -1, 1, 1, 1)))
         return self.ov.Model([y], [x], f"conv3d_{layer.name}")
 
-    def prepare(self, layer, x, w, b, threads):
+    def compile(self, model, threads):
+        """``model`` compiled for the CPU plugin as every benchmark runs OpenVINO (also
+        bench/networks.py's whole networks)."""
         props, hints = self.props, self.hints
-        compiled = self.core.compile_model(self.model(layer, w, b), "CPU", {
+        return self.core.compile_model(model, "CPU", {
             props.inference_num_threads: threads,
             hints.inference_precision: self.ov.Type.f32,
             hints.performance_mode: hints.PerformanceMode.LATENCY,
             props.num_streams: 1})
+
+    def prepare(self, layer, x, w, b, threads):
+        props = self.props
+        compiled = self.compile(self.model(layer, w, b), threads)
         got = int(compiled.get_property(props.inference_num_threads))
         if got != threads:
             raise Unsupported(f"OpenVINO runs {got} threads, asked for {threads}")
@@ -214,15 +220,20 @@ class OpenVinoPeer:
 PEERS = ("torch", "ort", "openvino")
 
 
+def make_peer(name, ort_spin="stop"):
+    """The peer called ``name`` (one of PEERS); ImportError when its package is missing."""
+    if name == "ort":
+        return OrtPeer(spin=ort_spin)
+    return {"torch": TorchPeer, "openvino": OpenVinoPeer}[name]()
+
+
 def available_peers(names=PEERS, ort_spin="stop"):
     """``(peers, notes)``: instances of the requested peers that import, and a
     ``{name: reason}`` dict for those that do not."""
     peers, notes = [], {}
-    make = {"torch": TorchPeer, "ort": lambda: OrtPeer(spin=ort_spin),
-            "openvino": OpenVinoPeer}
     for name in names:
         try:
-            peers.append(make[name]())
+            peers.append(make_peer(name, ort_spin))
         except ImportError as e:
             notes[name] = f"not installed ({e.name or e})"
     return peers, notes
