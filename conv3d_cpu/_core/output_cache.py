@@ -9,7 +9,7 @@ def set_output_cache_limit(nbytes):
     Parameters
     ----------
     nbytes : int
-        Non-negative; 0 keeps nothing (results come from numpy's allocator). The default,
+        Non-negative; 0 keeps nothing (every result is a fresh block). The default,
         2**28 (256 MiB), holds the largest outputs of a 3D U-Net at 96^3. Only blocks of
         1 MiB or more are kept, the oldest freed first out; lowering the bound frees what
         is above it now.
@@ -18,8 +18,10 @@ def set_output_cache_limit(nbytes):
     -----
     The arrays conv3d_cpu returns (outputs and gradients) take their memory from blocks
     that earlier results of about their size released: their pages are mapped already, so a
-    network's layers do not pay page faults, or a huge-page compaction stall, on every
-    output. Kept blocks count in the process's resident memory.
+    network's layers do not pay page faults on every output. Transformed Winograd weights and
+    their snapshots take and release blocks of the same pool. Its blocks come from malloc,
+    without numpy's request for huge pages (madvise), which can make a first write wait for
+    memory compaction. Kept blocks count in the process's resident memory.
     """
     buffers.set_limit(min(v.nonnegative_int("nbytes", nbytes), 1 << 62))
 

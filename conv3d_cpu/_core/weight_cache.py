@@ -4,7 +4,7 @@ import collections
 import threading
 
 from conv3d_cpu._core import validation as v
-from conv3d_cpu._native import winograd
+from conv3d_cpu._native import buffers, winograd
 
 # The functional API's cache holds at most this many bytes of transforms and weight snapshots
 # by default: the transforms of every 3x3x3 layer of a 5-level 3D U-Net up to 256 channels fit.
@@ -56,7 +56,7 @@ class TransformCache:
             return entry[1]
         # Transform a snapshot: a weight written meanwhile (another thread) must not be cached
         # under the old values' transform.
-        snapshot = weight.copy()
+        snapshot = buffers.copy(weight)
         transformed = winograd.transform_weights(snapshot, groups, m, num_threads)
         size = snapshot.nbytes + transformed.nbytes
         with self._lock:
@@ -96,7 +96,7 @@ class PlanCache:
                     and winograd.same_bytes(c, a, num_threads)))
                 for a, c in zip(arrays, entry[1])):
             return entry[2]
-        copies = tuple(None if a is None else a.copy() for a in arrays)
+        copies = tuple(None if a is None else buffers.copy(a) for a in arrays)
         value = make(*copies)
         self._entry = (key, copies, value)
         return value

@@ -26,6 +26,8 @@ import threading
 
 import numpy as np
 
+from conv3d_cpu._native import buffers
+
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
@@ -168,11 +170,11 @@ class _Workspace:
         nbytes = n * np.dtype(dtype).itemsize
         local = cls._local
         if nbytes > WORKSPACE_KEEP or getattr(local, "busy", False):
-            return cls(np.empty(n, dtype), False)
+            return cls(buffers.empty(n, dtype), False)
         raw = getattr(local, "raw", None)
         if raw is None or raw.nbytes < nbytes:
             local.raw = raw = None  # (the old one goes before the new one is allocated)
-            local.raw = raw = np.empty(nbytes, np.uint8)
+            local.raw = raw = buffers.empty(nbytes, np.uint8)
         local.busy = True
         return cls(raw[:nbytes].view(dtype), True)
 

@@ -28,6 +28,8 @@ and the partials are added in chunk order (``grad_weight``). Chunks are fixed by
 """
 import numpy as np
 
+from conv3d_cpu._native import buffers
+
 from cython cimport floating
 from libc.math cimport NAN
 from libc.string cimport memcpy, memset
@@ -185,10 +187,10 @@ cdef _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] gy,
     cdef int nt = effective_threads(num_threads)
     _plan(&P, np.dtype(dtype).itemsize, nt)
     cdef const c3_geom* g = &P.g
-    gw = np.empty(tuple(weight_shape), dtype)
+    gw = buffers.empty(tuple(weight_shape), dtype)
     # (Every element of a partial is written by one item: no need to clear them. With one
     # chunk the items write the gradient itself.)
-    part = gw if P.nchunk == 1 else np.empty((P.nchunk,) + tuple(weight_shape), dtype)
+    part = gw if P.nchunk == 1 else buffers.empty((P.nchunk,) + tuple(weight_shape), dtype)
     cdef floating[::1] part_flat = part.reshape(-1)
     P.part = &part_flat[0]
     # (Written by the items of the first input-channel range, every element.)

@@ -13,6 +13,8 @@ item per output plane.
 """
 import numpy as np
 
+from conv3d_cpu._native import buffers
+
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
@@ -42,7 +44,7 @@ def contiguous(x, int num_threads=0):
     itemsize = x.dtype.itemsize
     if x.size == 0 or any(st % itemsize for st in x.strides):
         return np.ascontiguousarray(x)
-    out = np.empty(x.shape, x.dtype)
+    out = buffers.empty(x.shape, x.dtype)
     cdef copy_plan P
     memset(&P, 0, sizeof(P))
     P.f64 = x.dtype == np.float64

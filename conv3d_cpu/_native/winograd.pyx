@@ -27,6 +27,8 @@ import functools
 
 import numpy as np
 
+from conv3d_cpu._native import buffers
+
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcmp, memset
@@ -123,7 +125,8 @@ cdef _transform(const floating[::1] w, shape, Py_ssize_t groups, m, int num_thre
     P.K = _kernels(P.cpg, P.opg, P.f64)
     cdef c3_tiling T = tiling_of(P.K, P.f64, P.opg)
     P.ocb, P.nob = T.ocb, T.nob
-    out = np.empty(groups * P.a3 * P.nob * P.cpg * P.ocb, np.float64 if P.f64 else np.float32)
+    out = buffers.empty(groups * P.a3 * P.nob * P.cpg * P.ocb,
+                        np.float64 if P.f64 else np.float32)
     cdef floating[::1] packed = out
     P.w, P.u = &w[0], &packed[0]
     cdef c3_launch L

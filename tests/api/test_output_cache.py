@@ -141,16 +141,46 @@ def test_concurrent_results_on_threads(limit):
     assert not bad
 
 
+try:
+    from numpy._core.multiarray import get_handler_name
+except ImportError:  # numpy 1.x
+    from numpy.core.multiarray import get_handler_name
+
+
 def test_numpy_allocations_elsewhere_are_untouched():
     x, w = inputs()
     y = conv3d(x, w, padding=1)
     z = y + 1  # numpy's own allocation
-    try:
-        from numpy._core.multiarray import get_handler_name
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import get_handler_name
     assert get_handler_name(y) == "conv3d_cpu_pool"
     assert get_handler_name(z) == get_handler_name(np.empty(10))
+
+
+@pytest.mark.parametrize("bound", [None, 0])
+def test_kept_and_temporary_arrays_use_the_pool(bound, limit):
+    # numpy's allocator madvises arrays >= 4 MiB for huge pages, which can stall their first
+    # write on memory compaction: transforms, snapshots, packed weights, strided inputs'
+    # copies and weight gradients come from the pool's malloc instead, even with keeping off.
+    if bound is not None:
+        conv3d_cpu.set_output_cache_limit(bound)
+    x, w = inputs(o=64)
+    m = conv3d_cpu.Conv3d(4, 64, 3, padding=1, algorithm="winograd", rng=0)
+    m(x)
+    (snapshot, u), = m._transforms._entries.values()
+    assert get_handler_name(snapshot) == get_handler_name(u) == "conv3d_cpu_pool"
+    from conv3d_cpu._native import direct, layout
+    packed = direct._Workspace.take(1 << 20, np.float32)
+    try:
+        owner = packed.array
+        while owner.base is not None:  # (a view of the thread's kept buffer)
+            owner = owner.base
+        assert get_handler_name(owner) == "conv3d_cpu_pool"
+    finally:
+        packed.give_back()
+    strided = np.moveaxis(np.moveaxis(x, 1, -1).copy(), -1, 1)
+    assert get_handler_name(layout.contiguous(strided)) == "conv3d_cpu_pool"
+    gw = conv3d_cpu.grad.conv3d_weight(x, w.shape, np.ones((1, 64) + SHAPE[2:], np.float32),
+                                       padding=1)
+    assert get_handler_name(gw) == "conv3d_cpu_pool"
 
 
 @pytest.mark.parametrize("value, error", [(-1, ValueError), (1.5, TypeError), ("1", TypeError),
