@@ -19,9 +19,11 @@ U (the transformed weights) is computed by ``transform_weights`` in float64 and 
 caller. Work items are (group, tile block) pairs, run by ``launch`` (launch.pyx); each thread
 owns one V and one M block, so the workspace is threads * A * TB * (C/groups + O/groups
 rounded up to the channel block) elements, whatever the volume; TB (<= 16) is lowered where
-needed to keep that within the size of input + output plus WORKSPACE_SLACK elements. Each
-output is computed by one thread in an order fixed by the shapes, so results are bitwise
-identical for any thread count.
+needed to keep that within the size of input + output plus WORKSPACE_SLACK elements. Layers
+with large U run the whole-call schedule instead (``whole_schedule``; the stages one after
+the other over all tiles, with V and M shared by the threads): see _whole_in. Each output is
+computed by one thread in an order fixed by the shapes, and a tile's GEMM sums do not depend
+on the schedule, so results are bitwise identical for any thread count and either schedule.
 """
 import functools
 
@@ -54,6 +56,12 @@ def channel_block(dtype, cpg, opg):
     cdef c3_tiling T = tiling_of(_kernels(cpg, opg, f64), f64, opg)
     return T.ocb, T.wide
 
+
+# The whole-call schedule for transformed weights of at least this many bytes: smaller ones
+# stay in the last-level cache between tile blocks (AMD EPYC family 26 model 2, 32 MiB L3, 1
+# and 2 threads: at 13 MiB the whole schedule took 1.3-1.6x the blocks' time, at 25-81 MiB
+# 0.4-0.8x, bench/winograd_schedule.py).
+WHOLE_MIN_U = 16 << 20
 
 # Bytes below which same_bytes compares on one thread (waking a team costs more).
 _COMPARE_ALONE = 1 << 19
@@ -165,9 +173,13 @@ ctypedef struct wino_plan:
     c3_tiling T         # the GEMM's micro-kernel and output-channel blocks
     c3_wino_tile tile   # outputs and transformed points per axis
     int a3              # transformed points per tile (A)
-    c3_idx tb           # tiles per block
+    c3_idx tb           # tiles per block (the whole schedule: all tiles, one block per group)
     c3_idx ntiles, nblocks
     c3_idx vstride, mstride, vsize
+    bint whole          # the whole-call schedule: V and M of every tile, shared by the threads
+    c3_idx tchunk       # (whole) tiles per transform item; nblocks counts them per group
+    void* vall          # (whole) V, then M, of all groups
+    void* mall
     const c3_idx* offs  # the GEMM's row offsets (c), then its weight offsets (c * ocb)
     const void* x
     const void* U
@@ -177,14 +189,16 @@ ctypedef struct wino_plan:
 
 def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
              const floating[::1] bias, floating[:, :, :, :, ::1] out, padding, m, kernel,
-             Py_ssize_t groups, int num_threads, int padding_mode=0):
+             Py_ssize_t groups, int num_threads, int padding_mode=0, schedule=None):
     """Write the convolution of ``x`` into ``out`` using U = transform_weights(w, groups, m).
 
     ``m`` is the per-axis tile (mz, my, mx) for the kernel size ``kernel`` (kD, kH, kW): 2 or 4
     where the kernel is 3, 2 where it is 5, 1 where it is 1.
     ``padding`` is the front padding per axis, in the mode ``padding_mode`` (its code in
-    constants.PADDING_MODES; 0 zeros); ``num_threads`` <= 0 means the OpenMP default. Returns
-    True when every output is finite (checked as it is stored).
+    constants.PADDING_MODES; 0 zeros); ``num_threads`` <= 0 means the OpenMP default.
+    ``schedule``: 'blocks' (tile blocks, every stage in one item), 'whole' (each stage over
+    all tiles) or None (whole_schedule decides); both give the same bits. Returns True when
+    every output is finite (checked as it is stored).
     """
     a = winograd_points(m, kernel)
     if a not in WINOGRAD_INPUT_TILES or tuple(m) + a not in WINOGRAD_OUTPUT_TILES:
@@ -214,7 +228,17 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     P.tb = _balanced_block(P.ntiles, g.groups, nt,
                            max(1, min(max(MIN_TILE_BLOCK, P.T.nxmax),
                                       budget // (nt * P.a3 * (g.cpg + P.T.nob * P.T.ocb)))))
-    P.nblocks = (P.ntiles + P.tb - 1) // P.tb
+    if schedule is None:
+        P.whole = whole_schedule(P.ntiles, P.tb, P.a3, g.cpg, P.T.nob * P.T.ocb, g.groups,
+                                 sizeof(floating), nt, (x.size + out.size) * sizeof(floating))
+    elif schedule in ("blocks", "whole"):
+        P.whole = schedule == "whole"
+    else:
+        raise ValueError(f"schedule must be 'blocks', 'whole' or None, got {schedule!r}")
+    if P.whole:
+        P.tchunk, P.tb = P.tb, P.ntiles
+    P.nblocks = (P.ntiles + (P.tchunk if P.whole else P.tb) - 1) // (
+        P.tchunk if P.whole else P.tb)
     P.vstride = odd_lines(P.tb * g.cpg, sizeof(floating))
     P.mstride = odd_lines(P.tb * P.T.nob * P.T.ocb, sizeof(floating))
     P.vsize = P.a3 * P.vstride
@@ -226,12 +250,36 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     cdef c3_launch L
     memset(&L, 0, sizeof(L))
     L.plan, L.n_threads, L.f64 = &P, nt, P.f64
-    L.scratch_size = P.vsize + P.a3 * P.mstride
-    L.n_items, L.item = g.groups * P.nblocks, _item
     # Fresh output pages first touched in shares (launch): an item writes every output
     # channel of its tiles, so its first stores would fault pages of all the channel planes.
     L.touch, L.touch_bytes = P.out, out.size * sizeof(floating)
+    if not P.whole:
+        L.scratch_size = P.vsize + P.a3 * P.mstride
+        L.n_items, L.item = g.groups * P.nblocks, _item
+        return not launch(&L)
+    cdef floating[::1] vm = buffers.empty(g.groups * (P.vsize + P.a3 * P.mstride),
+                                          np.float64 if P.f64 else np.float32)
+    P.vall, P.mall = &vm[0], &vm[g.groups * P.vsize]
+    L.n_blocks, L.block = g.groups * P.nblocks, _whole_in
+    L.n_items, L.item = g.groups * P.a3 * P.T.nob, _whole_gemm
+    if launch(&L):
+        return False  # (not reached: the first two stages report nothing)
+    L.n_blocks, L.block = 0, NULL
+    L.n_items, L.item = g.groups * P.nblocks, _whole_out
+    L.touch = NULL
     return not launch(&L)
+
+
+def whole_schedule(ntiles, tb, a3, cpg, opg_padded, groups, itemsize, nt, io_bytes):
+    """Whether to run the whole-call schedule: for transformed weights U of WHOLE_MIN_U bytes
+    or more, which tile blocks read once per block (from memory once U is past the
+    last-level cache's share), unless one thread would run one block anyway; and while V and
+    M (a3 * ntiles * (cpg + opg) elements per group) take at most twice the larger of U and
+    the input + output (``io_bytes``). bench/winograd_schedule.py measures both."""
+    u = a3 * cpg * opg_padded * groups * itemsize
+    vm = a3 * ntiles * (cpg + opg_padded) * groups * itemsize
+    items = groups * -(-ntiles // tb)
+    return u >= WHOLE_MIN_U and items * nt > 1 and vm <= 2 * max(u, io_bytes)
 
 
 cdef int _item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
@@ -245,60 +293,123 @@ cdef int _item(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
 
 cdef int _block(const wino_plan* P, floating* vbuf, c3_idx t0, c3_idx ntb,
                 c3_idx grp) noexcept nogil:
-    """All three stages for tiles t0 .. t0 + ntb - 1 (ntb <= tb, the block size) of group grp.
+    """All three stages for tiles t0 .. t0 + ntb - 1 (ntb <= tb, the block size) of group grp,
+    in this thread's V and M blocks (``vbuf``, M after it).
 
-    V[xi] starts at vbuf + xi * vstride, M[xi] at mbuf + xi * mstride (odd_lines: A blocks a
-    tile writes, a power-of-two stride apart, would share a few cache sets).
     Returns nonzero when an output of these tiles is NaN or +-inf."""
+    cdef floating* mbuf = vbuf + P.vsize
+    cdef c3_idx xi, ob
+    _transform_in(P, vbuf, t0, ntb, grp)
+    for xi in range(P.a3):
+        for ob in range(P.T.nob):
+            _gemm(P, vbuf + xi * P.vstride, mbuf + xi * P.mstride + ob * P.tb * P.T.ocb, xi, ob,
+                  ntb, grp)
+    return _transform_out(P, mbuf, t0, ntb, grp)
+
+
+# The whole-call schedule (``wino_plan.whole``): the input transform of every tile into one V
+# (launch's blocks), then one item per (group, position, output-channel block), each a GEMM
+# over all tiles that reads its block of U once, then the output transform (a second launch).
+# The tile-block schedule reads all of U for every block of tiles: on a deep layer (U of tens
+# of MiB, a few hundred tiles) that streams U from memory ntiles / tb times.
+cdef int _whole_in(const void* plan, c3_idx blk) noexcept nogil:
+    cdef const wino_plan* P = <const wino_plan*>plan
+    cdef c3_idx grp = blk // P.nblocks, t0 = blk % P.nblocks * P.tchunk
+    cdef c3_idx ntb = min(P.tchunk, P.ntiles - t0)
+    if P.f64:
+        _transform_in(P, <double*>P.vall + grp * P.vsize + t0 * P.g.cpg, t0, ntb, grp)
+    else:
+        _transform_in(P, <float*>P.vall + grp * P.vsize + t0 * P.g.cpg, t0, ntb, grp)
+    return 0
+
+
+cdef int _whole_gemm(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
+    cdef const wino_plan* P = <const wino_plan*>plan
+    cdef c3_idx per_group = P.a3 * P.T.nob
+    cdef c3_idx grp = item // per_group, xi = item % per_group // P.T.nob, ob = item % P.T.nob
+    cdef c3_idx v = grp * P.vsize + xi * P.vstride
+    cdef c3_idx m = grp * P.a3 * P.mstride + xi * P.mstride + ob * P.tb * P.T.ocb
+    if P.f64:
+        _gemm(P, <double*>P.vall + v, <double*>P.mall + m, xi, ob, P.ntiles, grp)
+    else:
+        _gemm(P, <float*>P.vall + v, <float*>P.mall + m, xi, ob, P.ntiles, grp)
+    return 0
+
+
+cdef int _whole_out(const void* plan, c3_thread* thread, c3_idx item) noexcept nogil:
+    cdef const wino_plan* P = <const wino_plan*>plan
+    cdef c3_idx grp = item // P.nblocks, t0 = item % P.nblocks * P.tchunk
+    cdef c3_idx ntb = min(P.tchunk, P.ntiles - t0), m = grp * P.a3 * P.mstride + t0 * P.T.ocb
+    if P.f64:
+        return _transform_out(P, <double*>P.mall + m, t0, ntb, grp)
+    return _transform_out(P, <float*>P.mall + m, t0, ntb, grp)
+
+
+cdef void _transform_in(const wino_plan* P, floating* vb, c3_idx t0, c3_idx ntb,
+                        c3_idx grp) noexcept nogil:
+    """Stage 1 for tiles t0 .. t0 + ntb - 1 of group grp: V[xi][t][c] at vb + xi * vstride +
+    (t - t0) * cpg + c (vstride: odd_lines, so that a tile's A rows, a power-of-two stride
+    apart, do not share a few cache sets)."""
     cdef const c3_geom* g = &P.g
     cdef bint f64 = floating is double
-    cdef const c3_kernels* K = P.K
-    cdef const c3_tiling* T = &P.T
-    cdef floating* mbuf = vbuf + P.vsize
-    cdef const floating* U = <const floating*>P.U
-    cdef int nonfinite = 0
-    cdef int lanes = K.ocb_narrow[f64], ocb = T.ocb
+    cdef int lanes = P.K.ocb_narrow[f64]
     cdef int mz = P.tile.m[0], my = P.tile.m[1], mx = P.tile.m[2]
-    cdef c3_idx cpg = g.cpg, opg = g.opg, nob = T.nob, tb = P.tb
-    cdef c3_idx vstride = P.vstride, mstride = P.mstride
+    cdef c3_idx cpg = g.cpg, dhw = g.D * g.H * g.W
     cdef c3_idx ntz = (g.oD + mz - 1) // mz, nty = (g.oH + my - 1) // my
     cdef c3_idx ntx = (g.oW + mx - 1) // mx
-    cdef c3_idx dhw = g.D * g.H * g.W, plane = g.oD * g.oH * g.oW
-    cdef c3_idx t, n, tz, ty, tx, c0, xi, ob, j0, k, o, nchunks, c
-    cdef int nc, nx
+    cdef c3_idx t, n, tz, ty, tx, c0
+    cdef int nc
     cdef const floating* xg
-    # 1. input transform
     for t in range(ntb):
         n = _tile_origin(t0 + t, mz, my, mx, ntz, nty, ntx, &tz, &ty, &tx)
         xg = <const floating*>P.x + (n * g.C + grp * cpg) * dhw
         c0 = 0
         while c0 < cpg:
             nc = <int>min(lanes, cpg - c0)
-            K.wino_input[f64](&P.tile, xg + c0 * dhw, dhw, nc, g.D, g.H, g.W, tz - g.pD,
-                              ty - g.pH, tx - g.pW, vbuf + t * cpg + c0, vstride)
+            P.K.wino_input[f64](&P.tile, xg + c0 * dhw, dhw, nc, g.D, g.H, g.W, tz - g.pD,
+                                ty - g.pH, tx - g.pW, vb + t * cpg + c0, P.vstride)
             c0 += nc
-    # 2. one GEMM per transformed position, in equal chunks of at most nxmax tiles
-    nchunks = (ntb + T.nxmax - 1) // T.nxmax
-    for xi in range(P.a3):
-        for ob in range(nob):
-            j0 = 0
-            for k in range(nchunks):
-                nx = <int>(ntb // nchunks + (k < ntb % nchunks))
-                tile_kernel(T, f64)(vbuf + xi * vstride + j0 * cpg, P.offs, cpg,
-                                    U + ((grp * P.a3 + xi) * nob + ob) * cpg * ocb,
-                                    P.offs + cpg, 1, 1, cpg,
-                                    mbuf + xi * mstride + (ob * tb + j0) * ocb, nx)
-                j0 += nx
-    # 3. output transform, `lanes` output channels at a time
+
+
+cdef void _gemm(const wino_plan* P, const floating* v, floating* mb, c3_idx xi, c3_idx ob,
+                c3_idx ntb, c3_idx grp) noexcept nogil:
+    """Stage 2 for one transformed position xi and output-channel block ob of ntb tiles:
+    M[t][o] (at mb + t * ocb + o) = sum_c V[t][c] (at v + t * cpg + c) * U[xi][c][o], in equal
+    chunks of at most nxmax tiles (a tile's sums do not depend on its chunk)."""
+    cdef const c3_tiling* T = &P.T
+    cdef c3_idx cpg = P.g.cpg, ocb = T.ocb, j0 = 0, k
+    cdef c3_idx nchunks = (ntb + T.nxmax - 1) // T.nxmax
+    cdef const floating* u = <const floating*>P.U + ((grp * P.a3 + xi) * T.nob + ob) * cpg * ocb
+    cdef int nx
+    for k in range(nchunks):
+        nx = <int>(ntb // nchunks + (k < ntb % nchunks))
+        tile_kernel(T, floating is double)(v + j0 * cpg, P.offs, cpg, u, P.offs + cpg, 1, 1,
+                                           cpg, mb + j0 * ocb, nx)
+        j0 += nx
+
+
+cdef int _transform_out(const wino_plan* P, const floating* mb, c3_idx t0, c3_idx ntb,
+                        c3_idx grp) noexcept nogil:
+    """Stage 3 for tiles t0 .. t0 + ntb - 1 of group grp, from M[xi][ob][t][o] at mb + xi *
+    mstride + (ob * tb + t - t0) * ocb + o, `lanes` output channels at a time; nonzero when
+    an output is NaN or +-inf."""
+    cdef const c3_geom* g = &P.g
+    cdef bint f64 = floating is double
+    cdef int lanes = P.K.ocb_narrow[f64], ocb = P.T.ocb, nonfinite = 0, nc
+    cdef int mz = P.tile.m[0], my = P.tile.m[1], mx = P.tile.m[2]
+    cdef c3_idx opg = g.opg, plane = g.oD * g.oH * g.oW
+    cdef c3_idx ntz = (g.oD + mz - 1) // mz, nty = (g.oH + my - 1) // my
+    cdef c3_idx ntx = (g.oW + mx - 1) // mx
+    cdef c3_idx t, n, tz, ty, tx, ob, c, o
     for t in range(ntb):
         n = _tile_origin(t0 + t, mz, my, mx, ntz, nty, ntx, &tz, &ty, &tx)
-        for ob in range(nob):
+        for ob in range(P.T.nob):
             c = 0
             while c < min(ocb, opg - ob * ocb):
                 nc = <int>min(lanes, opg - ob * ocb - c)
                 o = grp * opg + ob * ocb + c
-                nonfinite |= K.wino_output[f64](
-                    &P.tile, mbuf + (ob * tb + t) * ocb + c, mstride, nc,
+                nonfinite |= P.K.wino_output[f64](
+                    &P.tile, mb + (ob * P.tb + t) * ocb + c, P.mstride, nc,
                     <const floating*>P.bias + o,
                     <floating*>P.out + ((n * g.O + o) * g.oD + tz) * g.oH * g.oW + ty * g.oW + tx,
                     plane, g.oH, g.oW, <int>min(mz, g.oD - tz), <int>min(my, g.oH - ty),
