@@ -22,7 +22,8 @@ Rules:
 - **Autocast**: the operators compute in their inputs' dtype (under ``torch.autocast`` a
   float32 model's convolutions stay float32).
 - **No copies**: tensors pass as numpy views (any strides: the kernels copy other layouts on
-  all threads); outputs are allocated by torch and written in place.
+  all threads); outputs are written into memory from conv3d_cpu's pool of freed blocks
+  (``conv3d_cpu.set_output_cache_limit``) and returned as tensors on it (``torch.from_numpy``).
 - **Winograd weights**: the transform of a float32 weight is kept between calls for the
   weight's storage, shape and version counter (an optimizer step or any in-place write bumps
   it), never compared by value. A write through ``.data`` does not bump the version: call
@@ -41,7 +42,7 @@ except ImportError as e:  # pragma: no cover - exercised by the sanitize build
                       f"or torch itself): {e}") from None
 
 if tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < (2, 4):
-    raise ImportError(f"conv3d_cpu.torch needs PyTorch >= 2.4 (torch.library.custom_op), "
+    raise ImportError(f"conv3d_cpu.torch needs PyTorch >= 2.4 (torch.library.register_fake), "
                       f"found {torch.__version__}")
 
 import numpy as np  # noqa: E402
@@ -152,9 +153,47 @@ def _pads(padding):
     return tuple((p[2 * a], p[2 * a + 1]) for a in range(3))
 
 
+# -- operators -----------------------------------------------------------------------------
+
+_LIBRARY = torch.library.Library("conv3d_cpu", "DEF")
+# (public from torch 2.5)
+_infer_schema = getattr(torch.library, "infer_schema", None)
+if _infer_schema is None:  # pragma: no cover - torch 2.4
+    from torch._library.infer_schema import infer_schema as _infer_schema
+
+
+class _Operator:
+    """``torch.ops.conv3d_cpu.<name>``, defined with ``torch.library.Library`` (schema inferred
+    from the function's annotations, CPU kernel) and callable like the function; offers
+    ``register_fake`` and ``register_autograd`` as ``torch.library.custom_op``'s operators do.
+    (custom_op wraps its kernel in a dynamo-disabling function that imports torch._dynamo on
+    the first call: 1.3 s added to a converted network's first forward.)"""
+
+    def __init__(self, name, fn):
+        _LIBRARY.define(name + _infer_schema(fn, mutates_args=()))
+        _LIBRARY.impl(name, fn, "CPU")
+        self._name = f"conv3d_cpu::{name}"
+        self._op = getattr(torch.ops.conv3d_cpu, name).default
+
+    def __call__(self, *args):
+        return self._op(*args)
+
+    def register_fake(self, fn):
+        torch.library.register_fake(self._name, fn, lib=_LIBRARY)
+        return fn
+
+    def register_autograd(self, backward, setup_context):
+        torch.library.register_autograd(self._name, backward, setup_context=setup_context,
+                                        lib=_LIBRARY)
+
+
+def _operator(name):
+    return lambda fn: _Operator(name, fn)
+
+
 # -- conv3d --------------------------------------------------------------------------------
 
-@torch.library.custom_op("conv3d_cpu::conv3d", mutates_args=(), device_types="cpu")
+@_operator("conv3d")
 def _conv3d_op(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                stride: list[int], padding: list[int], dilation: list[int],
                groups: int) -> torch.Tensor:
@@ -163,12 +202,11 @@ def _conv3d_op(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
         _np(weight), groups, stride, 0, dilation, "auto", _threads(input, weight))
     b = v.bias_arg(_np(bias), w)
     x, unbatched = _input_arg(_np(input), w, groups)
-    shape = _result_shape(x, w, stride, pads, dilation, groups, unbatched)
-    out = torch.empty(shape, dtype=input.dtype)
-    o = out.numpy()
-    _convolve(x, w, b, stride, pads, dilation, groups, "auto", threads,
-              cache=_transforms.for_tensor(weight), out=o[None] if unbatched else o)
-    return out
+    # (The result's memory from conv3d_cpu's pool of freed blocks, as the functional API's:
+    # a fresh torch.empty of a network's large outputs faulted in its pages on every call.)
+    y = _convolve(x, w, b, stride, pads, dilation, groups, "auto", threads,
+                  cache=_transforms.for_tensor(weight))
+    return torch.from_numpy(y[0] if unbatched else y)
 
 
 @_conv3d_op.register_fake
@@ -178,7 +216,7 @@ def _(input, weight, bias, stride, padding, dilation, groups):
     return input.new_empty(tuple(input.shape[:-4]) + (weight.shape[0],) + tuple(spatial))
 
 
-@torch.library.custom_op("conv3d_cpu::conv3d_backward", mutates_args=(), device_types="cpu")
+@_operator("conv3d_backward")
 def _conv3d_backward_op(grad_output: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
                         stride: list[int], padding: list[int], dilation: list[int],
                         groups: int, output_mask: list[bool]
@@ -237,7 +275,7 @@ _register_gradient(_conv3d_op, _conv3d_backward_op)
 
 # -- conv_transpose3d ------------------------------------------------------------------------
 
-@torch.library.custom_op("conv3d_cpu::conv_transpose3d", mutates_args=(), device_types="cpu")
+@_operator("conv_transpose3d")
 def _conv_transpose3d_op(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                          stride: list[int], padding: list[int], output_padding: list[int],
                          groups: int, dilation: list[int]) -> torch.Tensor:
@@ -267,8 +305,7 @@ def _(input, weight, bias, stride, padding, output_padding, groups, dilation):
                            + tuple(spatial))
 
 
-@torch.library.custom_op("conv3d_cpu::conv_transpose3d_backward", mutates_args=(),
-                         device_types="cpu")
+@_operator("conv_transpose3d_backward")
 def _conv_transpose3d_backward_op(grad_output: torch.Tensor, input: torch.Tensor,
                                   weight: torch.Tensor, stride: list[int], padding: list[int],
                                   output_padding: list[int], groups: int, dilation: list[int],
