@@ -37,7 +37,6 @@ from conv3d_cpu import conv3d  # noqa: E402
 from conv3d_cpu._core import algorithms, cost_rates  # noqa: E402
 from conv3d_cpu._core.forward import choose_tile  # noqa: E402
 from conv3d_cpu._native import isa  # noqa: E402
-from conv3d_cpu._native.constants import winograd_points, winograd_tile  # noqa: E402
 
 RATES_FILE = os.path.join(os.path.dirname(cost_rates.__file__), "cost_rates.py")
 DTYPES = ("float32", "float64")
@@ -53,7 +52,7 @@ LAYERS = [
     (1, 64, 16, 1, (16, 24, 24)), (1, 32, 32, 2, (24, 24, 24)),
 ]
 # (3, 1, 1) layers (the temporal half of R(2+1)D), padding (1, 0, 0): their 1-D transforms get
-# rates of their own (3-D rates scaled by the points mispriced them by 2-3x).
+# rates of their own (3-D rates scaled by the points misprice them).
 LAYERS_1D = [
     (1, 144, 64, 1, (8, 28, 28)), (1, 64, 144, 1, (16, 28, 28)), (1, 32, 32, 1, (16, 32, 32)),
     (1, 128, 128, 1, (8, 14, 14)), (1, 256, 256, 1, (4, 7, 7)), (1, 16, 64, 1, (16, 24, 24)),
@@ -162,9 +161,7 @@ def _nnls(a, b):
 def _winograd_terms(layer, m, kernel, itemsize):
     """(tiles, the GEMM's FLOPs, seconds reading U) of F(m) on ``layer`` with ``kernel``."""
     n, c, o, g, sp = layer
-    ms = winograd_tile(m, kernel)
-    tiles = n * math.prod(-(-s // md) for s, md in zip(sp, ms))
-    positions = math.prod(winograd_points(ms, kernel))
+    tiles, positions = algorithms.winograd_work(m, n, sp, kernel)
     return (tiles, 2.0 * tiles * positions * (c // g) * o,
             itemsize * positions * (c // g) * o / algorithms._U_BANDWIDTH)
 

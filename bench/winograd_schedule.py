@@ -1,8 +1,8 @@
 """The Winograd engine's two schedules on the layers that decide between them: tile blocks
 (every stage in one work item, all of U read per block) and the whole-call schedule (each
 stage over all tiles, U read once). Prints ms (medians of 5 rounds of 3 calls, the two
-interleaved in a random order: calibrate.interleaved_times), their ratio, what whole_schedule picks (for blocks of MIN_TILE_BLOCK tiles)
-and whether the bits agree.
+interleaved in a random order: calibrate.interleaved_times), their ratio, what the engine
+picks (winograd.planned_schedule) and whether the bits agree.
 
     python bench/winograd_schedule.py [--threads 1,2]
 """
@@ -16,7 +16,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, "..")]
 from calibrate import interleaved_times  # noqa: E402
 from conv3d_cpu._native import winograd as W  # noqa: E402
-from conv3d_cpu._native.constants import MIN_TILE_BLOCK  # noqa: E402
 
 # (in, out channels, kernel, input spatial, tile m): the deep layers of the bench networks
 # (V-Net's 5^3, nnU-Net's 320 and 512 -> 256, R3D-18's and R(2+1)D-18's last stages) and
@@ -60,16 +59,12 @@ def main():
                                               s)) for s in outs}
             t = {s: 1e3 * v for s, v in interleaved_times(fns, rounds=5).items()}
             t_blocks, t_whole = t["blocks"], t["whole"]
-            ocb, _ = W.channel_block(np.float32, cin, cout)
-            a3 = int(np.prod(W.winograd_points(m, kernel)))
-            ntiles = int(np.prod([-(-s // mm) for s, mm in zip(spatial, m)]))
-            picks = W.whole_schedule(ntiles, MIN_TILE_BLOCK, a3, cin, -(-cout // ocb) * ocb,
-                                     1, 4, threads, x.nbytes + outs["whole"].nbytes)
+            picks = W.planned_schedule(x.shape, outs["whole"].shape, m, kernel, 1, threads)
             same = np.array_equal(outs["blocks"].view(np.uint32), outs["whole"].view(np.uint32))
             name = f"{cin}->{cout} k{'x'.join(map(str, kernel))} @{'x'.join(map(str, spatial))}"
             name += f" F{m[2] if kernel[2] > 1 else m[0]}"
             print(f"{name:40s} {U.nbytes / 2**20:6.1f} {t_blocks:8.2f} {t_whole:8.2f} "
-                  f"{t_whole / t_blocks:6.2f} {'whole' if picks else 'blocks':>7s} {same}",
+                  f"{t_whole / t_blocks:6.2f} {picks:>7s} {same}",
                   flush=True)
 
 

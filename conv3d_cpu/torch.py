@@ -167,7 +167,7 @@ class _Operator:
     from the function's annotations, CPU kernel) and callable like the function; offers
     ``register_fake`` and ``register_autograd`` as ``torch.library.custom_op``'s operators do.
     (custom_op wraps its kernel in a dynamo-disabling function that imports torch._dynamo on
-    the first call: 1.3 s added to a converted network's first forward.)"""
+    the first call, which a converted network's first forward would pay.)"""
 
     def __init__(self, name, fn):
         _LIBRARY.define(name + _infer_schema(fn, mutates_args=()))

@@ -15,12 +15,12 @@ measured per kernel table (ISA) and dtype by bench/calibrate.py on one thread an
 cost_rates.py with the CPU they came from. Direct: 2 N O P (C/g) kD kH kW FLOPs, P counting
 the positions its kernel computes (rows shorter than two tiles are computed at the padded
 width: a 256 -> 256 5x5x5 layer at 4^3 computes 8 positions per row of 4), plus reading and
-repacking the weights on every call (the deep layers of a network, few positions and many
-channels, spend a third of their time there). Winograd: the
+repacking the weights on every call (which the deep layers of a network, few positions and
+many channels, spend much of their time on). Winograd: the
 element-wise GEMM does 2 N T A (C/g) (O/g) g FLOPs for T tiles of A transformed positions (A =
 (m+2)^3 for 3x3x3 kernels, (m+2)^2 for (1,3,3), m+2 for (3,1,1), 6^3 for 5x5x5); the
 transforms cost per tile and channel, in proportion to A (1-D tiles, (3,1,1), have rates of
-their own: scaled from 3-D ones they were priced at a third of their cost); the transformed weights (A (C/g)
+their own: 3-D ones scaled by the points underprice them); the transformed weights (A (C/g)
 (O/g) g values) are read from memory once per call. A layer is priced with the rates of the
 tables that would run it (kernels.h: a 512-bit table hands groups narrower than its vector to
 the 256-bit one, at about half the rate), so a grouped layer is not priced as a dense one.
@@ -122,6 +122,13 @@ def flat_row_width(out_spatial, kernel_size, stride, dilation, tile_positions):
     return out_spatial[2] + (kernel_size[2] - 1) * dilation[2]
 
 
+def winograd_work(m, n, out_spatial, kernel_size):
+    """(tiles, transformed points per tile) of F(m) on ``n`` samples of ``out_spatial``."""
+    ms = winograd_tile(m, kernel_size)
+    tiles = n * math.prod(-(-s // md) for s, md in zip(out_spatial, ms))
+    return tiles, math.prod(winograd_points(ms, kernel_size))
+
+
 def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial, kernel_size,
                      transform=False, rates=DEFAULT_RATES, row_width=None):
     """Cost-model time of one call: direct when m is None, else Winograd F(m, r) along the
@@ -136,9 +143,7 @@ def estimate_seconds(m, n, in_channels, out_channels, groups, out_spatial, kerne
                              row_width) / r["direct"]
                 + direct_weight_seconds(in_channels, out_channels, groups, kernel_size,
                                         itemsize))
-    ms = winograd_tile(m, kernel_size)
-    tiles = n * math.prod(-(-s // md) for s, md in zip(out_spatial, ms))
-    positions = math.prod(winograd_points(ms, kernel_size))
+    tiles, positions = winograd_work(m, n, out_spatial, kernel_size)
     gemm = 2.0 * tiles * positions * cpg * opg * groups / r["gemm"]
     m = _SAME_POINTS.get(m, m)
     u_read = itemsize * positions * cpg * opg * groups / _U_BANDWIDTH

@@ -9,8 +9,7 @@ it: numpy's other allocations are untouched.
 
 The handler takes its blocks from malloc, so they also escape numpy's madvise(MADV_HUGEPAGE)
 of arrays >= 4 MiB: where the kernel's THP defrag setting is 'madvise' (a common default),
-that makes each first touch wait for memory compaction. A fresh 56 MiB array took 181 ms to
-touch through numpy and 24-28 ms through malloc (docs/performance.md).
+that makes each first touch wait for memory compaction (docs/performance.md).
 """
 import numpy as np
 

@@ -26,6 +26,7 @@ computed by one thread in an order fixed by the shapes, and a tile's GEMM sums d
 on the schedule, so results are bitwise identical for any thread count and either schedule.
 """
 import functools
+import math
 
 import numpy as np
 
@@ -58,9 +59,8 @@ def channel_block(dtype, cpg, opg):
 
 
 # The whole-call schedule for transformed weights of at least this many bytes: smaller ones
-# stay in the last-level cache between tile blocks (AMD EPYC family 26 model 2, 32 MiB L3, 1
-# and 2 threads: at 13 MiB the whole schedule took 1.3-1.6x the blocks' time, at 25-81 MiB
-# 0.4-0.8x, bench/winograd_schedule.py).
+# stay in the last-level cache between tile blocks, which then beat it (measured on a 32 MiB
+# L3 by bench/winograd_schedule.py: docs/performance.md).
 WHOLE_MIN_U = 16 << 20
 
 # Bytes below which same_bytes compares on one thread (waking a team costs more).
@@ -174,6 +174,7 @@ ctypedef struct wino_plan:
     c3_wino_tile tile   # outputs and transformed points per axis
     int a3              # transformed points per tile (A)
     c3_idx tb           # tiles per block (the whole schedule: all tiles, one block per group)
+    c3_idx axis_tiles[3]  # tiles along D, H, W of each sample
     c3_idx ntiles, nblocks
     c3_idx vstride, mstride, vsize
     bint whole          # the whole-call schedule: V and M of every tile, shared by the threads
@@ -200,48 +201,11 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     all tiles) or None (whole_schedule decides); both give the same bits. Returns True when
     every output is finite (checked as it is stored).
     """
-    a = winograd_points(m, kernel)
-    if a not in WINOGRAD_INPUT_TILES or tuple(m) + a not in WINOGRAD_OUTPUT_TILES:
-        raise ValueError(f"no Winograd transform is compiled for tile {tuple(m)} of kernel "
-                         f"{tuple(kernel)} (constants.WINOGRAD_SHAPES)")
     cdef wino_plan P
-    memset(&P, 0, sizeof(P))
-    P.g = geom_of(&x.shape[0], &out.shape[0], kernel, (1, 1, 1), padding, (1, 1, 1), groups)
-    P.f64 = floating is double
-    cdef const c3_geom* g = &P.g
     cdef int nt = effective_threads(num_threads)
-    P.K = _kernels(g.cpg, g.opg, P.f64)
-    P.T = tiling_of(P.K, P.f64, g.opg)
-    P.tile.m = m
-    P.tile.a = a
-    P.tile.mode = padding_mode
-    # The padding's extent per axis (read by modes other than zeros): lo in front, hi after.
-    P.tile.lo = [g.pD, g.pH, g.pW]
-    P.tile.hi = [o + k - 1 - n - p for o, k, n, p in
-                 zip((g.oD, g.oH, g.oW), kernel, (g.D, g.H, g.W), (g.pD, g.pH, g.pW))]
-    P.a3 = P.tile.a[0] * P.tile.a[1] * P.tile.a[2]
-    P.ntiles = g.N * ((g.oD + P.tile.m[0] - 1) // P.tile.m[0]) * (
-        (g.oH + P.tile.m[1] - 1) // P.tile.m[1]) * ((g.oW + P.tile.m[2] - 1) // P.tile.m[2])
-    # Workspace bound: nt * a3 * tb * (cpg + nob * ocb) elements stays within the size of
-    # input + output (plus WORKSPACE_SLACK); tiny volumes with many channels get smaller blocks.
-    cdef c3_idx budget = x.size + out.size + WORKSPACE_SLACK
-    P.tb = _balanced_block(P.ntiles, g.groups, nt,
-                           max(1, min(max(MIN_TILE_BLOCK, P.T.nxmax),
-                                      budget // (nt * P.a3 * (g.cpg + P.T.nob * P.T.ocb)))))
-    if schedule is None:
-        P.whole = whole_schedule(P.ntiles, P.tb, P.a3, g.cpg, P.T.nob * P.T.ocb, g.groups,
-                                 sizeof(floating), nt, (x.size + out.size) * sizeof(floating))
-    elif schedule in ("blocks", "whole"):
-        P.whole = schedule == "whole"
-    else:
-        raise ValueError(f"schedule must be 'blocks', 'whole' or None, got {schedule!r}")
-    if P.whole:
-        P.tchunk, P.tb = P.tb, P.ntiles
-    P.nblocks = (P.ntiles + (P.tchunk if P.whole else P.tb) - 1) // (
-        P.tchunk if P.whole else P.tb)
-    P.vstride = odd_lines(P.tb * g.cpg, sizeof(floating))
-    P.mstride = odd_lines(P.tb * P.T.nob * P.T.ocb, sizeof(floating))
-    P.vsize = P.a3 * P.vstride
+    _plan(&P, &x.shape[0], &out.shape[0], x.size + out.size, sizeof(floating), padding, m,
+          kernel, groups, nt, padding_mode, schedule)
+    cdef const c3_geom* g = &P.g
     if U.shape[0] != g.groups * P.a3 * P.T.nob * g.cpg * P.T.ocb:
         raise ValueError("transformed weights do not match this layer")
     cdef const c3_idx[::1] offs = _gemm_offsets(g.cpg, P.T.ocb)
@@ -262,12 +226,71 @@ def winograd(const floating[:, :, :, :, ::1] x, const floating[::1] U,
     P.vall, P.mall = &vm[0], &vm[g.groups * P.vsize]
     L.n_blocks, L.block = g.groups * P.nblocks, _whole_in
     L.n_items, L.item = g.groups * P.a3 * P.T.nob, _whole_gemm
-    if launch(&L):
-        return False  # (not reached: the first two stages report nothing)
+    launch(&L)  # (its stages report nothing)
     L.n_blocks, L.block = 0, NULL
     L.n_items, L.item = g.groups * P.nblocks, _whole_out
     L.touch = NULL
     return not launch(&L)
+
+
+cdef int _plan(wino_plan* P, const Py_ssize_t* x_shape, const Py_ssize_t* out_shape,
+               c3_idx io_elems, c3_idx itemsize, padding, m, kernel, Py_ssize_t groups, int nt,
+               int padding_mode, schedule) except -1:
+    """A call's plan (``winograd``'s arguments; io_elems: input + output elements): geometry,
+    tiling, tiles, the schedule and its block sizes and strides."""
+    a = winograd_points(m, kernel)
+    if a not in WINOGRAD_INPUT_TILES or tuple(m) + a not in WINOGRAD_OUTPUT_TILES:
+        raise ValueError(f"no Winograd transform is compiled for tile {tuple(m)} of kernel "
+                         f"{tuple(kernel)} (constants.WINOGRAD_SHAPES)")
+    memset(P, 0, sizeof(wino_plan))
+    P.g = geom_of(x_shape, out_shape, kernel, (1, 1, 1), padding, (1, 1, 1), groups)
+    P.f64 = itemsize == sizeof(double)
+    cdef const c3_geom* g = &P.g
+    P.K = _kernels(g.cpg, g.opg, P.f64)
+    P.T = tiling_of(P.K, P.f64, g.opg)
+    P.tile.m = m
+    P.tile.a = a
+    P.tile.mode = padding_mode
+    # The padding's extent per axis (read by modes other than zeros): lo in front, hi after.
+    P.tile.lo = [g.pD, g.pH, g.pW]
+    P.tile.hi = [o + k - 1 - n - p for o, k, n, p in
+                 zip((g.oD, g.oH, g.oW), kernel, (g.D, g.H, g.W), (g.pD, g.pH, g.pW))]
+    P.a3 = P.tile.a[0] * P.tile.a[1] * P.tile.a[2]
+    P.axis_tiles = [-(-o // mm) for o, mm in zip((g.oD, g.oH, g.oW), m)]
+    P.ntiles = g.N * P.axis_tiles[0] * P.axis_tiles[1] * P.axis_tiles[2]
+    # Workspace bound: nt * a3 * tb * (cpg + nob * ocb) elements stays within the size of
+    # input + output (plus WORKSPACE_SLACK); tiny volumes with many channels get smaller blocks.
+    cdef c3_idx budget = io_elems + WORKSPACE_SLACK
+    cdef c3_idx per_tile = nt * P.a3 * (g.cpg + P.T.nob * P.T.ocb)
+    cdef c3_idx tb = _balanced_block(P.ntiles, g.groups, nt, max(
+        1, min(max(MIN_TILE_BLOCK, P.T.nxmax), budget // per_tile)))
+    if schedule is None:
+        P.whole = whole_schedule(P.ntiles, tb, P.a3, g.cpg, P.T.nob * P.T.ocb, g.groups,
+                                 itemsize, nt, io_elems * itemsize)
+    elif schedule in ("blocks", "whole"):
+        P.whole = schedule == "whole"
+    else:
+        raise ValueError(f"schedule must be 'blocks', 'whole' or None, got {schedule!r}")
+    # (whole: blocks of tb tiles for the transforms, V and M laid out as one block of all)
+    P.nblocks, P.tchunk = (P.ntiles + tb - 1) // tb, tb
+    P.tb = P.ntiles if P.whole else tb
+    P.vstride = odd_lines(P.tb * g.cpg, itemsize)
+    P.mstride = odd_lines(P.tb * P.T.nob * P.T.ocb, itemsize)
+    P.vsize = P.a3 * P.vstride
+    return 0
+
+
+def planned_schedule(x_shape, out_shape, m, kernel, Py_ssize_t groups, int num_threads,
+                     itemsize=4):
+    """'whole' or 'blocks': the schedule ``winograd`` runs for these shapes (of input and
+    output), tile, kernel, groups and threads when its ``schedule`` is None."""
+    cdef Py_ssize_t xs[5]
+    cdef Py_ssize_t ys[5]
+    xs, ys = list(x_shape), list(out_shape)
+    cdef wino_plan P
+    _plan(&P, xs, ys, math.prod(x_shape) + math.prod(out_shape), itemsize,
+          [k // 2 for k in kernel], m, kernel, groups, effective_threads(num_threads), 0, None)
+    return "whole" if P.whole else "blocks"
 
 
 def whole_schedule(ntiles, tb, a3, cpg, opg_padded, groups, itemsize, nt, io_bytes):
@@ -353,15 +376,12 @@ cdef void _transform_in(const wino_plan* P, floating* vb, c3_idx t0, c3_idx ntb,
     cdef const c3_geom* g = &P.g
     cdef bint f64 = floating is double
     cdef int lanes = P.K.ocb_narrow[f64]
-    cdef int mz = P.tile.m[0], my = P.tile.m[1], mx = P.tile.m[2]
     cdef c3_idx cpg = g.cpg, dhw = g.D * g.H * g.W
-    cdef c3_idx ntz = (g.oD + mz - 1) // mz, nty = (g.oH + my - 1) // my
-    cdef c3_idx ntx = (g.oW + mx - 1) // mx
     cdef c3_idx t, n, tz, ty, tx, c0
     cdef int nc
     cdef const floating* xg
     for t in range(ntb):
-        n = _tile_origin(t0 + t, mz, my, mx, ntz, nty, ntx, &tz, &ty, &tx)
+        n = _tile_origin(P, t0 + t, &tz, &ty, &tx)
         xg = <const floating*>P.x + (n * g.C + grp * cpg) * dhw
         c0 = 0
         while c0 < cpg:
@@ -398,11 +418,9 @@ cdef int _transform_out(const wino_plan* P, const floating* mb, c3_idx t0, c3_id
     cdef int lanes = P.K.ocb_narrow[f64], ocb = P.T.ocb, nonfinite = 0, nc
     cdef int mz = P.tile.m[0], my = P.tile.m[1], mx = P.tile.m[2]
     cdef c3_idx opg = g.opg, plane = g.oD * g.oH * g.oW
-    cdef c3_idx ntz = (g.oD + mz - 1) // mz, nty = (g.oH + my - 1) // my
-    cdef c3_idx ntx = (g.oW + mx - 1) // mx
     cdef c3_idx t, n, tz, ty, tx, ob, c, o
     for t in range(ntb):
-        n = _tile_origin(t0 + t, mz, my, mx, ntz, nty, ntx, &tz, &ty, &tx)
+        n = _tile_origin(P, t0 + t, &tz, &ty, &tx)
         for ob in range(P.T.nob):
             c = 0
             while c < min(ocb, opg - ob * ocb):
@@ -418,12 +436,13 @@ cdef int _transform_out(const wino_plan* P, const floating* mb, c3_idx t0, c3_id
     return nonfinite
 
 
-cdef inline c3_idx _tile_origin(c3_idx tile, int mz, int my, int mx, c3_idx ntz, c3_idx nty,
-                                c3_idx ntx, c3_idx* z, c3_idx* y, c3_idx* x) noexcept nogil:
+cdef inline c3_idx _tile_origin(const wino_plan* P, c3_idx tile, c3_idx* z, c3_idx* y,
+                                c3_idx* x) noexcept nogil:
     """Batch index of ``tile`` (tiles run over n, then z, y, x); its first output in z, y, x."""
-    z[0] = (tile // (nty * ntx)) % ntz * mz
-    y[0] = (tile // ntx) % nty * my
-    x[0] = tile % ntx * mx
+    cdef c3_idx ntz = P.axis_tiles[0], nty = P.axis_tiles[1], ntx = P.axis_tiles[2]
+    z[0] = (tile // (nty * ntx)) % ntz * P.tile.m[0]
+    y[0] = (tile // ntx) % nty * P.tile.m[1]
+    x[0] = tile % ntx * P.tile.m[2]
     return tile // (ntz * nty * ntx)
 
 

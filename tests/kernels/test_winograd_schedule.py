@@ -23,12 +23,10 @@ LAYERS = [
 
 
 def run(x, U, b, out_channels, kernel, m, groups, mode, threads, schedule):
-    pad = [k // 2 for k in kernel]
-    out = np.full((x.shape[0], out_channels) + x.shape[2:], np.nan, x.dtype)
-    if kernel == (2, 2, 2):  # (no 'same' padding for an even kernel: 'valid' instead)
-        pad = [0, 0, 0]
-        out = np.full((x.shape[0], out_channels) + tuple(s - 1 for s in x.shape[2:]), np.nan,
-                      x.dtype)
+    # 'same' padding for odd kernels, 'valid' for the even one
+    pad = [k // 2 if k % 2 else 0 for k in kernel]
+    spatial = tuple(s + 2 * p - k + 1 for s, p, k in zip(x.shape[2:], pad, kernel))
+    out = np.full((x.shape[0], out_channels) + spatial, np.nan, x.dtype)
     finite = W.winograd(x, U, b, out, pad, m, kernel, groups, threads,
                         PADDING_MODES.index(mode), schedule)
     return out, finite, pad
@@ -95,6 +93,6 @@ def test_a_layer_the_whole_schedule_runs_matches_the_reference():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((1, 256, 5, 6, 7)).astype(np.float32)
     w = (rng.standard_normal((256, 256, 3, 3, 3)) / 40).astype(np.float32)
-    assert W.whole_schedule(3 * 3 * 4, 12, 64, 256, 256, 1, 4, 2, x.nbytes * 2)
+    assert W.planned_schedule(x.shape, x.shape, (2, 2, 2), (3, 3, 3), 1, 2) == "whole"
     y = conv3d(x, w, padding=1, algorithm="winograd_f2", num_threads=2)
     np.testing.assert_allclose(y, conv3d_ref(x, w, padding=1), rtol=1e-4, atol=2e-4)
