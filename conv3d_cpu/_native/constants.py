@@ -48,7 +48,8 @@ MIN_TILE_BLOCK = 12
 WORKSPACE_SLACK = 1 << 20
 
 # Winograd weight transform: input channels transformed together, so that each transformed
-# point's values for them are stored as one contiguous run.
+# point's values for them are stored as one contiguous run (U's points are far apart: short
+# runs at each point leave many half-written lines that share cache sets).
 WINOGRAD_WEIGHT_CHANNELS = 8
 
 # Padding modes, by their codes in C (C3_PAD_ZEROS, ...): the kernels read reflect, replicate

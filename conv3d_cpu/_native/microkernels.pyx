@@ -160,8 +160,8 @@ def wino_weights(m, a, w, c3_idx wstride, int nvalid, c3_idx cpg, c3_idx u_strid
     u = np.zeros(A * u_stride, w.dtype)
     from conv3d_cpu._native.constants import WINOGRAD_WEIGHT_CHANNELS
 
-    scratch = np.zeros((k[0] * k[1] * k[2] + a[0] * k[1] * k[2] + a[0] * a[1] * k[2]
-                        + WINOGRAD_WEIGHT_CHANNELS * A) * ocb + 8, np.float64)
+    scratch = np.zeros((k[0] * k[1] * k[2] + a[0] * k[1] * k[2]
+                        + WINOGRAD_WEIGHT_CHANNELS * a[0] * a[1] * k[2]) * ocb + 8, np.float64)
     skip = (-scratch.__array_interface__["data"][0]) % 64 // 8  # (aligned for any vector)
     rc = K.wino_weights[f64](&t, _data(w), wstride, nvalid, cpg, _data(u), u_stride, ocb,
                              _data(scratch[skip:]))

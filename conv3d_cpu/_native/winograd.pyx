@@ -142,8 +142,8 @@ cdef _transform(const floating[::1] w, shape, Py_ssize_t groups, m, int num_thre
     # (No more threads than blocks: each one would only start, idle and end.)
     L.plan, L.f64 = &P, True  # (a double scratch, whatever the weights' dtype)
     L.n_threads = <int>min(<c3_idx>effective_threads(num_threads), groups * P.nob)
-    L.scratch_size = (P.taps + a[0] * kernel[1] * kernel[2] + a[0] * a[1] * kernel[2]
-                      + C3_WINOGRAD_WEIGHT_CHANNELS * P.a3) * P.ocb
+    L.scratch_size = (P.taps + a[0] * kernel[1] * kernel[2]
+                      + C3_WINOGRAD_WEIGHT_CHANNELS * a[0] * a[1] * kernel[2]) * P.ocb
     L.n_items, L.item = groups * P.nob, _weights_item
     # Fresh pages of a large U are faulted in by all threads, each its share (schedule.h).
     L.touch, L.touch_bytes = P.u, out.nbytes

@@ -62,8 +62,8 @@ typedef int (*c3_wino_out_fn)(const c3_wino_tile *tile, const void *m_in, c3_idx
  * u[xi * u_stride + c * ocb + k] = (G g_{k,c} G^T)[xi] for the tile's A points xi, c < cpg,
  * k < ocb, where g_{k,c} is the kernel of output channel k, input channel c, at
  * w + k * wstride + c * kD * kH * kW for k < nvalid and zero beyond; computed in double and
- * rounded once (see winograd_tmpl.h). ``scratch``: (kD kH kW + aD kH kW + aD aH kW
- * + C3_WINOGRAD_WEIGHT_CHANNELS A) ocb doubles, aligned for the double vector. Returns 0, or -1
+ * rounded once (see winograd_tmpl.h). ``scratch``: (kD kH kW + aD kH kW
+ * + C3_WINOGRAD_WEIGHT_CHANNELS aD aH kW) ocb doubles, aligned for the double vector. Returns 0, or -1
  * for a tile not compiled. */
 typedef int (*c3_wino_weights_fn)(const c3_wino_tile *tile, const void *w, c3_idx wstride,
                                   int nvalid, c3_idx cpg, void *u, c3_idx u_stride, int ocb,

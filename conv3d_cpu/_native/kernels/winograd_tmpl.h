@@ -259,78 +259,96 @@ static inline __attribute__((always_inline)) int KN(wino_output_body)(
  * magnitudes (a float times integers of at most 8 bits, three times, sums of at most five
  * terms: within double's 53 bits), so U is the correctly rounded result but for the
  * reciprocal's one rounding. Every coefficient takes part, zeros included (0 * inf is NaN).
- * Vectors of C3_LD doubles hold C3_LD output channels. Input channels go C3_WW_CB at a time,
- * so that each transformed point's values for them are stored as one contiguous run (the
- * points are u_stride apart: storing them one channel at a time scattered A small writes). */
+ * Vectors of C3_LD doubles hold C3_LD output channels. */
 #define C3_WW_CB C3_WINOGRAD_WEIGHT_CHANNELS
 typedef C3_VD KN(vd);
 static inline __attribute__((always_inline)) void KN(wino_pass)(
-    const double *G, const int A, const int r, const KN(vd) *in, KN(vd) *out, int outer,
-    int inner) {
-    /* out[o][i][q] = sum_a G[i][a] in[o][a][q] for o < outer, i < A, q < inner */
+    const double *G, const int A, const int r, const KN(vd) *restrict in,
+    KN(vd) *restrict out, const int outer, const int inner) {
+    /* out[(o A + i) inner + q] = sum_a G[i][a] in[o][a][q], o < outer, i < A,
+     * q < inner, summed in the order of a */
     for (int o = 0; o < outer; o++)
-        for (int i = 0; i < A; i++)
-            for (int q = 0; q < inner; q++) {
-                KN(vd) acc = G[i * r] * in[o * r * inner + q];
-                for (int a = 1; a < r; a++)
-                    acc = acc + G[i * r + a] * in[(o * r + a) * inner + q];
+        for (int q = 0; q < inner; q++) {
+            KN(vd) col[C3_WINOGRAD_MAX_ALPHA];
+            for (int a = 0; a < r; a++) col[a] = in[(o * r + a) * inner + q];
+            for (int i = 0; i < A; i++) {
+                KN(vd) acc = G[i * r] * col[0];
+                for (int a = 1; a < r; a++) acc = acc + G[i * r + a] * col[a];
                 out[(o * A + i) * inner + q] = acc;
             }
+        }
 }
 
-/* A pass with its shape known at compile time, for each (points, taps) of the tiles. */
-static inline __attribute__((always_inline)) void KN(wino_pass_of)(
-    const double *G, int A, int r, const KN(vd) *in, KN(vd) *out, int outer, int inner) {
-    if (A == 1 && r == 1) KN(wino_pass)(G, 1, 1, in, out, outer, inner);
-    else if (A == 4 && r == 3) KN(wino_pass)(G, 4, 3, in, out, outer, inner);
-    else if (A == 6 && r == 3) KN(wino_pass)(G, 6, 3, in, out, outer, inner);
-    else if (A == 4 && r == 2) KN(wino_pass)(G, 4, 2, in, out, outer, inner);
-    else if (A == 6 && r == 2) KN(wino_pass)(G, 6, 2, in, out, outer, inner);
-    else if (A == 6 && r == 5) KN(wino_pass)(G, 6, 5, in, out, outer, inner);
-    else KN(wino_pass)(G, A, r, in, out, outer, inner);
-}
-
-static int KN(wino_weights)(const c3_wino_tile *tile, const void *w_, c3_idx wstride, int nvalid,
-                            c3_idx cpg, void *u_, c3_idx u_stride, int ocb, void *scratch) {
-    const T *w = w_;
-    T *u = u_;
-    const int *m = tile->m, *a = tile->a;
-    const int kz = a[0] - m[0] + 1, ky = a[1] - m[1] + 1, kx = a[2] - m[2] + 1;
+/* The body for one tile shape: every loop bound and every coefficient of G known at compile
+ * time, so that the passes run from registers with constant multipliers. */
+static inline __attribute__((always_inline)) void KN(wino_weights_body)(
+    const T *w, c3_idx wstride, int nvalid, c3_idx cpg, T *u, c3_idx u_stride, int ocb,
+    void *scratch, const int MZ, const int MY, const int MX, const int AZ, const int AY,
+    const int AX) {
+    /* U's C3_LD channels of one point, as T: a double vector converted lane by lane (the
+     * same rounding as a scalar cast) and stored at once. */
+    typedef T KN(wt) __attribute__((vector_size(C3_LD * sizeof(T))));
+    const int kz = AZ - MZ + 1, ky = AY - MY + 1, kx = AX - MX + 1;
     double dz, dy, dx;
-    const double *Gz = c3_wino_g(m[0], kz, &dz), *Gy = c3_wino_g(m[1], ky, &dy);
-    const double *Gx = c3_wino_g(m[2], kx, &dx);
-    if (!Gz || !Gy || !Gx || ocb % C3_LD) return -1;
+    const double *Gz = c3_wino_g(MZ, kz, &dz), *Gy = c3_wino_g(MY, ky, &dy);
+    const double *Gx = c3_wino_g(MX, kx, &dx);
     const double scale = 1.0 / (dz * dy * dx);
-    const int nv = ocb / C3_LD, taps = kz * ky * kx, A = a[0] * a[1] * a[2];
-    KN(vd) *g = scratch;                      /* [kz][ky][kx][nv] */
-    KN(vd) *t1 = g + taps * nv;               /* [az][ky][kx][nv] */
-    KN(vd) *t2 = t1 + a[0] * ky * kx * nv;    /* [az][ay][kx][nv] */
-    KN(vd) *t3 = t2 + a[0] * a[1] * kx * nv;  /* [cb][az][ay][ax][nv] */
+    const int nv = ocb / C3_LD, taps = kz * ky * kx;
+    /* C3_WW_CB input channels at a time: the D and H passes one double vector (C3_LD output
+     * channels) at a time, so that the first intermediates stay in L1 however wide the
+     * channel block; then the W pass of every point, storing its cb ocb values as one run
+     * of U. U's points are u_stride apart, often a multiple of 4 KiB: runs of one vector
+     * per point would leave hundreds of half-written lines in one cache set, each evicted
+     * and read again before its next vector arrives. */
+    KN(vd) *g = scratch;                      /* [kz][ky][kx] */
+    KN(vd) *t1 = g + taps;                    /* [az][ky][kx] */
+    KN(vd) *t2 = t1 + AZ * ky * kx;           /* [cb][nv][az][ay][kx] */
+    const int n2 = AZ * AY * kx;
+    double *gs = (double *)g;
     for (c3_idx c0 = 0; c0 < cpg; c0 += C3_WW_CB) {
-        int cb = cpg - c0 < C3_WW_CB ? (int)(cpg - c0) : C3_WW_CB;
-        for (int cc = 0; cc < cb; cc++) {
-            c3_idx c = c0 + cc;
-            for (int t = 0; t < taps; t++)
-                for (int v = 0; v < nv; v++)
-                    for (int l = 0; l < C3_LD; l++) {
-                        int k = v * C3_LD + l;
-                        g[t * nv + v][l] = k < nvalid ? (double)w[k * wstride + c * taps + t]
-                                                      : 0.0;
-                    }
-            KN(wino_pass_of)(Gz, a[0], kz, g, t1, 1, ky * kx * nv);
-            KN(wino_pass_of)(Gy, a[1], ky, t1, t2, a[0], kx * nv);
-            KN(wino_pass_of)(Gx, a[2], kx, t2, t3 + cc * A * nv, a[0] * a[1], nv);
+        const int cb = cpg - c0 < C3_WW_CB ? (int)(cpg - c0) : C3_WW_CB;
+        for (int cv = 0; cv < cb * nv; cv++) {
+            const int v = cv % nv;
+            const c3_idx c = c0 + cv / nv;
+            /* g[t][l] = tap t of channel v C3_LD + l: each channel's taps are read as one
+             * contiguous run. */
+            for (int l = 0; l < C3_LD; l++) {
+                const int k = v * C3_LD + l;
+                const T *src = w + k * wstride + c * taps;
+                if (k < nvalid)
+                    for (int t = 0; t < taps; t++) gs[t * C3_LD + l] = (double)src[t];
+                else
+                    for (int t = 0; t < taps; t++) gs[t * C3_LD + l] = 0.0;
+            }
+            KN(wino_pass)(Gz, AZ, kz, g, t1, 1, ky * kx);
+            KN(wino_pass)(Gy, AY, ky, t1, t2 + cv * n2, AZ, kx);
         }
-        for (int xi = 0; xi < A; xi++) {
-            T *dst = u + xi * u_stride + c0 * ocb;
-            for (int cc = 0; cc < cb; cc++)
-                for (int v = 0; v < nv; v++) {
-                    KN(vd) q = t3[(cc * A + xi) * nv + v] * scale;
-                    for (int l = 0; l < C3_LD; l++) dst[(cc * nv + v) * C3_LD + l] = (T)q[l];
+        T *dst = u + c0 * ocb;
+        for (int yz = 0; yz < AZ * AY; yz++)
+            for (int i = 0; i < AX; i++)
+                for (int cv = 0; cv < cb * nv; cv++) {
+                    const KN(vd) *col = t2 + cv * n2 + yz * kx;
+                    KN(vd) acc = Gx[i * kx] * col[0];
+                    for (int b = 1; b < kx; b++) acc = acc + Gx[i * kx + b] * col[b];
+                    KN(wt) q = __builtin_convertvector(acc * scale, KN(wt));
+                    memcpy(dst + (yz * AX + i) * u_stride + cv * C3_LD, &q, sizeof q);
                 }
-        }
     }
-    return 0;
+}
+
+static int KN(wino_weights)(const c3_wino_tile *tile, const void *w, c3_idx wstride, int nvalid,
+                            c3_idx cpg, void *u, c3_idx u_stride, int ocb, void *scratch) {
+    const int *m = tile->m, *a = tile->a;
+    if (ocb % C3_LD) return -1;
+#define C3_WW_CASE(MZ, MY, MX, AZ, AY, AX)                                                    \
+    if (m[0] == MZ && m[1] == MY && m[2] == MX && a[0] == AZ && a[1] == AY && a[2] == AX) {   \
+        KN(wino_weights_body)(w, wstride, nvalid, cpg, u, u_stride, ocb, scratch, MZ, MY, MX, \
+                              AZ, AY, AX);                                                    \
+        return 0;                                                                             \
+    }
+    C3_WINOGRAD_OUTPUT_TILES(C3_WW_CASE)
+#undef C3_WW_CASE
+    return -1;
 }
 #undef C3_WW_CB
 
