@@ -11,7 +11,8 @@ with non-negative terms,
 
 A measurement counts for the table that ran it: under avx512_zmm, layers with fewer channels
 per group than its vector run avx512's kernels (isa.layer_isa). ``--write`` stores the rates,
-with this CPU's name, in conv3d_cpu/_core/cost_rates.py (rebuild nothing: it is Python).
+with this CPU's name, in conv3d_cpu/_core/cost_rates.py (rebuild nothing: it is Python); the
+tables this CPU does not run keep the rates and machine they had.
 ``--check`` then times every layer of the bench suite with each algorithm it can use at
 ``--threads`` under the default ISA, and reports what 'auto' picks against the fastest.
 
@@ -224,8 +225,10 @@ RATES_TEMPLATE = '''"""The cost model's sustained rates per kernel table and dty
 Written by ``python bench/calibrate.py --write`` from one-thread timings of 3x3x3 layers;
 rerun it to calibrate for another CPU (docs/performance.md, "the cost model").
 """
-# The machine the rates below were measured on.
-CALIBRATED_ON = "{where}"
+# (kernel table, dtype) -> the machine its rates below were measured on: a table is measured
+# on the CPUs that run it (avx2 on an AVX2-only CPU gives other rates than on an AVX-512 one).
+CALIBRATED_ON = {{
+{sources}}}
 
 # (kernel table, dtype) -> direct FLOP/s, the Winograd GEMM's FLOP/s, and seconds per (tile,
 # input channel) of the input transform and per (tile, output channel) of the output transform
@@ -241,7 +244,11 @@ def _g(v):
 
 
 def write(rates, where):
-    """cost_rates.py with ``rates`` measured on ``where``."""
+    """cost_rates.py with ``rates`` measured on ``where``; the stored rates of the tables and
+    dtypes not in ``rates`` (ISAs this CPU does not run) are kept with their machines."""
+    sources = dict(cost_rates.CALIBRATED_ON)
+    sources.update((key, where) for key in rates)
+    rates = {**cost_rates.RATES, **rates}
     entries = []
     for (table, dtype), r in sorted(rates.items()):
         def terms(key):
@@ -253,7 +260,9 @@ def write(rates, where):
                        f"        transform_in_1d={{{terms('transform_in_1d')}}}, "
                        f"transform_out_1d={{{terms('transform_out_1d')}}}),\n")
     with open(RATES_FILE, "w") as f:
-        f.write(RATES_TEMPLATE.format(where=where, entries="".join(entries)))
+        f.write(RATES_TEMPLATE.format(
+            sources="".join(f'    ("{t}", "{d}"): "{sources[t, d]}",\n' for t, d in sorted(rates)),
+            entries="".join(entries)))
 
 
 def install(rates):
@@ -318,7 +327,9 @@ def main():
             write(rates, where)
             print(f"wrote {RATES_FILE} ({where})")
     else:
-        print(f"stored rates: {cost_rates.CALIBRATED_ON}")
+        print("stored rates, measured on:")
+        for (table, dtype), where in sorted(cost_rates.CALIBRATED_ON.items()):
+            print(f"  {table:11s} {dtype}: {where}")
     if args.check or args.check_only:
         check(args.threads, args.reps)
 

@@ -87,8 +87,13 @@ def test_written_rates_read_back(calibrate, tmp_path, monkeypatch):
     rates = {("avx2", "float32"): TRUE, ("baseline", "float64"): dict(TRUE, direct=1.5e10)}
     calibrate.write(rates, "a CPU (family 1 model 2), 2026-01-01")
     ns = runpy.run_path(str(path))
-    assert ns["CALIBRATED_ON"] == "a CPU (family 1 model 2), 2026-01-01"
-    assert set(ns["RATES"]) == set(rates)
+    for key in rates:
+        assert ns["CALIBRATED_ON"][key] == "a CPU (family 1 model 2), 2026-01-01"
+    # the tables this CPU did not measure keep their rates and where they came from
+    assert set(ns["RATES"]) == set(cost_rates.RATES)
+    for key in set(cost_rates.RATES) - set(rates):
+        assert ns["RATES"][key] == cost_rates.RATES[key]
+        assert ns["CALIBRATED_ON"][key] == cost_rates.CALIBRATED_ON[key]
     assert ns["RATES"][("baseline", "float64")]["direct"] == 1.5e10
     assert ns["RATES"][("avx2", "float32")]["transform_out"] == TRUE["transform_out"]
 
@@ -97,6 +102,7 @@ def test_the_package_prices_every_table_and_dtype():
     # 'auto' looks up the rates of whichever table runs a layer: every compiled ISA is there
     assert set(cost_rates.RATES) == {(name, dtype) for name in isa.ISA_NAMES
                                      for dtype in ("float32", "float64")}
+    assert set(cost_rates.CALIBRATED_ON) == set(cost_rates.RATES)
     for rates in cost_rates.RATES.values():
         assert rates["direct"] > 0 and rates["gemm"] > 0
         assert set(rates["transform_in"]) == set(rates["transform_out"]) == {2, 4}
