@@ -158,7 +158,11 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         Extra size on the far side of each axis, smaller than the stride or the dilation.
     groups : int
     algorithm : {'auto', 'direct', 'winograd', 'winograd_f2', 'winograd_f4'}
-        As in ``conv3d``: Winograd needs stride 1, dilation 1 and one of its kernels.
+        As in ``conv3d``: Winograd needs stride 1, dilation 1 and one of its kernels. This
+        call transforms its Winograd weights anew (nothing is cached), so 'auto' and
+        'winograd' count that transform when they choose a tile; a ``ConvTranspose3d``
+        module keeps its transforms and may choose another tile: the two then agree within
+        the float precision in effect, not bitwise.
     num_threads : int, optional
         As in ``conv3d``. Results do not depend on it (bitwise).
 

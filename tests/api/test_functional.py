@@ -380,8 +380,12 @@ def test_larger_fan_in(dtype):
     # fan_in = 16*27 = 432, as in reference doc 5.1 (C16->33, k3, p1)
     m, x, y = run_module(16, 8, 3, (1, 16, 6, 7, 8), padding=1, dtype=dtype, seed=53)
     if dtype == np.float32:
-        # measured float32 error for this config in PyTorch: 2.1e-6 (reference doc 5.1)
         ref = check_conv(y, x, m.weight, m.bias, 1, 1)
+        # the default precision ('high'): 'auto' may pick F(4^3), bounded by 1e-4 x max|y|
+        assert np.max(np.abs(y - ref)) < 1e-4 * np.max(np.abs(ref))
+        # 'highest': PyTorch's own error, measured for this config: 2.1e-6 (reference doc 5.1)
+        with conv3d_cpu.float32_precision("highest"):
+            y = m(x)
         assert np.max(np.abs(y - ref)) < 1e-5
 
 

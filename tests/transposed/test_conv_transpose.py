@@ -800,7 +800,12 @@ def test_module_matches_reference(c, dtype):
     assert y.dtype == dtype and y.shape == gy.shape
     check_forward(y, x, m.weight, m.bias, geom, winograd=winograd)
     assert bits(m.forward(x)) == bits(y)
-    assert bits(conv_transpose3d(x, m.weight, m.bias, *geom, algorithm=m.algorithm)) == bits(y)
+    functional = conv_transpose3d(x, m.weight, m.bias, *geom, algorithm=m.algorithm)
+    if winograd:
+        # the function prices the weight transform that the module caches: its tile may differ
+        check_forward(functional, x, m.weight, m.bias, geom, winograd=True)
+    else:
+        assert bits(functional) == bits(y)
     has_bias = m.bias is not None
     for mask in MASKS:
         res = m.backward(x, gy, output_mask=mask)
