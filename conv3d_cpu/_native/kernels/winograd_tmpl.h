@@ -323,16 +323,20 @@ static inline __attribute__((always_inline)) void KN(wino_weights_body)(
             KN(wino_pass)(Gz, AZ, kz, g, t1, 1, ky * kx);
             KN(wino_pass)(Gy, AY, ky, t1, t2 + cv * n2, AZ, kx);
         }
+        /* Each column read once for the AX points it gives; those points' runs are written
+         * side by side, one vector each in turn. */
         T *dst = u + c0 * ocb;
         for (int yz = 0; yz < AZ * AY; yz++)
-            for (int i = 0; i < AX; i++)
-                for (int cv = 0; cv < cb * nv; cv++) {
-                    const KN(vd) *col = t2 + cv * n2 + yz * kx;
+            for (int cv = 0; cv < cb * nv; cv++) {
+                KN(vd) col[C3_WINOGRAD_MAX_ALPHA];
+                for (int b = 0; b < kx; b++) col[b] = t2[cv * n2 + yz * kx + b];
+                for (int i = 0; i < AX; i++) {
                     KN(vd) acc = Gx[i * kx] * col[0];
                     for (int b = 1; b < kx; b++) acc = acc + Gx[i * kx + b] * col[b];
                     KN(wt) q = __builtin_convertvector(acc * scale, KN(wt));
                     memcpy(dst + (yz * AX + i) * u_stride + cv * C3_LD, &q, sizeof q);
                 }
+            }
     }
 }
 
