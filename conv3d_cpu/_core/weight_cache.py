@@ -54,6 +54,15 @@ class TransformCache:
                 if key in self._entries:
                     self._entries.move_to_end(key)
             return entry[1]
+        if entry is not None:
+            # Stale (the weights changed in place, as in training): drop it first, so that its
+            # blocks go back to the buffer pool (unless a caller still holds them) and the
+            # new snapshot and transform reuse them: one transform in memory, not two.
+            with self._lock:
+                if self._entries.get(key) is entry:
+                    del self._entries[key]
+                    self._bytes -= entry[0].nbytes + entry[1].nbytes
+            entry = None
         # Transform a snapshot: a weight written meanwhile (another thread) must not be cached
         # under the old values' transform.
         snapshot = buffers.copy(weight)

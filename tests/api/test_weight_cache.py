@@ -112,3 +112,30 @@ def test_same_bytes_compares_bits():
     nan = np.array([np.nan, 1.0], np.float32)
     assert winograd.same_bytes(nan, nan.copy())          # the same NaN: the same transform
     assert not winograd.same_bytes(np.array([0.0]), np.array([-0.0]))  # the signs differ
+
+
+def test_a_stale_transform_gives_its_memory_to_the_new_one():
+    # Training changes the weights in place every step: the stale U's block goes back to the
+    # buffer pool before the new U is allocated, which reuses it (the peak holds one U).
+    limit = conv3d_cpu.get_output_cache_limit()
+    conv3d_cpu.set_output_cache_limit(1 << 28)
+    try:
+        cache = weight_cache.TransformCache(max_entries=2)
+        w = np.random.default_rng(3).standard_normal((64, 64, 3, 3, 3)).astype(np.float32)
+        u = cache.get(w, 1, (4, 4, 4))
+        assert u.nbytes >= 1 << 20  # (the pool keeps blocks of 1 MiB and more)
+        where = u.ctypes.data
+        del u
+        w[0, 0, 0, 0, 0] += 1.0
+        u = cache.get(w, 1, (4, 4, 4))
+        assert u.ctypes.data == where
+        np.testing.assert_array_equal(u, winograd.transform_weights(w, 1, (4, 4, 4)))
+        # a transform still held by a caller is never written: the new one goes elsewhere
+        held, kept = u, u.copy()
+        w[0, 0, 0, 0, 0] += 1.0
+        u = cache.get(w, 1, (4, 4, 4))
+        assert u.ctypes.data != held.ctypes.data
+        np.testing.assert_array_equal(held, kept)
+        np.testing.assert_array_equal(u, winograd.transform_weights(w, 1, (4, 4, 4)))
+    finally:
+        conv3d_cpu.set_output_cache_limit(limit)
