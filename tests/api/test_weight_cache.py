@@ -118,6 +118,7 @@ def test_a_stale_transform_gives_its_memory_to_the_new_one():
     # Training changes the weights in place every step: the stale U's block goes back to the
     # buffer pool before the new U is allocated, which reuses it (the peak holds one U).
     limit = conv3d_cpu.get_output_cache_limit()
+    conv3d_cpu.set_output_cache_limit(0)  # (empties the pool: no block of earlier tests' fits)
     conv3d_cpu.set_output_cache_limit(1 << 28)
     try:
         cache = weight_cache.TransformCache(max_entries=2)
