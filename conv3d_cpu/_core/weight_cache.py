@@ -59,9 +59,7 @@ class TransformCache:
             # blocks go back to the buffer pool (unless a caller still holds them) and the
             # new snapshot and transform reuse them: one transform in memory, not two.
             with self._lock:
-                if self._entries.get(key) is entry:
-                    del self._entries[key]
-                    self._bytes -= entry[0].nbytes + entry[1].nbytes
+                self._pop(key)
             entry = None
         # Transform a snapshot: a weight written meanwhile (another thread) must not be cached
         # under the old values' transform.
@@ -69,14 +67,18 @@ class TransformCache:
         transformed = winograd.transform_weights(snapshot, groups, m, num_threads)
         size = snapshot.nbytes + transformed.nbytes
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old[0].nbytes + old[1].nbytes
+            self._pop(key)  # (another thread's, computed meanwhile)
             if self._max_bytes is None or size <= self._max_bytes:
                 self._entries[key] = (snapshot, transformed)
                 self._bytes += size
                 self._evict()
         return transformed
+
+    def _pop(self, key):
+        """Under the lock: forget the entry for ``key``, if any."""
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= old[0].nbytes + old[1].nbytes
 
     def _evict(self):
         while self._entries and (
